@@ -1,0 +1,68 @@
+//! The version signal: what a node tells its browsers, as JSON, both in
+//! `GET /api/version` and in every event of `GET /api/version/events`.
+
+use crate::compat::Compat;
+use semver::Version;
+use serde::{Deserialize, Serialize};
+
+/// How far the live nodes agree on one version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterState {
+    /// Every live node runs the same version.
+    Settled,
+    /// Live nodes run different versions: a deploy is in progress.
+    Mixed,
+    /// This node cannot tell (coordination is unreachable or still warming up).
+    Unknown,
+}
+
+/// The cluster as one node sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterView {
+    pub state: ClusterState,
+    /// The version every live node runs, when `state` is `settled`.
+    pub settled_version: Option<Version>,
+    /// The version the cluster last announced (or its first settled version, the
+    /// baseline): the version browsers are expected to run.
+    pub announced_version: Option<Version>,
+    /// The policy that decides which differences from `announced_version` make a page stale.
+    pub compat: Compat,
+}
+
+impl ClusterView {
+    /// A lone node is its own cluster: settled and announced on its own version.
+    pub fn single_node(version: &Version, compat: Compat) -> Self {
+        Self {
+            state: ClusterState::Settled,
+            settled_version: Some(version.clone()),
+            announced_version: Some(version.clone()),
+            compat,
+        }
+    }
+}
+
+/// One node's identity.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub id: String,
+    pub version: Version,
+}
+
+/// The body of `GET /api/version` and the data of each server-sent event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionReport {
+    /// The node that answered.
+    pub node: NodeInfo,
+    /// `single` (no coordination) or `cluster` (NATS).
+    pub mode: Mode,
+    pub cluster: ClusterView,
+}
+
+/// Whether a node coordinates with others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Single,
+    Cluster,
+}

@@ -1,0 +1,164 @@
+//! The node's configuration: command-line flags, each also read from a `VO_*`
+//! environment variable (a flag wins over its variable). Every value is checked
+//! here, so a bad one stops start-up with a message that names it.
+
+use app::compat::Compat;
+use clap::Parser;
+use semver::Version;
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+/// The version this binary was built as.
+pub const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// One version-observer node.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "version-observer", version, about, long_about = None)]
+pub struct Config {
+    /// Address to serve HTTP on (port 0 picks a free port).
+    #[arg(long, env = "VO_LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+
+    /// The version this node reports and renders into its pages
+    /// [default: the version it was built as]. Any semantic version, e.g. 1.2.3
+    /// or 2.0.0-rc.1+build.5; lets one build stand in for any version in demos and tests.
+    #[arg(long, env = "VO_APP_VERSION", value_name = "SEMVER", value_parser = parse_version)]
+    pub app_version: Option<Version>,
+
+    /// This node's name in the cluster [default: <hostname>-<pid>-<random>].
+    /// Letters, digits, '.', '_' and '-', at most 64.
+    #[arg(long, env = "VO_NODE_ID", value_name = "NAME", value_parser = parse_node_id)]
+    pub node_id: Option<String>,
+
+    /// Which version changes make open pages stale: major (a change of the
+    /// leftmost non-zero component), minor, patch or exact.
+    #[arg(long, env = "VO_COMPAT", value_name = "MODE", default_value = "major")]
+    pub compat: Compat,
+
+    /// Folder with the built site (the wasm, JS and CSS under pkg/).
+    #[arg(
+        long,
+        env = "VO_SITE_ROOT",
+        value_name = "DIR",
+        default_value = "target/site"
+    )]
+    pub site_root: PathBuf,
+
+    /// Most open version streams (SSE clients); more are refused with 503.
+    #[arg(long, env = "VO_MAX_STREAMS", value_name = "N", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams: u32,
+
+    /// Most requests other than streams handled at once; more are refused with 503.
+    #[arg(long, env = "VO_MAX_INFLIGHT", value_name = "N", default_value_t = 1_024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_inflight: u32,
+
+    /// Seconds between keep-alive comments on idle version streams.
+    #[arg(long, env = "VO_KEEPALIVE_SECS", value_name = "SECS", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub keepalive_secs: u64,
+}
+
+impl Config {
+    /// The version this node runs as.
+    pub fn version(&self) -> Version {
+        self.app_version.clone().unwrap_or_else(|| {
+            Version::parse(BUILD_VERSION).expect("Cargo package versions are semver")
+        })
+    }
+
+    /// This node's id, generated once per process when not configured.
+    pub fn node_id(&self) -> String {
+        self.node_id.clone().unwrap_or_else(default_node_id)
+    }
+
+    pub fn keepalive(&self) -> Duration {
+        Duration::from_secs(self.keepalive_secs)
+    }
+
+    /// A configuration with every default, for tests and embedding.
+    pub fn defaults() -> Self {
+        Self::parse_from(["version-observer"])
+    }
+}
+
+fn parse_version(value: &str) -> Result<Version, String> {
+    Version::parse(value.trim()).map_err(|e| {
+        format!("not a semantic version (MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD], e.g. 1.4.0): {e}")
+    })
+}
+
+fn parse_node_id(value: &str) -> Result<String, String> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if value.is_empty() || value.len() > 64 || !value.chars().all(ok_char) {
+        return Err("use 1 to 64 letters, digits, '.', '_' or '-'".into());
+    }
+    Ok(value.to_owned())
+}
+
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(40)
+        .collect();
+    let host = if host.is_empty() { "node".into() } else { host };
+    format!("{host}-{}-{:04x}", std::process::id(), fastrand::u16(..))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::try_parse_from(std::iter::once("version-observer").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_are_documented_values() {
+        let c = Config::defaults();
+        assert_eq!(c.listen, "127.0.0.1:3000".parse().unwrap());
+        assert_eq!(c.compat, Compat::Major);
+        assert_eq!(c.version(), Version::parse(BUILD_VERSION).unwrap());
+        assert_eq!(c.site_root, PathBuf::from("target/site"));
+    }
+
+    #[test]
+    fn accepts_pre_release_and_build_metadata() {
+        let c = parse(&["--app-version", "1.0.0-rc.1+abc"]).unwrap();
+        assert_eq!(c.version().to_string(), "1.0.0-rc.1+abc");
+    }
+
+    #[test]
+    fn rejects_a_bad_version_naming_it() {
+        for bad in ["1.0", "v1.0.0", "latest", "1.0.0.0", ""] {
+            let err = parse(&["--app-version", bad]).unwrap_err().to_string();
+            assert!(err.contains(&format!("'{bad}'")), "{bad}: {err}");
+            assert!(err.contains("--app-version"), "{err}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_modes_and_ids_naming_them() {
+        let err = parse(&["--compat", "semver"]).unwrap_err().to_string();
+        assert!(err.contains("semver"), "{err}");
+        let err = parse(&["--node-id", "a b"]).unwrap_err().to_string();
+        assert!(err.contains("'a b'"), "{err}");
+        let err = parse(&["--listen", "localhost"]).unwrap_err().to_string();
+        assert!(err.contains("'localhost'"), "{err}");
+        let err = parse(&["--max-streams", "0"]).unwrap_err().to_string();
+        assert!(err.contains("'0'"), "{err}");
+    }
+
+    #[test]
+    fn generated_node_ids_are_valid_and_distinct() {
+        let (a, b) = (default_node_id(), default_node_id());
+        assert!(parse_node_id(&a).is_ok(), "{a}");
+        assert_eq!(a.rsplit_once('-').unwrap().0, b.rsplit_once('-').unwrap().0);
+    }
+}

@@ -1,0 +1,115 @@
+//! The version hub: the one place that holds what this node tells browsers.
+//!
+//! Every version stream watches a single `tokio::sync::watch` channel, so a
+//! change is one store plus one wake-up per stream, and the report is
+//! serialized once per change, not once per client.
+
+use app::signal::{ClusterView, Mode, NodeInfo, VersionReport};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// One published state of the node's version signal.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Increases by one with every change; the SSE event id.
+    pub seq: u64,
+    pub report: Arc<VersionReport>,
+    /// `report` as JSON, shared by every stream.
+    pub json: Arc<str>,
+}
+
+impl Snapshot {
+    fn new(seq: u64, report: VersionReport) -> Self {
+        let json = serde_json::to_string(&report).expect("reports always serialize");
+        Self {
+            seq,
+            report: Arc::new(report),
+            json: json.into(),
+        }
+    }
+}
+
+/// Holds the node's current [`VersionReport`] and fans changes out.
+#[derive(Debug)]
+pub struct VersionHub {
+    tx: watch::Sender<Snapshot>,
+}
+
+impl VersionHub {
+    pub fn new(node: NodeInfo, mode: Mode, cluster: ClusterView) -> Self {
+        let (tx, _) = watch::channel(Snapshot::new(
+            1,
+            VersionReport {
+                node,
+                mode,
+                cluster,
+            },
+        ));
+        Self { tx }
+    }
+
+    /// Publishes a new cluster view; returns whether anything changed.
+    pub fn publish(&self, cluster: ClusterView) -> bool {
+        self.tx.send_if_modified(|current| {
+            if current.report.cluster == cluster {
+                return false;
+            }
+            let report = VersionReport {
+                cluster,
+                ..(*current.report).clone()
+            };
+            *current = Snapshot::new(current.seq + 1, report);
+            true
+        })
+    }
+
+    pub fn current(&self) -> Snapshot {
+        self.tx.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Snapshot> {
+        self.tx.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use app::{compat::Compat, signal::ClusterState};
+    use semver::Version;
+
+    fn hub() -> VersionHub {
+        let v = Version::new(1, 0, 0);
+        VersionHub::new(
+            NodeInfo {
+                id: "n1".into(),
+                version: v.clone(),
+            },
+            Mode::Single,
+            ClusterView::single_node(&v, Compat::Major),
+        )
+    }
+
+    #[test]
+    fn only_changes_are_published() {
+        let hub = hub();
+        let mut rx = hub.subscribe();
+        let same = hub.current().report.cluster.clone();
+        assert!(!hub.publish(same.clone()));
+        assert!(!rx.has_changed().unwrap());
+        assert_eq!(hub.current().seq, 1);
+
+        let mixed = ClusterView {
+            state: ClusterState::Mixed,
+            settled_version: None,
+            ..same
+        };
+        assert!(hub.publish(mixed.clone()));
+        assert!(rx.has_changed().unwrap());
+        let snap = rx.borrow_and_update().clone();
+        assert_eq!(snap.seq, 2);
+        assert_eq!(snap.report.cluster, mixed);
+        let parsed: VersionReport = serde_json::from_str(&snap.json).unwrap();
+        assert_eq!(&parsed, snap.report.as_ref());
+    }
+}

@@ -1,0 +1,122 @@
+//! Helpers shared by the integration tests: start a node on a free port, and
+//! read a Server-Sent Events stream event by event.
+
+#![allow(dead_code)]
+
+use futures::StreamExt;
+use std::{net::SocketAddr, time::Duration};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use version_observer::{hub::VersionHub, Application, Config};
+
+/// Long enough for a loaded CI machine, short enough to fail fast.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+pub struct TestNode {
+    pub addr: SocketAddr,
+    pub hub: std::sync::Arc<VersionHub>,
+    pub shutdown: CancellationToken,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestNode {
+    /// Starts a node with these flags (plus `--listen 127.0.0.1:0`).
+    pub async fn start(flags: &[&str]) -> Self {
+        let args = ["version-observer", "--listen", "127.0.0.1:0"]
+            .into_iter()
+            .chain(flags.iter().copied());
+        let config = <Config as clap::Parser>::parse_from(args);
+        let app = Application::build(config).await.expect("node starts");
+        let addr = app.local_addr();
+        let hub = app.hub();
+        let shutdown = app.shutdown_token();
+        let task = tokio::spawn(app.run_until_stopped());
+        Self {
+            addr,
+            hub,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    /// Stops the node gracefully and waits (up to [`DEADLINE`]) for it to finish.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        self.shutdown.cancel();
+        let task = self.task.take().expect("stopped once");
+        tokio::time::timeout(DEADLINE, task)
+            .await
+            .expect("the node did not stop before the deadline")
+            .expect("the node task panicked")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// One parsed server-sent event.
+#[derive(Debug, Default, Clone)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub retry: Option<u64>,
+    pub data: String,
+}
+
+/// Reads events from a streaming response.
+pub struct SseReader {
+    body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buffer: String,
+}
+
+impl SseReader {
+    pub fn new(response: reqwest::Response) -> Self {
+        Self {
+            body: response.bytes_stream().boxed(),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event with data (comments and keep-alives are skipped), or
+    /// `None` when the stream ends. Panics after [`DEADLINE`].
+    pub async fn next_event(&mut self) -> Option<SseEvent> {
+        tokio::time::timeout(DEADLINE, self.next_event_inner())
+            .await
+            .expect("no server-sent event before the deadline")
+    }
+
+    async fn next_event_inner(&mut self) -> Option<SseEvent> {
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut event = SseEvent::default();
+                let mut has_data = false;
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("data:") {
+                        if has_data {
+                            event.data.push('\n');
+                        }
+                        event.data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                        has_data = true;
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        event.id = Some(v.trim().to_owned());
+                    } else if let Some(v) = line.strip_prefix("retry:") {
+                        event.retry = v.trim().parse().ok();
+                    }
+                }
+                if has_data {
+                    return Some(event);
+                }
+            }
+            match self.body.next().await {
+                Some(Ok(chunk)) => self.buffer.push_str(&String::from_utf8_lossy(&chunk)),
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The node's HTTP interface, over real HTTP on a free port.
+
+mod common;
+
+use app::{
+    compat::Compat,
+    signal::{ClusterState, ClusterView, Mode, VersionReport},
+};
+use common::{SseReader, TestNode, DEADLINE};
+use semver::Version;
+use std::time::Instant;
+
+#[tokio::test]
+async fn api_version_reports_the_flags() {
+    let node = TestNode::start(&[
+        "--app-version",
+        "2.3.4-rc.1+git.abc",
+        "--node-id",
+        "n-7",
+        "--compat",
+        "minor",
+    ])
+    .await;
+    let response = reqwest::get(node.url("/api/version")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let report: VersionReport = response.json().await.unwrap();
+    let version = Version::parse("2.3.4-rc.1+git.abc").unwrap();
+    assert_eq!(report.node.id, "n-7");
+    assert_eq!(report.node.version, version);
+    assert_eq!(report.mode, Mode::Single);
+    assert_eq!(
+        report.cluster,
+        ClusterView::single_node(&version, Compat::Minor)
+    );
+}
+
+#[tokio::test]
+async fn the_default_version_is_the_build_version() {
+    let node = TestNode::start(&[]).await;
+    let report: VersionReport = reqwest::get(node.url("/api/version"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report.node.version.to_string(), env!("CARGO_PKG_VERSION"));
+    assert_eq!(report.cluster.state, ClusterState::Settled);
+}
+
+#[tokio::test]
+async fn first_event_arrives_at_once_with_id_and_retry() {
+    let node = TestNode::start(&["--app-version", "1.0.0", "--keepalive-secs", "3600"]).await;
+    let started = Instant::now();
+    let response = reqwest::get(node.url("/api/version/events")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    assert_eq!(response.headers()["x-accel-buffering"], "no");
+    let mut events = SseReader::new(response);
+    let first = events.next_event().await.expect("a first event");
+    // Keep-alives are an hour apart here: only an event sent on connect arrives this soon.
+    assert!(started.elapsed() < DEADLINE);
+    assert_eq!(first.id.as_deref(), Some("1"));
+    let retry = first.retry.expect("a retry hint");
+    assert!((1_000..=2_000).contains(&retry), "retry {retry}");
+    let report: VersionReport = serde_json::from_str(&first.data).unwrap();
+    assert_eq!(
+        report.cluster.announced_version,
+        Some(Version::new(1, 0, 0))
+    );
+}
+
+#[tokio::test]
+async fn changes_are_pushed_to_open_streams() {
+    let node = TestNode::start(&["--app-version", "1.0.0"]).await;
+    let mut a = SseReader::new(reqwest::get(node.url("/api/version/events")).await.unwrap());
+    let mut b = SseReader::new(reqwest::get(node.url("/api/version/events")).await.unwrap());
+    a.next_event().await.unwrap();
+    b.next_event().await.unwrap();
+
+    let next = ClusterView {
+        state: ClusterState::Settled,
+        settled_version: Some(Version::new(2, 0, 0)),
+        announced_version: Some(Version::new(2, 0, 0)),
+        compat: Compat::Major,
+    };
+    assert!(node.hub.publish(next.clone()));
+    for stream in [&mut a, &mut b] {
+        let event = stream.next_event().await.expect("the change");
+        assert_eq!(event.id.as_deref(), Some("2"));
+        let report: VersionReport = serde_json::from_str(&event.data).unwrap();
+        assert_eq!(report.cluster, next);
+    }
+}
+
+#[tokio::test]
+async fn the_page_is_rendered_with_the_node_version() {
+    let node = TestNode::start(&["--app-version", "3.1.4", "--node-id", "page-node"]).await;
+    let response = reqwest::get(node.url("/")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-cache");
+    let html = response.text().await.unwrap();
+    assert!(
+        html.contains(r#"data-testid="page-version">3.1.4<"#),
+        "{html}"
+    );
+    assert!(html.contains("page-node"), "{html}");
+    assert!(
+        html.contains("/pkg/version-observer.js"),
+        "hydration script missing: {html}"
+    );
+    assert!(
+        !html.contains(r#"role="alert""#),
+        "no banner on the server: {html}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404_and_health_is_ok() {
+    let node = TestNode::start(&[]).await;
+    assert_eq!(reqwest::get(node.url("/nope")).await.unwrap().status(), 404);
+    let health = reqwest::get(node.url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.text().await.unwrap(), r#"{"status":"ok"}"#);
+}
+
+#[tokio::test]
+async fn streams_beyond_the_limit_are_refused_cleanly() {
+    let node = TestNode::start(&["--max-streams", "1"]).await;
+    let mut first = SseReader::new(reqwest::get(node.url("/api/version/events")).await.unwrap());
+    first.next_event().await.unwrap();
+
+    let refused = reqwest::get(node.url("/api/version/events")).await.unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "2");
+    // The page is still served while streams are full.
+    assert_eq!(
+        reqwest::get(node.url("/healthz")).await.unwrap().status(),
+        200
+    );
+
+    // Closing the first stream frees its slot (the server notices asynchronously).
+    drop(first);
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let r = reqwest::get(node.url("/api/version/events")).await.unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the slot was never released");
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await; // poll interval, not a wait for a condition
+    }
+}
+
+#[tokio::test]
+async fn shutdown_ends_open_streams_and_the_server() {
+    let node = TestNode::start(&[]).await;
+    let mut stream = SseReader::new(reqwest::get(node.url("/api/version/events")).await.unwrap());
+    stream.next_event().await.unwrap();
+    node.shutdown.cancel();
+    assert!(stream.next_event().await.is_none(), "the stream should end");
+    node.stop().await.expect("the server drains cleanly");
+}

@@ -1,0 +1,71 @@
+//! Start-up errors of the real binary: bad input stops it with a message that
+//! names the value, and a non-zero exit.
+
+use std::{net::TcpListener, process::Command};
+
+fn run(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_version-observer"))
+        .args(args)
+        .env_remove("VO_APP_VERSION")
+        .env_remove("VO_LISTEN")
+        .output()
+        .expect("the binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_non_semver_app_version_stops_startup_naming_it() {
+    for bad in ["1.0", "one", "1.0.0-"] {
+        let (code, stderr) = run(&["--listen", "127.0.0.1:0", "--app-version", bad]);
+        assert_ne!(code, 0, "{bad} was accepted");
+        assert!(stderr.contains(&format!("'{bad}'")), "{bad}: {stderr}");
+        assert!(stderr.contains("not a semantic version"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_bad_version_from_the_environment_is_named_too() {
+    let out = Command::new(env!("CARGO_BIN_EXE_version-observer"))
+        .args(["--listen", "127.0.0.1:0"])
+        .env("VO_APP_VERSION", "2.x")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'2.x'"));
+}
+
+#[test]
+fn a_port_in_use_is_a_clear_error() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, stderr) = run(&["--listen", &addr]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn help_documents_every_flag() {
+    let out = Command::new(env!("CARGO_BIN_EXE_version-observer"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--listen",
+        "--app-version",
+        "--node-id",
+        "--compat",
+        "--site-root",
+        "--max-streams",
+        "VO_APP_VERSION",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
+    }
+}
