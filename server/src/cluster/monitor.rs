@@ -1,0 +1,354 @@
+//! The monitor's algorithm: when to collect versions, what a collection round
+//! says, and whether the cluster has news.
+//!
+//! 1. A **round** asks every node for its version (request-reply, scatter-gather
+//!    with a deadline) and compares the replies with the membership view taken
+//!    when it started: [`assess`].
+//!    - a member that did not reply: `Incomplete`, retry with backoff, a bounded
+//!      number of times; after that wait for the membership to change (a dead
+//!      node expires from the view after `node_timeout`, which starts a round);
+//!    - replies that differ: `Mixed`, a deploy is in progress: wait;
+//!    - all equal: `Settled`.
+//! 2. A settled version is **news** only if it is incompatible with the last
+//!    announced one: [`decide`]. The first settled version of a new cluster is
+//!    its baseline, recorded but not announced. Rollbacks are news too.
+//! 3. Rounds run when the membership changes, when this node becomes leader,
+//!    and every `safety_interval` as a safety net: [`Scheduler`].
+//!
+//! No I/O and no clock here: the transport feeds results and `now` in.
+
+use app::compat::Compat;
+use semver::Version;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::{Duration, Instant},
+};
+
+/// What one collection round found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoundOutcome {
+    /// Every expected member replied, all with this version.
+    Settled(Version),
+    /// Every expected member replied, with these different versions.
+    Mixed(BTreeSet<Version>),
+    /// These members did not reply before the deadline.
+    Incomplete { missing: BTreeSet<String> },
+}
+
+/// Compares the replies of a round with the members expected to give one.
+/// Replies from nodes the view did not know are counted (they are alive).
+pub fn assess(expected: &BTreeSet<String>, replies: &BTreeMap<String, Version>) -> RoundOutcome {
+    let missing: BTreeSet<String> = expected
+        .difference(&replies.keys().cloned().collect())
+        .cloned()
+        .collect();
+    if !missing.is_empty() || replies.is_empty() {
+        return RoundOutcome::Incomplete { missing };
+    }
+    let versions: BTreeSet<Version> = replies.values().cloned().collect();
+    if versions.len() == 1 {
+        RoundOutcome::Settled(versions.into_iter().next().expect("one version"))
+    } else {
+        RoundOutcome::Mixed(versions)
+    }
+}
+
+/// What the monitor should record after a settled round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// No version was ever recorded: record this one as the baseline, quietly.
+    Baseline(Version),
+    /// Incompatible with the last announced version: announce it.
+    Announce { version: Version, previous: Version },
+    /// Compatible with the last announced version: nothing to say.
+    NoNews,
+}
+
+/// Whether `settled` is news, given the last recorded version.
+pub fn decide(settled: &Version, last: Option<&Version>, compat: Compat) -> Decision {
+    match last {
+        None => Decision::Baseline(settled.clone()),
+        Some(last) if compat.compatible(last, settled) => Decision::NoNews,
+        Some(last) => Decision::Announce {
+            version: settled.clone(),
+            previous: last.clone(),
+        },
+    }
+}
+
+/// Retry policy for incomplete rounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub first: Duration,
+    pub max: Duration,
+    /// Retries before giving up until the membership changes.
+    pub attempts: u32,
+}
+
+impl Backoff {
+    fn delay(&self, attempt: u32) -> Duration {
+        self.first
+            .saturating_mul(1 << attempt.min(16))
+            .min(self.max)
+    }
+}
+
+/// Decides when the next round is due.
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    safety_interval: Duration,
+    backoff: Backoff,
+    next_round: Instant,
+    failed_rounds: u32,
+}
+
+impl Scheduler {
+    pub fn new(safety_interval: Duration, backoff: Backoff, now: Instant) -> Self {
+        Self {
+            safety_interval,
+            backoff,
+            next_round: now,
+            failed_rounds: 0,
+        }
+    }
+
+    /// The membership changed, or this node just became leader: collect now.
+    pub fn collect_now(&mut self, now: Instant) {
+        self.next_round = self.next_round.min(now);
+        self.failed_rounds = 0;
+    }
+
+    pub fn is_due(&self, now: Instant) -> bool {
+        now >= self.next_round
+    }
+
+    pub fn next_round(&self) -> Instant {
+        self.next_round
+    }
+
+    /// Records a round's outcome and schedules the next one.
+    pub fn finished(&mut self, outcome: &RoundOutcome, now: Instant) {
+        self.next_round = match outcome {
+            RoundOutcome::Incomplete { .. } if self.failed_rounds < self.backoff.attempts => {
+                let delay = self.backoff.delay(self.failed_rounds);
+                self.failed_rounds += 1;
+                now + delay
+            }
+            RoundOutcome::Incomplete { .. } => {
+                // Enough retries: the silent member is either slow (the safety
+                // net will ask again) or dead (its expiry will change the membership).
+                now + self.safety_interval
+            }
+            RoundOutcome::Settled(_) | RoundOutcome::Mixed(_) => {
+                self.failed_rounds = 0;
+                now + self.safety_interval
+            }
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Version {
+        Version::parse(s).unwrap()
+    }
+
+    fn ids(list: &[&str]) -> BTreeSet<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn replies(list: &[(&str, &str)]) -> BTreeMap<String, Version> {
+        list.iter()
+            .map(|(id, ver)| (id.to_string(), v(ver)))
+            .collect()
+    }
+
+    #[test]
+    fn assess_table() {
+        use RoundOutcome::*;
+        let cases: Vec<(&[&str], &[(&str, &str)], RoundOutcome)> = vec![
+            (
+                &["a", "b"],
+                &[("a", "1.0.0"), ("b", "1.0.0")],
+                Settled(v("1.0.0")),
+            ),
+            (
+                &["a", "b"],
+                &[("a", "0.1.0"), ("b", "1.0.0")],
+                Mixed([v("0.1.0"), v("1.0.0")].into()),
+            ),
+            // a hung node
+            (
+                &["a", "b", "c"],
+                &[("a", "1.0.0"), ("b", "1.0.0")],
+                Incomplete {
+                    missing: ids(&["c"]),
+                },
+            ),
+            // an unknown node replied: it is alive and counts
+            (
+                &["a"],
+                &[("a", "1.0.0"), ("new", "0.9.0")],
+                Mixed([v("0.9.0"), v("1.0.0")].into()),
+            ),
+            (
+                &["a"],
+                &[("a", "1.0.0"), ("new", "1.0.0")],
+                Settled(v("1.0.0")),
+            ),
+            // the view was empty and somebody answered
+            (&[], &[("a", "2.0.0")], Settled(v("2.0.0"))),
+            // nobody at all: nothing can be concluded
+            (&[], &[], Incomplete { missing: ids(&[]) }),
+            // pre-release versions and build metadata
+            (
+                &["a", "b"],
+                &[("a", "1.0.0-rc.1"), ("b", "1.0.0-rc.1")],
+                Settled(v("1.0.0-rc.1")),
+            ),
+            (
+                &["a", "b"],
+                &[("a", "1.0.0+x"), ("b", "1.0.0+y")],
+                Mixed([v("1.0.0+x"), v("1.0.0+y")].into()),
+            ),
+        ];
+        for (expected, got, want) in cases {
+            assert_eq!(
+                assess(&ids(expected), &replies(got)),
+                want,
+                "{expected:?} {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn decide_table() {
+        use Decision::*;
+        let cases = [
+            // a brand-new cluster: the first settled version is the baseline, not news
+            ("1.0.0", None, Compat::Major, Baseline(v("1.0.0"))),
+            // same or compatible: no news
+            ("1.0.0", Some("1.0.0"), Compat::Major, NoNews),
+            ("1.4.0", Some("1.0.0"), Compat::Major, NoNews),
+            // incompatible upgrade
+            (
+                "1.0.0",
+                Some("0.1.0"),
+                Compat::Major,
+                Announce {
+                    version: v("1.0.0"),
+                    previous: v("0.1.0"),
+                },
+            ),
+            // rollbacks are announced too
+            (
+                "0.1.0",
+                Some("1.0.0"),
+                Compat::Major,
+                Announce {
+                    version: v("0.1.0"),
+                    previous: v("1.0.0"),
+                },
+            ),
+            // the policy decides
+            (
+                "1.1.0",
+                Some("1.0.0"),
+                Compat::Minor,
+                Announce {
+                    version: v("1.1.0"),
+                    previous: v("1.0.0"),
+                },
+            ),
+            ("1.0.1", Some("1.0.0"), Compat::Minor, NoNews),
+            // pre-releases
+            (
+                "2.0.0-rc.1",
+                Some("1.0.0"),
+                Compat::Major,
+                Announce {
+                    version: v("2.0.0-rc.1"),
+                    previous: v("1.0.0"),
+                },
+            ),
+            (
+                "2.0.0",
+                Some("2.0.0-rc.1"),
+                Compat::Major,
+                Announce {
+                    version: v("2.0.0"),
+                    previous: v("2.0.0-rc.1"),
+                },
+            ),
+        ];
+        for (settled, last, compat, want) in cases {
+            let last = last.map(v);
+            assert_eq!(
+                decide(&v(settled), last.as_ref(), compat),
+                want,
+                "{settled} after {last:?} ({compat})"
+            );
+        }
+    }
+
+    const BACKOFF: Backoff = Backoff {
+        first: Duration::from_millis(100),
+        max: Duration::from_millis(1_000),
+        attempts: 4,
+    };
+    const SAFETY: Duration = Duration::from_secs(10);
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn incomplete_rounds_back_off_then_wait_for_the_safety_net() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(SAFETY, BACKOFF, t0);
+        assert!(s.is_due(t0));
+        let hung = RoundOutcome::Incomplete {
+            missing: ids(&["c"]),
+        };
+        let mut now = t0;
+        for want in [100, 200, 400, 800] {
+            s.finished(&hung, now);
+            assert_eq!(s.next_round() - now, ms(want));
+            now = s.next_round();
+        }
+        s.finished(&hung, now);
+        assert_eq!(
+            s.next_round() - now,
+            SAFETY,
+            "bounded: no more fast retries"
+        );
+        // The hung node expires: membership changed, collect at once, retries reset.
+        s.collect_now(now + ms(5));
+        assert!(s.is_due(now + ms(5)));
+        s.finished(&hung, now + ms(5));
+        assert_eq!(s.next_round() - (now + ms(5)), ms(100));
+    }
+
+    #[test]
+    fn complete_rounds_wait_for_the_safety_interval_or_a_change() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(SAFETY, BACKOFF, t0);
+        s.finished(&RoundOutcome::Mixed([v("1.0.0"), v("2.0.0")].into()), t0);
+        assert!(!s.is_due(t0 + SAFETY - ms(1)));
+        assert!(s.is_due(t0 + SAFETY));
+        s.collect_now(t0 + ms(300));
+        assert!(s.is_due(t0 + ms(300)));
+        s.finished(&RoundOutcome::Settled(v("2.0.0")), t0 + ms(300));
+        assert_eq!(s.next_round(), t0 + ms(300) + SAFETY);
+    }
+
+    #[test]
+    fn backoff_is_capped() {
+        assert_eq!(BACKOFF.delay(0), ms(100));
+        assert_eq!(BACKOFF.delay(3), ms(800));
+        assert_eq!(BACKOFF.delay(4), ms(1_000));
+        assert_eq!(BACKOFF.delay(40), ms(1_000));
+    }
+}
