@@ -7,6 +7,7 @@ started=$SECONDS
 
 ensure_build_tools
 ensure_browser_tests
+ensure_nats_server
 cd "$VO_ROOT"
 
 say "cargo fmt --check"

@@ -3,6 +3,7 @@
 //! cancelled, then ends every version stream and waits for the server to drain.
 
 use crate::{
+    cluster::transport::{ClusterError, ClusterNode},
     config::Config,
     http::{self, AppState},
     hub::VersionHub,
@@ -12,7 +13,7 @@ use app::{
     PageInfo,
 };
 use leptos::config::{Env, LeptosOptions};
-use std::{io, net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{future::IntoFuture, io, net::SocketAddr, path::PathBuf, sync::Arc};
 use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -21,8 +22,10 @@ use tokio_util::sync::CancellationToken;
 pub enum StartupError {
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: io::Error },
-    #[error("the site folder {0} is missing its pkg/ bundle; build it first (scripts/build.sh)")]
+    #[error("the site folder {0} is missing its pkg/ bundle; build it first (cargo leptos build)")]
     MissingSite(PathBuf),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
 }
 
 /// A node, bound and ready to serve.
@@ -30,7 +33,11 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     hub: Arc<VersionHub>,
+    cluster: Option<ClusterNode>,
+    /// Cancelled by a signal or a test: the node should stop.
     shutdown: CancellationToken,
+    /// Cancelled once the node has left its cluster: ends every stream.
+    streams_stop: CancellationToken,
 }
 
 impl Application {
@@ -57,12 +64,31 @@ impl Application {
             source,
         })?;
 
-        let hub = Arc::new(VersionHub::new(
-            node.clone(),
-            Mode::Single,
-            ClusterView::single_node(&version, config.compat),
-        ));
+        let settings = config.cluster_settings();
+        let (mode, view) = match settings {
+            None => (
+                Mode::Single,
+                ClusterView::single_node(&version, config.compat),
+            ),
+            Some(_) => (
+                Mode::Cluster,
+                ClusterView {
+                    state: app::signal::ClusterState::Unknown,
+                    settled_version: None,
+                    announced_version: None,
+                    compat: config.compat,
+                },
+            ),
+        };
+        let hub = Arc::new(VersionHub::new(node.clone(), mode, view));
+        let cluster = match settings {
+            Some(settings) => {
+                Some(ClusterNode::start(settings, node.clone(), config.compat, hub.clone()).await?)
+            }
+            None => None,
+        };
         let shutdown = CancellationToken::new();
+        let streams_stop = CancellationToken::new();
         let state = AppState {
             leptos_options: leptos_options(&config, addr),
             hub: hub.clone(),
@@ -72,18 +98,23 @@ impl Application {
             },
             stream_slots: Arc::new(Semaphore::new(config.max_streams as usize)),
             keepalive: config.keepalive(),
-            shutdown: shutdown.clone(),
+            shutdown: streams_stop.clone(),
+            cluster: cluster.as_ref().map(ClusterNode::status),
         };
         let router = http::router(state, config.max_inflight as usize);
         tracing::info!(
             node_id = %node.id, version = %node.version, compat = %config.compat,
-            mode = "single", %addr, "node listening on http://{addr}"
+            mode = ?mode, cluster = %config.cluster,
+            nats = config.nats.as_deref().map(redact_url).unwrap_or_default(),
+            %addr, "node listening on http://{addr}"
         );
         Ok(Self {
             listener,
             router,
             hub,
+            cluster,
             shutdown,
+            streams_stop,
         })
     }
 
@@ -103,14 +134,37 @@ impl Application {
         self.hub.clone()
     }
 
+    /// Serves until the shutdown token is cancelled; then leaves the cluster
+    /// (nodedown, lease released, flushed), ends every stream, and drains.
     pub async fn run_until_stopped(self) -> io::Result<()> {
-        let shutdown = self.shutdown.clone();
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await?;
+        let streams_stop = self.streams_stop.clone();
+        let server = tokio::spawn(
+            axum::serve(self.listener, self.router)
+                .with_graceful_shutdown(streams_stop.clone().cancelled_owned())
+                .into_future(),
+        );
+        self.shutdown.cancelled().await;
+        if let Some(cluster) = self.cluster {
+            cluster.stop().await;
+        }
+        streams_stop.cancel();
+        server.await.map_err(io::Error::other)??;
         tracing::info!("node stopped");
         Ok(())
     }
+}
+
+/// A NATS URL without its password or token, for logs.
+fn redact_url(url: &str) -> String {
+    url.split(',')
+        .map(|u| match (u.find("://"), u.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}://***@{}", &u[..scheme], &u[at + 1..])
+            }
+            _ => u.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Leptos' own runtime options. cargo-leptos passes `LEPTOS_*` variables when it
@@ -132,4 +186,19 @@ fn leptos_options(config: &Config, addr: SocketAddr) -> LeptosOptions {
         .env(env)
         .reload_port(reload_port)
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls_are_redacted_for_logs() {
+        assert_eq!(
+            super::redact_url("nats://u:secret@h:4222"),
+            "nats://***@h:4222"
+        );
+        assert_eq!(
+            super::redact_url("tls://tok@a:1,nats://b:2"),
+            "tls://***@a:1,nats://b:2"
+        );
+    }
 }

@@ -53,6 +53,42 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_inflight: u32,
 
+    /// NATS server URL: puts the node in cluster mode (absent: a single node).
+    /// User and password or a token may be in the URL (nats://user:pass@host:4222);
+    /// tls:// for TLS. Several URLs may be given, comma-separated.
+    #[arg(long, env = "VO_NATS", value_name = "URL")]
+    pub nats: Option<String>,
+
+    /// NATS credentials file (JWT and NKey seed), for decentralized auth.
+    #[arg(long, env = "VO_NATS_CREDS", value_name = "FILE", requires = "nats")]
+    pub nats_creds: Option<PathBuf>,
+
+    /// Cluster name: namespaces every subject and KV bucket, so several apps or
+    /// environments can share one NATS.
+    #[arg(long, env = "VO_CLUSTER", value_name = "NAME", default_value = "default",
+          value_parser = parse_cluster_name)]
+    pub cluster: String,
+
+    /// A node not heard from for this long is gone (crash detection).
+    #[arg(long, env = "VO_NODE_TIMEOUT_MS", value_name = "MS", default_value_t = 3_000,
+          value_parser = clap::value_parser!(u64).range(300..=600_000))]
+    pub node_timeout_ms: u64,
+
+    /// The monitor's lease: a crashed monitor is replaced within about this long + 1 s.
+    #[arg(long, env = "VO_LEASE_MS", value_name = "MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(500..=600_000))]
+    pub lease_ms: u64,
+
+    /// How long a collection round waits for replies (one hung node cannot stall it longer).
+    #[arg(long, env = "VO_ROUND_TIMEOUT_MS", value_name = "MS", default_value_t = 500,
+          value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub round_timeout_ms: u64,
+
+    /// The monitor re-checks the cluster at least this often, changes or not.
+    #[arg(long, env = "VO_SAFETY_INTERVAL_MS", value_name = "MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub safety_interval_ms: u64,
+
     /// Seconds between keep-alive comments on idle version streams.
     #[arg(long, env = "VO_KEEPALIVE_SECS", value_name = "SECS", default_value_t = 15,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -76,6 +112,20 @@ impl Config {
         Duration::from_secs(self.keepalive_secs)
     }
 
+    /// The cluster settings, when the node runs in cluster mode.
+    pub fn cluster_settings(&self) -> Option<crate::cluster::transport::ClusterSettings> {
+        let url = self.nats.clone()?;
+        Some(crate::cluster::transport::ClusterSettings {
+            url,
+            creds: self.nats_creds.clone(),
+            cluster: self.cluster.clone(),
+            node_timeout: Duration::from_millis(self.node_timeout_ms),
+            lease: Duration::from_millis(self.lease_ms),
+            round_timeout: Duration::from_millis(self.round_timeout_ms),
+            safety_interval: Duration::from_millis(self.safety_interval_ms),
+        })
+    }
+
     /// A configuration with every default, for tests and embedding.
     pub fn defaults() -> Self {
         Self::parse_from(["version-observer"])
@@ -93,6 +143,11 @@ fn parse_node_id(value: &str) -> Result<String, String> {
     if value.is_empty() || value.len() > 64 || !value.chars().all(ok_char) {
         return Err("use 1 to 64 letters, digits, '.', '_' or '-'".into());
     }
+    Ok(value.to_owned())
+}
+
+fn parse_cluster_name(value: &str) -> Result<String, String> {
+    crate::cluster::protocol::valid_cluster_name(value)?;
     Ok(value.to_owned())
 }
 
@@ -126,6 +181,25 @@ mod tests {
         assert_eq!(c.compat, Compat::Major);
         assert_eq!(c.version(), Version::parse(BUILD_VERSION).unwrap());
         assert_eq!(c.site_root, PathBuf::from("target/site"));
+        assert!(c.cluster_settings().is_none(), "single node by default");
+    }
+
+    #[test]
+    fn nats_puts_the_node_in_cluster_mode() {
+        let c = parse(&[
+            "--nats",
+            "nats://u:p@127.0.0.1:4222",
+            "--cluster",
+            "shop",
+            "--lease-ms",
+            "2000",
+        ])
+        .unwrap();
+        let s = c.cluster_settings().unwrap();
+        assert_eq!(s.url, "nats://u:p@127.0.0.1:4222");
+        assert_eq!(s.cluster, "shop");
+        assert_eq!(s.lease, Duration::from_millis(2_000));
+        assert_eq!(s.node_timeout, Duration::from_millis(3_000));
     }
 
     #[test]
@@ -153,6 +227,10 @@ mod tests {
         assert!(err.contains("'localhost'"), "{err}");
         let err = parse(&["--max-streams", "0"]).unwrap_err().to_string();
         assert!(err.contains("'0'"), "{err}");
+        let err = parse(&["--cluster", "a.b"]).unwrap_err().to_string();
+        assert!(err.contains("'a.b'"), "{err}");
+        let err = parse(&["--nats-creds", "x.creds"]).unwrap_err().to_string();
+        assert!(err.contains("--nats"), "creds need a URL: {err}");
     }
 
     #[test]

@@ -8,3 +8,5 @@
 pub mod election;
 pub mod membership;
 pub mod monitor;
+pub mod protocol;
+pub mod transport;

@@ -165,10 +165,17 @@ mod tests {
             .collect()
     }
 
+    /// (members expected, replies (id, version), outcome)
+    type AssessCase = (
+        &'static [&'static str],
+        &'static [(&'static str, &'static str)],
+        RoundOutcome,
+    );
+
     #[test]
     fn assess_table() {
         use RoundOutcome::*;
-        let cases: Vec<(&[&str], &[(&str, &str)], RoundOutcome)> = vec![
+        let cases: Vec<AssessCase> = vec![
             (
                 &["a", "b"],
                 &[("a", "1.0.0"), ("b", "1.0.0")],

@@ -6,6 +6,7 @@
 //! | `GET /`                    | the page (Leptos SSR, hydrated by WASM)     |
 //! | `GET /api/version`         | this node and its cluster view, as JSON     |
 //! | `GET /api/version/events`  | the same, as Server-Sent Events             |
+//! | `GET /api/cluster`         | members, leader, state (cluster mode)       |
 //! | `GET /healthz`             | liveness                                    |
 //! | `GET /pkg/*`, other files  | the built site (wasm, JS, CSS, assets)      |
 //!
@@ -45,6 +46,8 @@ pub struct AppState {
     pub keepalive: Duration,
     /// Cancelled when the node stops; ends every stream so shutdown can finish.
     pub shutdown: CancellationToken,
+    /// The cluster status, in cluster mode.
+    pub cluster: Option<tokio::sync::watch::Receiver<crate::cluster::transport::ClusterStatus>>,
 }
 
 /// Builds the node's router.
@@ -55,6 +58,7 @@ pub fn router(state: AppState, max_inflight: usize) -> Router {
 
     let pages = Router::new()
         .route("/api/version", get(api::version))
+        .route("/api/cluster", get(api::cluster))
         .route("/healthz", get(api::healthz))
         .leptos_routes_with_context(
             &state,

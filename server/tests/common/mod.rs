@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use futures::StreamExt;
 use std::{net::SocketAddr, time::Duration};
 use tokio::task::JoinHandle;

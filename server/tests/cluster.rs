@@ -1,0 +1,364 @@
+//! Cluster coordination end to end: a real nats-server (JetStream) and real node
+//! processes, crashed with `kill -9` or stopped with SIGTERM.
+
+mod common;
+
+use app::signal::VersionReport;
+use common::{
+    cluster::{eventually, NatsServer, NodeProcess, LEASE_MS, NODE_TIMEOUT_MS},
+    SseReader,
+};
+use futures::StreamExt;
+use serde_json::Value;
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+const SETTLE: Duration = Duration::from_secs(20);
+
+/// Every message on the announce subject, collected in the background.
+struct Announcements(Arc<Mutex<Vec<Value>>>);
+
+impl Announcements {
+    async fn watch(nats: &str) -> Self {
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(nats)
+            .await
+            .unwrap();
+        let mut sub = client.subscribe("vo.test.announce").await.unwrap();
+        client.flush().await.unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        tokio::spawn(async move {
+            let _client = client;
+            while let Some(m) = sub.next().await {
+                let v: Value = serde_json::from_slice(&m.payload).unwrap_or(Value::Null);
+                sink.lock().unwrap().push(v);
+            }
+        });
+        Self(seen)
+    }
+
+    fn versions(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|v| v["record"]["version"].as_str().unwrap_or("?").to_owned())
+            .collect()
+    }
+
+    /// Holds for `window` and fails if anything is announced meanwhile.
+    async fn none_during(&self, window: Duration, context: &str) {
+        let before = self.versions();
+        let until = Instant::now() + window;
+        while Instant::now() < until {
+            assert_eq!(self.versions(), before, "announced while {context}");
+            tokio::time::sleep(Duration::from_millis(100)).await; // sampling a window, not waiting for a condition
+        }
+    }
+}
+
+/// The announced record as `node` reports it, once it has this version.
+async fn announced_on(node: &NodeProcess, version: &str, kind: &str) -> Value {
+    eventually(
+        &format!("{} to know {kind} {version}", node.id),
+        SETTLE,
+        async || {
+            let c = node.cluster().await?;
+            let record = &c["announced"]["record"];
+            (record["version"] == version && record["kind"] == kind).then(|| c.clone())
+        },
+    )
+    .await
+}
+
+async fn state_on(node: &NodeProcess, state: &str, members: usize) {
+    eventually(
+        &format!("{} to see {members} members, {state}", node.id),
+        SETTLE,
+        async || {
+            let c = node.cluster().await?;
+            (c["state"] == state && c["members"].as_array()?.len() == members).then_some(())
+        },
+    )
+    .await
+}
+
+async fn leader_of(nodes: &[&NodeProcess]) -> String {
+    eventually("a leader", SETTLE, async || {
+        for n in nodes {
+            if let Some(c) = n.cluster().await {
+                if c["this_node_leads"] == true {
+                    return Some(n.id.clone());
+                }
+            }
+        }
+        None
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_version_everywhere_is_a_baseline_not_an_announcement() {
+    let nats = NatsServer::start().await;
+    let announced = Announcements::watch(&nats.url()).await;
+    let nodes = [
+        NodeProcess::start(&nats.url(), "a", "1.0.0", &[]).await,
+        NodeProcess::start(&nats.url(), "b", "1.0.0", &[]).await,
+        NodeProcess::start(&nats.url(), "c", "1.0.0", &[]).await,
+    ];
+    for n in &nodes {
+        announced_on(n, "1.0.0", "baseline").await;
+        state_on(n, "settled", 3).await;
+    }
+    let refs: Vec<&NodeProcess> = nodes.iter().collect();
+    leader_of(&refs).await;
+    // Past several safety-net rounds: still nothing to announce.
+    announced
+        .none_during(Duration::from_secs(5), "every node runs 1.0.0")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rolling_deploy_is_announced_once_when_settled() {
+    let nats = NatsServer::start().await;
+    let url = nats.url();
+    let announced = Announcements::watch(&url).await;
+    let mut old = vec![
+        NodeProcess::start(&url, "old-1", "0.1.0", &[]).await,
+        NodeProcess::start(&url, "old-2", "0.1.0", &[]).await,
+        NodeProcess::start(&url, "old-3", "0.1.0", &[]).await,
+    ];
+    announced_on(&old[0], "0.1.0", "baseline").await;
+
+    let mut new = vec![NodeProcess::start(&url, "new-1", "1.0.0", &[]).await];
+    let response = reqwest::get(new[0].url("/api/version/events"))
+        .await
+        .unwrap();
+    let mut browser = SseReader::new(response);
+    let first: VersionReport =
+        serde_json::from_str(&browser.next_event().await.unwrap().data).unwrap();
+    assert_eq!(
+        first
+            .cluster
+            .announced_version
+            .map(|v| v.to_string())
+            .as_deref(),
+        Some("0.1.0")
+    );
+
+    // Replace the old nodes one by one, with overlap.
+    for (i, id) in ["new-2", "new-3"].into_iter().enumerate() {
+        state_on(&new[0], "mixed", 4).await;
+        old[i].stop();
+        new.push(NodeProcess::start(&url, id, "1.0.0", &[]).await);
+        state_on(&new[0], "mixed", 4).await;
+        announced
+            .none_during(
+                Duration::from_millis(NODE_TIMEOUT_MS + 500),
+                "versions are mixed",
+            )
+            .await;
+    }
+    old[2].stop();
+
+    for n in &new {
+        announced_on(n, "1.0.0", "announcement").await;
+    }
+    // The open stream of a surviving node is told.
+    let report = eventually("the browser stream to carry 1.0.0", SETTLE, async || {
+        let event = browser.next_event().await?;
+        let r: VersionReport = serde_json::from_str(&event.data).ok()?;
+        (r.cluster.announced_version.as_ref()?.to_string() == "1.0.0").then_some(r)
+    })
+    .await;
+    assert_eq!(report.node.id, "new-1");
+    // Exactly once, even after more rounds.
+    tokio::time::sleep(Duration::from_millis(2_500)).await; // let safety-net rounds run, then count
+    assert_eq!(announced.versions(), vec!["1.0.0".to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crashed_leader_mid_deploy_is_replaced_and_still_announces_once() {
+    let nats = NatsServer::start().await;
+    let url = nats.url();
+    let announced = Announcements::watch(&url).await;
+    let mut old = vec![
+        NodeProcess::start(&url, "old-1", "0.1.0", &[]).await,
+        NodeProcess::start(&url, "old-2", "0.1.0", &[]).await,
+    ];
+    announced_on(&old[0], "0.1.0", "baseline").await;
+    let new = [
+        NodeProcess::start(&url, "new-1", "1.0.0", &[]).await,
+        NodeProcess::start(&url, "new-2", "1.0.0", &[]).await,
+    ];
+    state_on(&new[0], "mixed", 4).await;
+    let all: Vec<&NodeProcess> = old.iter().chain(new.iter()).collect();
+    let leader = leader_of(&all).await;
+    assert!(leader.starts_with("old-"), "the first node leads: {leader}");
+
+    let crashed_at = Instant::now();
+    let (mut dead, mut rest): (Vec<_>, Vec<_>) = old.drain(..).partition(|n| n.id == leader);
+    dead[0].kill();
+    let survivors: Vec<&NodeProcess> = rest.iter().chain(new.iter()).collect();
+    let next = leader_of(&survivors).await;
+    assert_ne!(next, leader);
+    let failover = crashed_at.elapsed();
+    assert!(
+        failover < Duration::from_millis(LEASE_MS + 3_000),
+        "failover took {failover:?}"
+    );
+    announced
+        .none_during(Duration::from_millis(500), "an old node is still up")
+        .await;
+
+    rest[0].stop();
+    for n in &new {
+        announced_on(n, "1.0.0", "announcement").await;
+    }
+    tokio::time::sleep(Duration::from_millis(2_500)).await; // let safety-net rounds run, then count
+    assert_eq!(announced.versions(), vec!["1.0.0".to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crashed_last_old_node_is_detected_then_announced() {
+    let nats = NatsServer::start().await;
+    let url = nats.url();
+    let announced = Announcements::watch(&url).await;
+    let mut first = NodeProcess::start(&url, "old-leader", "0.1.0", &[]).await;
+    announced_on(&first, "0.1.0", "baseline").await;
+    let mut old = NodeProcess::start(&url, "old", "0.1.0", &[]).await;
+    let new = [
+        NodeProcess::start(&url, "new-1", "1.0.0", &[]).await,
+        NodeProcess::start(&url, "new-2", "1.0.0", &[]).await,
+    ];
+    state_on(&new[0], "mixed", 4).await;
+    // Hand the lease to a new node: freeze the other old node while the leader
+    // leaves (shorter than the node timeout, so it is not considered dead).
+    old.signal("-STOP");
+    first.stop();
+    let next = leader_of(&[&new[0], &new[1]]).await;
+    old.signal("-CONT");
+    state_on(&new[0], "mixed", 3).await;
+    assert!(next.starts_with("new-"));
+    announced
+        .none_during(Duration::from_millis(500), "the old node is alive")
+        .await;
+
+    let killed_at = Instant::now();
+    old.kill();
+    for n in &new {
+        announced_on(n, "1.0.0", "announcement").await;
+    }
+    let took = killed_at.elapsed();
+    assert!(
+        took >= Duration::from_millis(NODE_TIMEOUT_MS / 2),
+        "too fast to be a timeout: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(NODE_TIMEOUT_MS + 3_000),
+        "detection took {took:?}"
+    );
+    assert_eq!(announced.versions(), vec!["1.0.0".to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nats_restart_brings_no_duplicate_or_false_announcement() {
+    let mut nats = NatsServer::start().await;
+    let url = nats.url();
+    let announced = Announcements::watch(&url).await;
+    let old = NodeProcess::start(&url, "a", "0.1.0", &[]).await;
+    announced_on(&old, "0.1.0", "baseline").await;
+    let mut old = Some(old);
+    let nodes = [
+        NodeProcess::start(&url, "b", "1.0.0", &[]).await,
+        NodeProcess::start(&url, "c", "1.0.0", &[]).await,
+    ];
+    old.take().unwrap().stop();
+    let before = announced_on(&nodes[0], "1.0.0", "announcement").await;
+    assert_eq!(announced.versions(), vec!["1.0.0".to_string()]);
+
+    nats.restart().await;
+    for n in &nodes {
+        // Every node reconnects, sees the cluster again, and keeps the record.
+        eventually(&format!("{} to reconnect", n.id), SETTLE, async || {
+            let c = n.cluster().await?;
+            (c["connected"] == true && c["state"] == "settled").then_some(())
+        })
+        .await;
+        let after = announced_on(n, "1.0.0", "announcement").await;
+        assert_eq!(
+            after["announced"]["revision"], before["announced"]["revision"],
+            "the record was rewritten"
+        );
+    }
+    let refs: Vec<&NodeProcess> = nodes.iter().collect();
+    leader_of(&refs).await;
+    announced
+        .none_during(Duration::from_secs(3), "nothing changed but NATS restarted")
+        .await;
+    assert_eq!(announced.versions(), vec!["1.0.0".to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn garbage_on_the_cluster_subjects_is_logged_and_ignored() {
+    let nats = NatsServer::start().await;
+    let url = nats.url();
+    let nodes = [
+        NodeProcess::start(&url, "a", "1.0.0", &[]).await,
+        NodeProcess::start(&url, "b", "1.0.0", &[]).await,
+    ];
+    announced_on(&nodes[0], "1.0.0", "baseline").await;
+
+    let client = async_nats::connect(&url).await.unwrap();
+    let garbage: &[&[u8]] = &[
+        b"",
+        b"not json",
+        b"{}",
+        b"{\"id\":\"x\",\"version\":\"1.0\",\"incarnation\":1}",
+        &[0xff, 0x00],
+    ];
+    for subject in [
+        "vo.test.node.up",
+        "vo.test.node.heartbeat",
+        "vo.test.node.down",
+        "vo.test.node.other",
+        "vo.test.settled",
+        "vo.test.version.request",
+    ] {
+        for payload in garbage {
+            client
+                .publish_with_reply(subject, "garbage.inbox", payload.to_vec().into())
+                .await
+                .unwrap();
+        }
+    }
+    // Valid JSON that claims a node with another version must not be ignored
+    // silently either: it is a node, and it makes the cluster mixed until it times out.
+    client.flush().await.unwrap();
+
+    for n in &nodes {
+        eventually(
+            &format!("{} to log the dropped messages", n.id),
+            SETTLE,
+            async || {
+                let logs = n.logs();
+                (logs.contains("dropping a malformed presence message")
+                    && logs.contains("dropping a message on an unknown presence subject")
+                    && logs.contains("dropping a malformed version request")
+                    && logs.contains("dropping a malformed settled notice"))
+                .then_some(())
+            },
+        )
+        .await;
+        assert!(!n.logs().contains("panicked"), "{}", n.logs());
+        state_on(n, "settled", 2).await;
+    }
+    // Still working: a new node joins and the cluster sees it.
+    let c = NodeProcess::start(&url, "c", "1.0.0", &[]).await;
+    state_on(&nodes[0], "settled", 3).await;
+    announced_on(&c, "1.0.0", "baseline").await;
+}
