@@ -127,7 +127,7 @@ async fn a_rolling_deploy_is_announced_once_when_settled() {
     let nats = NatsServer::start().await;
     let url = nats.url();
     let announced = Announcements::watch(&url).await;
-    let mut old = vec![
+    let mut old = [
         NodeProcess::start(&url, "old-1", "0.1.0", &[]).await,
         NodeProcess::start(&url, "old-2", "0.1.0", &[]).await,
         NodeProcess::start(&url, "old-3", "0.1.0", &[]).await,
