@@ -718,24 +718,17 @@ impl Coordinator {
         };
         // Compare-and-set on the record too: two monitors can never both write
         // after reading the same record.
-        let written = match &last {
-            Some((revision, _)) => buckets
+        let written = match current.as_ref().map(|entry| entry.revision) {
+            Some(revision) => buckets
                 .state
-                .update(STATE_KEY, encode(&record), *revision)
+                .update(STATE_KEY, encode(&record), revision)
                 .await
                 .map_err(|e| e.to_string()),
-            None => match &current {
-                Some(entry) => buckets
-                    .state
-                    .update(STATE_KEY, encode(&record), entry.revision)
-                    .await
-                    .map_err(|e| e.to_string()),
-                None => buckets
-                    .state
-                    .create(STATE_KEY, encode(&record))
-                    .await
-                    .map_err(|e| e.to_string()),
-            },
+            None => buckets
+                .state
+                .create(STATE_KEY, encode(&record))
+                .await
+                .map_err(|e| e.to_string()),
         };
         let revision = match written {
             Ok(r) => r,
