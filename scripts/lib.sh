@@ -71,7 +71,8 @@ ensure_rust() {
   detect_toolchain
   say "Rust toolchain: $VO_TOOLCHAIN"
   if [ "$VO_TOOLCHAIN" = debian ]; then
-    apt_install rustc-web cargo-web rust-web-src lld-22 rust-web-clippy rustfmt-web
+    # rust-web-llvm: the `rust-lld` wasm32 links with (a link to lld-22).
+    apt_install rustc-web cargo-web rust-web-src rust-web-llvm lld-22 rust-web-clippy rustfmt-web
   fi
   skip "$(cargo --version) / $(rustc --version)"
 }
@@ -136,8 +137,20 @@ ensure_browser_tests() {
   fi
 }
 
-# Builds the node binary and the site (wasm, JS, CSS) with cargo-leptos.
+# The load balancer of the lab (demo, browser tests, benchmarks).
+ensure_nginx() { apt_install nginx; }
+
+# The site (wasm, JS, CSS, assets) is built by cargo-leptos; the native
+# binaries (the node, vo-lab) by one plain cargo call. cargo-leptos would build
+# the node on its own, with a feature set of its own, so the tests' cargo call
+# would compile it (and hyper, axum, leptos...) a second time.
 build_site() { # [--release]
-  say "cargo leptos build $*"
-  (cd "$VO_ROOT" && cargo leptos build "$@" "${VO_LIB_CARGO_ARGS[@]}")
+  say "cargo leptos build --frontend-only $*"
+  (cd "$VO_ROOT" && cargo leptos build --frontend-only "$@" "${VO_LIB_CARGO_ARGS[@]}")
+}
+
+# The node binary and vo-lab (nats-server + nodes + nginx on loopback).
+build_binaries() { # [cargo build args, e.g. --release]
+  say "cargo build -p version-observer -p vo-lab $*"
+  (cd "$VO_ROOT" && cargo build -p version-observer -p vo-lab "$@")
 }

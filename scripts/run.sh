@@ -7,6 +7,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ensure_build_tools
 ensure_wasm_opt
 build_site --release
+build_binaries --release
 say "starting version-observer (Ctrl-C stops it)"
 cd "$VO_ROOT"
 exec "$VO_ROOT/target/release/version-observer" "$@"

@@ -8,19 +8,23 @@ started=$SECONDS
 ensure_build_tools
 ensure_browser_tests
 ensure_nats_server
+ensure_nginx
 cd "$VO_ROOT"
 
 say "cargo fmt --check"
 cargo fmt --all -- --check
 
-# One debug build of the node and the site; the tests below reuse it.
+# One debug build of the site and of every native target (the node, vo-lab and
+# the tests, with the same package selection as `cargo test` below, so it
+# reuses this build); the browser tests run these binaries.
 build_site
+build_binaries -p app --all-targets
 
 say "cargo clippy (native crates, all targets, warnings are errors)"
-cargo clippy -p app -p version-observer --all-targets -- -D warnings
+cargo clippy -p app -p version-observer -p vo-lab --all-targets -- -D warnings
 
 say "cargo test: unit and integration tests"
-cargo test -p app -p version-observer
+cargo test -p app -p version-observer -p vo-lab
 
 say "Playwright browser tests (Chromium)"
 (cd end2end && npx playwright test)

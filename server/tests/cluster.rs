@@ -5,7 +5,7 @@ mod common;
 
 use app::signal::VersionReport;
 use common::{
-    cluster::{eventually, NatsServer, NodeProcess, LEASE_MS, NODE_TIMEOUT_MS},
+    cluster::{eventually, nats, node, NodeProcess, LEASE_MS, NODE_TIMEOUT_MS},
     SseReader,
 };
 use futures::StreamExt;
@@ -103,12 +103,12 @@ async fn leader_of(nodes: &[&NodeProcess]) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_version_everywhere_is_a_baseline_not_an_announcement() {
-    let nats = NatsServer::start().await;
+    let nats = nats().await;
     let announced = Announcements::watch(&nats.url()).await;
     let nodes = [
-        NodeProcess::start(&nats.url(), "a", "1.0.0", &[]).await,
-        NodeProcess::start(&nats.url(), "b", "1.0.0", &[]).await,
-        NodeProcess::start(&nats.url(), "c", "1.0.0", &[]).await,
+        node(&nats.url(), "a", "1.0.0").await,
+        node(&nats.url(), "b", "1.0.0").await,
+        node(&nats.url(), "c", "1.0.0").await,
     ];
     for n in &nodes {
         announced_on(n, "1.0.0", "baseline").await;
@@ -124,17 +124,17 @@ async fn one_version_everywhere_is_a_baseline_not_an_announcement() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rolling_deploy_is_announced_once_when_settled() {
-    let nats = NatsServer::start().await;
+    let nats = nats().await;
     let url = nats.url();
     let announced = Announcements::watch(&url).await;
     let mut old = [
-        NodeProcess::start(&url, "old-1", "0.1.0", &[]).await,
-        NodeProcess::start(&url, "old-2", "0.1.0", &[]).await,
-        NodeProcess::start(&url, "old-3", "0.1.0", &[]).await,
+        node(&url, "old-1", "0.1.0").await,
+        node(&url, "old-2", "0.1.0").await,
+        node(&url, "old-3", "0.1.0").await,
     ];
     announced_on(&old[0], "0.1.0", "baseline").await;
 
-    let mut new = vec![NodeProcess::start(&url, "new-1", "1.0.0", &[]).await];
+    let mut new = vec![node(&url, "new-1", "1.0.0").await];
     let response = reqwest::get(new[0].url("/api/version/events"))
         .await
         .unwrap();
@@ -153,8 +153,8 @@ async fn a_rolling_deploy_is_announced_once_when_settled() {
     // Replace the old nodes one by one, with overlap.
     for (i, id) in ["new-2", "new-3"].into_iter().enumerate() {
         state_on(&new[0], "mixed", 4).await;
-        old[i].stop();
-        new.push(NodeProcess::start(&url, id, "1.0.0", &[]).await);
+        old[i].stop().await.unwrap();
+        new.push(node(&url, id, "1.0.0").await);
         state_on(&new[0], "mixed", 4).await;
         announced
             .none_during(
@@ -163,7 +163,7 @@ async fn a_rolling_deploy_is_announced_once_when_settled() {
             )
             .await;
     }
-    old[2].stop();
+    old[2].stop().await.unwrap();
 
     for n in &new {
         announced_on(n, "1.0.0", "announcement").await;
@@ -183,17 +183,17 @@ async fn a_rolling_deploy_is_announced_once_when_settled() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crashed_leader_mid_deploy_is_replaced_and_still_announces_once() {
-    let nats = NatsServer::start().await;
+    let nats = nats().await;
     let url = nats.url();
     let announced = Announcements::watch(&url).await;
     let mut old = vec![
-        NodeProcess::start(&url, "old-1", "0.1.0", &[]).await,
-        NodeProcess::start(&url, "old-2", "0.1.0", &[]).await,
+        node(&url, "old-1", "0.1.0").await,
+        node(&url, "old-2", "0.1.0").await,
     ];
     announced_on(&old[0], "0.1.0", "baseline").await;
     let new = [
-        NodeProcess::start(&url, "new-1", "1.0.0", &[]).await,
-        NodeProcess::start(&url, "new-2", "1.0.0", &[]).await,
+        node(&url, "new-1", "1.0.0").await,
+        node(&url, "new-2", "1.0.0").await,
     ];
     state_on(&new[0], "mixed", 4).await;
     let all: Vec<&NodeProcess> = old.iter().chain(new.iter()).collect();
@@ -202,7 +202,7 @@ async fn a_crashed_leader_mid_deploy_is_replaced_and_still_announces_once() {
 
     let crashed_at = Instant::now();
     let (mut dead, mut rest): (Vec<_>, Vec<_>) = old.drain(..).partition(|n| n.id == leader);
-    dead[0].kill();
+    dead[0].kill().await;
     let survivors: Vec<&NodeProcess> = rest.iter().chain(new.iter()).collect();
     let next = leader_of(&survivors).await;
     assert_ne!(next, leader);
@@ -215,7 +215,7 @@ async fn a_crashed_leader_mid_deploy_is_replaced_and_still_announces_once() {
         .none_during(Duration::from_millis(500), "an old node is still up")
         .await;
 
-    rest[0].stop();
+    rest[0].stop().await.unwrap();
     for n in &new {
         announced_on(n, "1.0.0", "announcement").await;
     }
@@ -225,23 +225,23 @@ async fn a_crashed_leader_mid_deploy_is_replaced_and_still_announces_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crashed_last_old_node_is_detected_then_announced() {
-    let nats = NatsServer::start().await;
+    let nats = nats().await;
     let url = nats.url();
     let announced = Announcements::watch(&url).await;
-    let mut first = NodeProcess::start(&url, "old-leader", "0.1.0", &[]).await;
+    let mut first = node(&url, "old-leader", "0.1.0").await;
     announced_on(&first, "0.1.0", "baseline").await;
-    let mut old = NodeProcess::start(&url, "old", "0.1.0", &[]).await;
+    let mut old = node(&url, "old", "0.1.0").await;
     let new = [
-        NodeProcess::start(&url, "new-1", "1.0.0", &[]).await,
-        NodeProcess::start(&url, "new-2", "1.0.0", &[]).await,
+        node(&url, "new-1", "1.0.0").await,
+        node(&url, "new-2", "1.0.0").await,
     ];
     state_on(&new[0], "mixed", 4).await;
     // Hand the lease to a new node: freeze the other old node while the leader
     // leaves (shorter than the node timeout, so it is not considered dead).
-    old.signal("-STOP");
-    first.stop();
+    old.pause();
+    first.stop().await.unwrap();
     let next = leader_of(&[&new[0], &new[1]]).await;
-    old.signal("-CONT");
+    old.resume();
     state_on(&new[0], "mixed", 3).await;
     assert!(next.starts_with("new-"));
     announced
@@ -249,7 +249,7 @@ async fn a_crashed_last_old_node_is_detected_then_announced() {
         .await;
 
     let killed_at = Instant::now();
-    old.kill();
+    old.kill().await;
     for n in &new {
         announced_on(n, "1.0.0", "announcement").await;
     }
@@ -267,21 +267,21 @@ async fn a_crashed_last_old_node_is_detected_then_announced() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_nats_restart_brings_no_duplicate_or_false_announcement() {
-    let mut nats = NatsServer::start().await;
+    let mut nats = nats().await;
     let url = nats.url();
     let announced = Announcements::watch(&url).await;
-    let old = NodeProcess::start(&url, "a", "0.1.0", &[]).await;
+    let old = node(&url, "a", "0.1.0").await;
     announced_on(&old, "0.1.0", "baseline").await;
     let mut old = Some(old);
     let nodes = [
-        NodeProcess::start(&url, "b", "1.0.0", &[]).await,
-        NodeProcess::start(&url, "c", "1.0.0", &[]).await,
+        node(&url, "b", "1.0.0").await,
+        node(&url, "c", "1.0.0").await,
     ];
-    old.take().unwrap().stop();
+    old.take().unwrap().stop().await.unwrap();
     let before = announced_on(&nodes[0], "1.0.0", "announcement").await;
     assert_eq!(announced.versions(), vec!["1.0.0".to_string()]);
 
-    nats.restart().await;
+    nats.restart().await.unwrap();
     for n in &nodes {
         // Every node reconnects, sees the cluster again, and keeps the record.
         eventually(&format!("{} to reconnect", n.id), SETTLE, async || {
@@ -305,11 +305,11 @@ async fn a_nats_restart_brings_no_duplicate_or_false_announcement() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn garbage_on_the_cluster_subjects_is_logged_and_ignored() {
-    let nats = NatsServer::start().await;
+    let nats = nats().await;
     let url = nats.url();
     let nodes = [
-        NodeProcess::start(&url, "a", "1.0.0", &[]).await,
-        NodeProcess::start(&url, "b", "1.0.0", &[]).await,
+        node(&url, "a", "1.0.0").await,
+        node(&url, "b", "1.0.0").await,
     ];
     announced_on(&nodes[0], "1.0.0", "baseline").await;
 
@@ -358,7 +358,7 @@ async fn garbage_on_the_cluster_subjects_is_logged_and_ignored() {
         state_on(n, "settled", 2).await;
     }
     // Still working: a new node joins and the cluster sees it.
-    let c = NodeProcess::start(&url, "c", "1.0.0", &[]).await;
+    let c = node(&url, "c", "1.0.0").await;
     state_on(&nodes[0], "settled", 3).await;
     announced_on(&c, "1.0.0", "baseline").await;
 }

@@ -164,6 +164,16 @@ impl Election {
         change
     }
 
+    /// A node left gracefully (it hands its lease back before it says
+    /// nodedown): a follower tries to take the lease now rather than at its
+    /// next scheduled attempt, so a handover takes one round trip, not an
+    /// attempt interval.
+    pub fn attempt_now(&mut self, now: Instant) {
+        if let Role::Follower { next_attempt } = &mut self.role {
+            *next_attempt = (*next_attempt).min(now);
+        }
+    }
+
     /// Gives the lease up (graceful stop); returns the revision to delete, if held.
     pub fn resign(&mut self, now: Instant) -> Option<u64> {
         let held = match self.role {
@@ -281,6 +291,21 @@ mod tests {
         let late_reply = t0 + ms(2_000);
         assert!(e.is_leader(late_reply));
         assert!(!e.is_leader(t0 + LEASE - e.margin()));
+    }
+
+    #[test]
+    fn a_graceful_departure_makes_a_follower_try_at_once() {
+        let t0 = Instant::now();
+        let mut e = Election::new(LEASE, t0);
+        e.lost(t0);
+        assert_eq!(e.poll(t0 + ms(10)), (ElectionAction::Wait, None));
+        e.attempt_now(t0 + ms(10));
+        assert_eq!(e.poll(t0 + ms(10)), (ElectionAction::Acquire, None));
+        // A leader is not disturbed by someone else leaving.
+        e.won(4, t0 + ms(10));
+        e.attempt_now(t0 + ms(20));
+        assert_eq!(e.poll(t0 + ms(20)), (ElectionAction::Wait, None));
+        assert_eq!(e.fence(t0 + ms(20)), Some(4));
     }
 
     #[test]

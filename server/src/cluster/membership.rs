@@ -94,6 +94,11 @@ impl MembershipView {
         self.observing_since = None;
     }
 
+    /// When the view becomes warm, if it is observing.
+    pub fn warm_at(&self) -> Option<Instant> {
+        self.observing_since.map(|since| since + self.node_timeout)
+    }
+
     /// Whether every live node has had a full `node_timeout` to be heard.
     pub fn is_warm(&self, now: Instant) -> bool {
         self.observing_since
@@ -235,9 +240,11 @@ mod tests {
         assert_eq!(view.agreement(t0 + TIMEOUT - ms(1)), Agreement::Unknown);
         view.heard("a", &v("1.0.0"), 1, false, t0 + ms(2_000));
         assert_eq!(view.agreement(t0 + TIMEOUT), Agreement::Settled(v("1.0.0")));
+        assert_eq!(view.warm_at(), Some(t0 + TIMEOUT));
 
         // A reconnect makes it cold again, members kept.
         view.stop_observing();
+        assert_eq!(view.warm_at(), None);
         assert_eq!(view.agreement(t0 + TIMEOUT), Agreement::Unknown);
         view.start_observing(t0 + ms(4_000));
         assert_eq!(view.agreement(t0 + ms(4_000)), Agreement::Unknown);

@@ -30,7 +30,7 @@ use futures::StreamExt;
 use semver::Version;
 use serde::Serialize;
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeMap,
     path::PathBuf,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -80,7 +80,7 @@ pub struct MemberStatus {
 }
 
 /// The body of `GET /api/cluster`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ClusterStatus {
     pub cluster: String,
     pub node_id: String,
@@ -91,13 +91,32 @@ pub struct ClusterStatus {
     pub settled_version: Option<Version>,
     pub announced: Option<SettledNotice>,
     pub members: Vec<MemberStatus>,
+    /// The last collection round this node ran as monitor.
+    pub last_round: Option<RoundStats>,
+}
+
+/// One collection round, as `GET /api/cluster` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoundStats {
+    pub round: u64,
+    /// Members the view expected to reply.
+    pub expected: usize,
+    pub replies: usize,
+    /// `settled`, `mixed` or `incomplete`.
+    pub outcome: &'static str,
+    /// From publishing the request to the last reply (or the deadline).
+    pub collect_ms: f64,
 }
 
 /// A running cluster node; [`stop`](Self::stop) leaves the cluster gracefully.
 pub struct ClusterNode {
     status: watch::Receiver<ClusterStatus>,
-    stop: CancellationToken,
-    tasks: JoinSet<()>,
+    /// The coordinator stops first: it hands the lease back...
+    coordinator_stop: CancellationToken,
+    coordinator: tokio::task::JoinHandle<()>,
+    /// ...then presence says nodedown, so whoever hears it can take the lease at once.
+    messaging_stop: CancellationToken,
+    messaging: JoinSet<()>,
     client: Client,
 }
 
@@ -152,7 +171,8 @@ impl ClusterNode {
             incarnation,
         };
         let leader_flag = Arc::new(AtomicBool::new(false));
-        let stop = CancellationToken::new();
+        let coordinator_stop = CancellationToken::new();
+        let messaging_stop = CancellationToken::new();
         let (connected_tx, connected_rx) = watch::channel(false);
         let initial = ClusterStatus {
             cluster: settings.cluster.clone(),
@@ -164,25 +184,26 @@ impl ClusterNode {
             settled_version: None,
             announced: None,
             members: Vec::new(),
+            last_round: None,
         };
         let (status_tx, status_rx) = watch::channel(initial);
         let (ready_tx, ready_rx) = watch::channel(false);
 
-        let mut tasks = JoinSet::new();
-        tasks.spawn(presence_task(
+        let mut messaging = JoinSet::new();
+        messaging.spawn(presence_task(
             client.clone(),
             names.clone(),
             me.clone(),
             settings.node_timeout / 3,
             leader_flag.clone(),
             connected_rx.clone(),
-            stop.clone(),
+            messaging_stop.clone(),
         ));
-        tasks.spawn(responder_task(
+        messaging.spawn(responder_task(
             client.clone(),
             names.clone(),
             me.clone(),
-            stop.clone(),
+            messaging_stop.clone(),
         ));
         let coordinator = Coordinator {
             client: client.clone(),
@@ -203,16 +224,22 @@ impl ClusterNode {
             ),
             settings,
             buckets: None,
+            next_bucket_attempt: Instant::now(),
             connected: false,
             announced: None,
             round: 0,
+            last_round: None,
             hub,
             leader_flag,
             connected_tx,
             status_tx,
             ready_tx,
+            changes: 1,
+            published_changes: 0,
+            published_at: Instant::now(),
+            was_warm: false,
         };
-        tasks.spawn(coordinator.run(events_rx, stop.clone()));
+        let coordinator = tokio::spawn(coordinator.run(events_rx, coordinator_stop.clone()));
         // A browser that connects right after start-up must get the settled
         // version at once: give the first connection and record read a moment
         // (bounded: with NATS down the node serves anyway, state `unknown`).
@@ -220,8 +247,10 @@ impl ClusterNode {
         let _ = tokio::time::timeout(STARTUP_WAIT, ready.wait_for(|r| *r)).await;
         Ok(Self {
             status: status_rx,
-            stop,
-            tasks,
+            coordinator_stop,
+            coordinator,
+            messaging_stop,
+            messaging,
             client,
         })
     }
@@ -230,10 +259,14 @@ impl ClusterNode {
         self.status.clone()
     }
 
-    /// Leaves gracefully: gives up the lease, announces nodedown, flushes.
+    /// Leaves gracefully, in this order: gives the lease back (and waits for
+    /// the server to confirm), then announces nodedown, then flushes. A
+    /// follower that hears the nodedown can therefore take the lease at once.
     pub async fn stop(mut self) {
-        self.stop.cancel();
-        while self.tasks.join_next().await.is_some() {}
+        self.coordinator_stop.cancel();
+        let _ = self.coordinator.await;
+        self.messaging_stop.cancel();
+        while self.messaging.join_next().await.is_some() {}
         let _ = tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await;
     }
 }
@@ -345,20 +378,33 @@ struct Coordinator {
     election: Election,
     scheduler: Scheduler,
     buckets: Option<Buckets>,
+    /// When to try opening the buckets again, if they are not open.
+    next_bucket_attempt: Instant,
     connected: bool,
     announced: Option<SettledNotice>,
     round: u64,
+    last_round: Option<RoundStats>,
     hub: Arc<VersionHub>,
     leader_flag: Arc<AtomicBool>,
     connected_tx: watch::Sender<bool>,
     status_tx: watch::Sender<ClusterStatus>,
     /// Set once the first record read after connecting is done.
     ready_tx: watch::Sender<bool>,
+    /// Counts changes to anything the view or the status shows, so they are
+    /// rebuilt only when something changed (not on every heartbeat), plus
+    /// every [`STATUS_REFRESH`] for the members' ages.
+    changes: u64,
+    published_changes: u64,
+    published_at: Instant,
+    was_warm: bool,
 }
 
-const TICK: Duration = Duration::from_millis(50);
 const STARTUP_WAIT: Duration = Duration::from_secs(2);
 const RECORD_REFRESH: Duration = Duration::from_secs(5);
+const STATUS_REFRESH: Duration = Duration::from_secs(1);
+const BUCKET_RETRY: Duration = Duration::from_millis(500);
+/// The coordinator never spins faster than this, whatever a deadline says.
+const MIN_WAKE: Duration = Duration::from_millis(1);
 
 impl Coordinator {
     async fn run(mut self, mut events: mpsc::UnboundedReceiver<Event>, stop: CancellationToken) {
@@ -379,10 +425,12 @@ impl Coordinator {
         if self.client.connection_state() == async_nats::connection::State::Connected {
             self.on_connected().await;
         }
-        let mut ticker = tokio::time::interval(TICK);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut last_refresh = Instant::now();
+        // Event-driven: every message is acted on at once, and between messages
+        // the loop sleeps until the next deadline (a lease renewal, an expiry,
+        // a scheduled round), so nothing waits for a polling tick.
         loop {
+            let wake = self.next_wake(last_refresh + RECORD_REFRESH);
             tokio::select! {
                 _ = stop.cancelled() => break,
                 Some(event) = events.recv() => match event {
@@ -396,22 +444,49 @@ impl Coordinator {
                     Ok(notice) => self.apply_notice(notice, false),
                     Err(e) => tracing::warn!(subject = %message.subject, error = %e, "dropping a malformed settled notice"),
                 },
-                _ = ticker.tick() => {
+                _ = tokio::time::sleep_until(wake.into()) => {
                     if self.connected && last_refresh.elapsed() >= RECORD_REFRESH {
                         last_refresh = Instant::now();
                         self.refresh_record().await;
                     }
-                    self.tick().await;
                 }
             }
+            self.tick().await;
             self.publish_view();
         }
         self.leave().await;
     }
 
+    /// The earliest moment something is due: `refresh` (the next KV re-read),
+    /// the status refresh, the election's next step, a member's expiry, the
+    /// view becoming warm, or (as monitor) the next round.
+    fn next_wake(&self, refresh: Instant) -> Instant {
+        let now = Instant::now();
+        let mut wake = refresh.min(self.published_at + STATUS_REFRESH);
+        let leads = self.election.is_leader(now);
+        if self.connected && self.buckets.is_some() {
+            wake = wake.min(self.election.next_deadline());
+        } else if self.connected {
+            wake = wake.min(self.next_bucket_attempt);
+        } else if leads {
+            // Cut off: the lease cannot be renewed; step down on our own clock.
+            wake = wake.min(self.election.next_deadline());
+        }
+        if let Some(expiry) = self.view.next_expiry() {
+            wake = wake.min(expiry);
+        }
+        match self.view.warm_at() {
+            Some(warm) if warm > now => wake = wake.min(warm),
+            Some(_) if leads && self.connected => wake = wake.min(self.scheduler.next_round()),
+            _ => {}
+        }
+        wake.max(now + MIN_WAKE)
+    }
+
     async fn on_connected(&mut self) {
         tracing::info!(url = %self.settings.url, cluster = %self.names.cluster(), "connected to NATS");
         self.connected = true;
+        self.changes += 1;
         self.view.start_observing(Instant::now());
         let _ = self.connected_tx.send(true);
         match self.open_buckets().await {
@@ -426,6 +501,7 @@ impl Coordinator {
     fn on_disconnected(&mut self) {
         tracing::warn!("disconnected from NATS; cluster state unknown until it returns");
         self.connected = false;
+        self.changes += 1;
         self.view.stop_observing();
         let _ = self.connected_tx.send(false);
     }
@@ -474,7 +550,14 @@ impl Coordinator {
         };
         let now = Instant::now();
         let material = match kind {
-            PresenceKind::Down => self.view.left(&presence.id, presence.incarnation),
+            PresenceKind::Down => {
+                let was_monitor = self.view.get(&presence.id).is_some_and(|m| m.leader);
+                if was_monitor {
+                    // It handed the lease back before saying nodedown.
+                    self.election.attempt_now(now);
+                }
+                self.view.left(&presence.id, presence.incarnation)
+            }
             PresenceKind::Up | PresenceKind::Heartbeat => self
                 .view
                 .heard(
@@ -488,6 +571,7 @@ impl Coordinator {
         };
         if material {
             tracing::info!(node = %presence.id, version = %presence.version, event = kind.as_str(), "membership changed");
+            self.changes += 1;
             self.scheduler.collect_now(now);
         }
     }
@@ -497,7 +581,13 @@ impl Coordinator {
         let expired = self.view.expire(now);
         if !expired.is_empty() {
             tracing::info!(nodes = ?expired, "nodes timed out");
+            self.changes += 1;
             self.scheduler.collect_now(now);
+        }
+        let warm = self.view.is_warm(now);
+        if warm != self.was_warm {
+            self.was_warm = warm;
+            self.changes += 1;
         }
         if !self.connected {
             // The lease cannot be renewed; `poll` steps down on our own clock.
@@ -517,9 +607,14 @@ impl Coordinator {
 
     async fn run_election(&mut self, now: Instant) {
         let Some(lease) = self.buckets.as_ref().map(|b| b.lease.clone()) else {
-            match self.open_buckets().await {
-                Ok(b) => self.buckets = Some(b),
-                Err(e) => tracing::debug!(error = %e, "KV buckets still unavailable"),
+            if now >= self.next_bucket_attempt {
+                match self.open_buckets().await {
+                    Ok(b) => self.buckets = Some(b),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "KV buckets still unavailable");
+                        self.next_bucket_attempt = Instant::now() + BUCKET_RETRY;
+                    }
+                }
             }
             return;
         };
@@ -557,6 +652,7 @@ impl Coordinator {
     }
 
     fn role_changed(&mut self, change: RoleChange) {
+        self.changes += 1;
         match change {
             RoleChange::BecameLeader { fence } => {
                 tracing::info!(fence, "elected monitor");
@@ -585,14 +681,22 @@ impl Coordinator {
                 return;
             }
         };
+        let collect_ms = started.elapsed().as_secs_f64() * 1000.0;
         let outcome = monitor::assess(&expected, &replies);
         self.scheduler.finished(&outcome, Instant::now());
-        tracing::debug!(
-            round = self.round,
-            ?outcome,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "round"
-        );
+        tracing::debug!(round = self.round, ?outcome, collect_ms, "round");
+        self.last_round = Some(RoundStats {
+            round: self.round,
+            expected: expected.len(),
+            replies: replies.len(),
+            outcome: match outcome {
+                RoundOutcome::Settled(_) => "settled",
+                RoundOutcome::Mixed(_) => "mixed",
+                RoundOutcome::Incomplete { .. } => "incomplete",
+            },
+            collect_ms,
+        });
+        self.changes += 1;
         match &outcome {
             RoundOutcome::Settled(version) => self.settle(version.clone()).await,
             RoundOutcome::Mixed(versions) => tracing::info!(?versions, "versions mixed; waiting"),
@@ -790,11 +894,21 @@ impl Coordinator {
             .is_none_or(|a| notice.revision > a.revision);
         if newer || (authoritative && self.announced.as_ref() != Some(&notice)) {
             self.announced = Some(notice);
+            self.changes += 1;
         }
     }
 
+    /// Publishes the view to the hub (browsers) and the status (`/api/cluster`)
+    /// when something changed since the last time, or the status is a second old.
     fn publish_view(&mut self) {
         let now = Instant::now();
+        if self.changes == self.published_changes
+            && now.saturating_duration_since(self.published_at) < STATUS_REFRESH
+        {
+            return;
+        }
+        self.published_changes = self.changes;
+        self.published_at = now;
         let (state, settled_version) = match (self.connected, self.view.agreement(now)) {
             (true, Agreement::Settled(v)) => (ClusterState::Settled, Some(v)),
             (true, Agreement::Mixed(_)) => (ClusterState::Mixed, None),
@@ -833,13 +947,9 @@ impl Coordinator {
             settled_version,
             announced: self.announced.clone(),
             members,
+            last_round: self.last_round.clone(),
         };
-        self.status_tx.send_if_modified(|current| {
-            // Ages change every tick; only notify watchers of real changes.
-            let changed = strip_ages(current) != strip_ages(&status);
-            *current = status;
-            changed
-        });
+        self.status_tx.send_replace(status);
     }
 
     /// Graceful exit: hand the lease back so another node takes over at once.
@@ -858,30 +968,4 @@ impl Coordinator {
             }
         }
     }
-}
-
-/// The part of a status that matters for change notifications (ages tick).
-type StatusKey<'a> = (
-    Option<&'a String>,
-    bool,
-    ClusterState,
-    Option<&'a Version>,
-    Option<&'a SettledNotice>,
-    bool,
-    BTreeSet<(&'a str, &'a Version, bool)>,
-);
-
-fn strip_ages(s: &ClusterStatus) -> StatusKey<'_> {
-    (
-        s.leader.as_ref(),
-        s.this_node_leads,
-        s.state,
-        s.settled_version.as_ref(),
-        s.announced.as_ref(),
-        s.connected,
-        s.members
-            .iter()
-            .map(|m| (m.id.as_str(), &m.version, m.leader))
-            .collect(),
-    )
 }

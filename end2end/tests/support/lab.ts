@@ -1,0 +1,140 @@
+// A cluster on loopback for browser tests: nats-server, node slots n1..nN and
+// nginx in front, all started by `vo-lab serve` (the same lab as `vo-lab demo`
+// and the Rust cluster tests) and driven over its control API.
+import { ChildProcess, spawn } from 'node:child_process';
+import * as path from 'node:path';
+import * as readline from 'node:readline';
+import { REPO_ROOT, waitFor } from './node';
+
+const LAB_BIN = process.env.VO_LAB_BIN ?? path.join(REPO_ROOT, 'target', 'debug', 'vo-lab');
+
+export interface Timings {
+  nodeTimeoutMs: number;
+  leaseMs: number;
+  roundTimeoutMs: number;
+  safetyIntervalMs: number;
+}
+
+/** Short enough for tests, long enough for a loaded 2-core machine. */
+export const E2E_TIMINGS: Timings = {
+  nodeTimeoutMs: 1_500,
+  leaseMs: 3_000,
+  roundTimeoutMs: 300,
+  safetyIntervalMs: 2_000,
+};
+
+export interface Announcement {
+  at_ms: number;
+  version: string;
+  previous: string | null;
+  revision: number;
+  leader: string;
+}
+
+export interface LabStatus {
+  proxy: string;
+  nodes: { id: string; port: number; running: boolean; version: string | null }[];
+  view: null | {
+    state: 'settled' | 'mixed' | 'unknown';
+    leader: string | null;
+    settled_version: string | null;
+    members: { id: string; version: string }[];
+    announced: null | { revision: number; record: { version: string; kind: 'baseline' | 'announcement' } };
+  };
+  announcements: Announcement[];
+}
+
+export class Lab {
+  private constructor(
+    private readonly child: ChildProcess,
+    readonly control: string,
+    /** nginx: what the browser opens. */
+    readonly proxy: string,
+    readonly timings: Timings,
+    private readonly output: string[],
+  ) {}
+
+  static async start(nodes = 3, timings: Timings = E2E_TIMINGS): Promise<Lab> {
+    const args = [
+      'serve',
+      '--nodes', String(nodes),
+      '--node-timeout-ms', String(timings.nodeTimeoutMs),
+      '--lease-ms', String(timings.leaseMs),
+      '--round-timeout-ms', String(timings.roundTimeoutMs),
+      '--safety-interval-ms', String(timings.safetyIntervalMs),
+    ];
+    const child = spawn(LAB_BIN, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const output: string[] = [];
+    child.stderr?.on('data', (d) => output.push(String(d)));
+    const first = await new Promise<string>((resolve, reject) => {
+      const lines = readline.createInterface({ input: child.stdout! });
+      lines.once('line', resolve);
+      child.once('exit', (code) => reject(new Error(`vo-lab exited (${code}):\n${output.join('')}`)));
+      child.once('error', reject);
+    });
+    const urls = JSON.parse(first);
+    return new Lab(child, urls.control, urls.proxy, timings, output);
+  }
+
+  private async call(method: 'GET' | 'POST', route: string, body?: unknown) {
+    const response = await fetch(`${this.control}${route}`, {
+      method,
+      headers: body ? { 'content-type': 'application/json' } : undefined,
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    if (!response.ok) throw new Error(`${method} ${route}: ${response.status} ${await response.text()}`);
+    return response;
+  }
+
+  async startNode(id: string, version: string) {
+    await this.call('POST', `/nodes/${id}/start`, { version });
+  }
+
+  /** Graceful stop (SIGTERM); resolves once the process has exited cleanly. */
+  async stopNode(id: string) {
+    await this.call('POST', `/nodes/${id}/stop`);
+  }
+
+  /** `kill -9`. */
+  async killNode(id: string) {
+    await this.call('POST', `/nodes/${id}/kill`);
+  }
+
+  async status(): Promise<LabStatus> {
+    return (await this.call('GET', '/status')).json();
+  }
+
+  async announcements(): Promise<Announcement[]> {
+    return (await this.status()).announcements;
+  }
+
+  async logs(id: string): Promise<string> {
+    return (await this.call('GET', `/nodes/${id}/logs`)).text();
+  }
+
+  /** Polls the lab's status until `check` holds. */
+  async until(what: string, check: (s: LabStatus) => boolean, timeoutMs = 20_000): Promise<LabStatus> {
+    let last: LabStatus | undefined;
+    await waitFor(what, async () => {
+      last = await this.status();
+      return check(last);
+    }, timeoutMs).catch((e) => {
+      throw new Error(`${e.message}; last status: ${JSON.stringify(last)}`);
+    });
+    return last!;
+  }
+
+  /** Stops every node, nginx and nats-server, and waits for vo-lab to exit. */
+  async stop() {
+    const exited = new Promise((r) => this.child.once('exit', r));
+    if (this.child.exitCode !== null) return;
+    await this.call('POST', '/shutdown').catch(() => this.child.kill('SIGTERM'));
+    await exited;
+  }
+}
+
+/** The version and kind of the record the cluster's monitor holds. */
+export function recorded(s: LabStatus): [string, string] | undefined {
+  const record = s.view?.announced?.record;
+  return record ? [record.version, record.kind] : undefined;
+}

@@ -1,0 +1,434 @@
+//! `vo-lab`: a cluster on loopback (nats-server, nodes, nginx).
+//!
+//! - `vo-lab demo`: a rolling deploy at a human pace, narrated, behind one URL
+//!   to keep open in a browser. Ctrl-C stops everything.
+//! - `vo-lab serve`: the same lab, driven over HTTP (see `vo_lab::control`);
+//!   prints one JSON line with its URLs, then serves until stopped. The
+//!   Playwright scenes use it.
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
+use std::{sync::Arc, time::Duration};
+use tokio::sync::{Mutex, Notify};
+use vo_lab::{lab::LabStatus, tools, wait, Lab, LabConfig, Timings};
+
+#[derive(Parser)]
+#[command(
+    name = "vo-lab",
+    about = "A version-observer cluster on loopback: nats-server, nodes and nginx"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Walk through a rolling deploy at a human pace; keep a browser tab open on the printed URL.
+    Demo(DemoArgs),
+    /// Start the lab and drive it over HTTP (for tests); prints {"control","proxy","nats"}.
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Clone)]
+struct LabArgs {
+    /// Node slots behind nginx (n1, n2, ...).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=20))]
+    nodes: u16,
+    /// The cluster name (namespaces subjects and buckets).
+    #[arg(long, default_value = "lab")]
+    cluster: String,
+    /// The nodes' --node-timeout-ms.
+    #[arg(long, default_value_t = Timings::DEFAULT.node_timeout_ms)]
+    node_timeout_ms: u64,
+    /// The nodes' --lease-ms.
+    #[arg(long, default_value_t = Timings::DEFAULT.lease_ms)]
+    lease_ms: u64,
+    /// The nodes' --round-timeout-ms.
+    #[arg(long, default_value_t = Timings::DEFAULT.round_timeout_ms)]
+    round_timeout_ms: u64,
+    /// The nodes' --safety-interval-ms.
+    #[arg(long, default_value_t = Timings::DEFAULT.safety_interval_ms)]
+    safety_interval_ms: u64,
+    /// Another flag for every node (repeatable), e.g. --node-arg=--compat=minor.
+    #[arg(long = "node-arg", allow_hyphen_values = true)]
+    node_args: Vec<String>,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    #[command(flatten)]
+    lab: LabArgs,
+    /// nginx's port: the URL to open.
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// The version the cluster runs first.
+    #[arg(long, default_value = "0.1.0", value_parser = parse_version)]
+    from: String,
+    /// The incompatible version it is deployed to.
+    #[arg(long, default_value = "1.0.0", value_parser = parse_version)]
+    to: String,
+    /// A compatible version deployed last (no banner).
+    #[arg(long, default_value = "1.1.0", value_parser = parse_version)]
+    minor: String,
+    /// Seconds between steps.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u64).range(0..=600))]
+    pace: u64,
+    /// Seconds to open the browser before the deploy starts.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    open_for: u64,
+    /// Stop when the walk-through ends instead of keeping the cluster up.
+    #[arg(long)]
+    exit: bool,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    lab: LabArgs,
+    /// nginx's port (0: a free one).
+    #[arg(long, default_value_t = 0)]
+    proxy_port: u16,
+    /// Where the control API listens.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    control: std::net::SocketAddr,
+}
+
+fn parse_version(value: &str) -> Result<String, String> {
+    semver::Version::parse(value)
+        .map(|v| v.to_string())
+        .map_err(|e| format!("{value:?} is not a semantic version (e.g. 1.0.0): {e}"))
+}
+
+impl LabArgs {
+    fn config(&self, proxy_port: u16) -> LabConfig {
+        let mut config = LabConfig::new(tools::node_binary(), self.nodes.into());
+        config.cluster = self.cluster.clone();
+        config.timings = Timings {
+            node_timeout_ms: self.node_timeout_ms,
+            lease_ms: self.lease_ms,
+            round_timeout_ms: self.round_timeout_ms,
+            safety_interval_ms: self.safety_interval_ms,
+        };
+        config.proxy_port = proxy_port;
+        config.node_args = self.node_args.clone();
+        config
+    }
+}
+
+// One thread: the lab's processes get a parent-death signal (see vo_lab::process).
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let binary = tools::node_binary();
+    if !binary.exists() {
+        bail!(
+            "no node binary at {} (build it first: scripts/test.sh or scripts/demo.sh do; or set VO_BIN)",
+            binary.display()
+        );
+    }
+    match cli.command {
+        Command::Demo(args) => demo(args).await,
+        Command::Serve(args) => serve(args).await,
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn stop_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM can be watched");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let lab = Lab::start(args.lab.config(args.proxy_port))
+        .await
+        .context("cannot start the lab")?;
+    let (proxy, nats) = (lab.proxy_url(), lab.nats_url());
+    let lab = Arc::new(Mutex::new(lab));
+    let shutdown = Arc::new(Notify::new());
+    let listener = tokio::net::TcpListener::bind(args.control)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.control))?;
+    let control = format!("http://{}", listener.local_addr()?);
+    println!(
+        "{}",
+        serde_json::json!({ "control": control, "proxy": proxy, "nats": nats })
+    );
+    let router = vo_lab::control::router(lab.clone(), shutdown.clone());
+    let stop = shutdown.clone();
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = stop_signal() => {}
+                _ = stop.notified() => {}
+            }
+        })
+        .await?;
+    let lab = Arc::try_unwrap(lab)
+        .map_err(|_| anyhow::anyhow!("the lab is still in use"))?
+        .into_inner();
+    lab.shutdown().await;
+    Ok(())
+}
+
+async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    say(&format!(
+        "starting nats-server (JetStream) and nginx on http://127.0.0.1:{}",
+        args.port
+    ));
+    let mut lab = Lab::start(args.lab.config(args.port))
+        .await
+        .context("cannot start the lab")?;
+    let outcome = tokio::select! {
+        r = walk_through(&mut lab, &args) => r,
+        _ = stop_signal() => { say("stopping (signal)"); Ok(()) }
+    };
+    say("stopping every node, nginx and nats-server");
+    lab.shutdown().await;
+    say("stopped; nothing left running");
+    outcome
+}
+
+/// The narrated rolling deploy.
+async fn walk_through(lab: &mut Lab, args: &DemoArgs) -> anyhow::Result<()> {
+    let slots = lab.config().slots.clone();
+    let pace = Duration::from_secs(args.pace);
+    let timeout = Duration::from_millis(lab.config().timings.node_timeout_ms);
+    let settle = timeout * 4
+        + Duration::from_millis(lab.config().timings.lease_ms)
+        + Duration::from_secs(10);
+
+    say(&format!("step 1: {} nodes on {}", slots.len(), args.from));
+    for id in &slots {
+        lab.start_node(id, &args.from).await?;
+        say(&format!("  started {id} on {}", args.from));
+    }
+    until(lab, settle, "the cluster records its baseline", |s| {
+        announced(s) == Some((args.from.as_str(), "baseline")) && state(s) == Some("settled")
+    })
+    .await?;
+    report(lab).await;
+    println!();
+    println!(
+        "    Open {} in your browser and keep the tab open.",
+        lab.proxy_url()
+    );
+    println!("    Type something in its notes field: a reload keeps it.");
+    println!();
+    watch(lab, Duration::from_secs(args.open_for)).await;
+
+    say(&format!(
+        "step 2: rolling deploy {} -> {} (incompatible: the banner will come, once)",
+        args.from, args.to
+    ));
+    roll(lab, &slots, &args.to, pace).await?;
+    let deploy = until(lab, settle, "the announcement", |s| {
+        announced(s) == Some((args.to.as_str(), "announcement"))
+    })
+    .await?;
+    report(lab).await;
+    if let Some(a) = deploy.announcements.last() {
+        say(&format!(
+            "announced {} (previous {}) by {}: the open tab shows the banner now, without reloading",
+            a.version,
+            a.previous.as_deref().unwrap_or("-"),
+            a.leader
+        ));
+    }
+    println!(
+        "    Press its Reload button: the page comes back on {} with your notes.",
+        args.to
+    );
+    watch(lab, pace * 2).await;
+
+    say(&format!(
+        "step 3: rolling deploy {} -> {} (compatible: settled, nothing announced, no banner)",
+        args.to, args.minor
+    ));
+    let before = lab.announcements().len();
+    roll(lab, &slots, &args.minor, pace).await?;
+    until(lab, settle, "the cluster to settle", |s| {
+        state(s) == Some("settled") && settled(s) == Some(args.minor.as_str())
+    })
+    .await?;
+    watch(lab, pace).await;
+    let after = lab.announcements().len();
+    say(&format!(
+        "settled on {}; announcements during the minor deploy: {}",
+        args.minor,
+        after - before
+    ));
+    if args.exit {
+        return Ok(());
+    }
+    say(&format!(
+        "done. The cluster keeps running at {}; Ctrl-C stops everything.",
+        lab.proxy_url()
+    ));
+    loop {
+        watch(lab, Duration::from_secs(3600)).await;
+    }
+}
+
+/// Replaces every node, one at a time, with `version` (stop, then start).
+async fn roll(
+    lab: &mut Lab,
+    slots: &[String],
+    version: &str,
+    pace: Duration,
+) -> anyhow::Result<()> {
+    for id in slots {
+        lab.stop_node(id).await?;
+        say(&format!(
+            "  stopped {id} (SIGTERM: nodedown, lease handed back)"
+        ));
+        report(lab).await;
+        lab.start_node(id, version).await?;
+        say(&format!("  started {id} on {version}"));
+        watch(lab, pace).await;
+    }
+    Ok(())
+}
+
+/// Prints a status line whenever the cluster view changes, for `how_long`.
+async fn watch(lab: &mut Lab, how_long: Duration) {
+    let until = tokio::time::Instant::now() + how_long;
+    let mut last = String::new();
+    while tokio::time::Instant::now() < until {
+        let line = describe(&lab.status().await);
+        if line != last {
+            println!("    {line}");
+            last = line;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await; // refresh rate of the narration
+    }
+}
+
+async fn report(lab: &mut Lab) {
+    println!("    {}", describe(&lab.status().await));
+}
+
+/// Waits (printing changes) until `done` holds for the lab's status.
+async fn until(
+    lab: &mut Lab,
+    timeout: Duration,
+    what: &str,
+    done: impl Fn(&LabStatus) -> bool,
+) -> anyhow::Result<LabStatus> {
+    let mut last = String::new();
+    let status = wait::eventually(what, timeout, async || {
+        let status = lab.status().await;
+        let line = describe(&status);
+        if line != last {
+            println!("    {line}");
+            last = line;
+        }
+        done(&status).then_some(status)
+    })
+    .await?;
+    Ok(status)
+}
+
+fn say(text: &str) {
+    println!("\x1b[1;34m==>\x1b[0m {text}");
+}
+
+fn state(s: &LabStatus) -> Option<&str> {
+    s.view.as_ref()?["state"].as_str()
+}
+
+fn settled(s: &LabStatus) -> Option<&str> {
+    s.view.as_ref()?["settled_version"].as_str()
+}
+
+fn announced(s: &LabStatus) -> Option<(&str, &str)> {
+    let record = &s.view.as_ref()?["announced"]["record"];
+    Some((record["version"].as_str()?, record["kind"].as_str()?))
+}
+
+/// One line: every slot (version, monitor), the state, the settled and the
+/// announced versions.
+fn describe(s: &LabStatus) -> String {
+    let leader = s
+        .view
+        .as_ref()
+        .and_then(|v| v["leader"].as_str())
+        .unwrap_or("");
+    let nodes: Vec<String> = s
+        .nodes
+        .iter()
+        .map(|n| match &n.version {
+            Some(v) if n.id == leader => format!("{} {v} (monitor)", n.id),
+            Some(v) => format!("{} {v}", n.id),
+            None => format!("{} down", n.id),
+        })
+        .collect();
+    let view = s.view.as_ref().unwrap_or(&Value::Null);
+    let announced = match announced(s) {
+        Some((v, kind)) => format!("{v} ({kind})"),
+        None => "nothing yet".into(),
+    };
+    format!(
+        "[{:>6.1}s] {} | state {} | settled {} | announced {}",
+        s.uptime_ms as f64 / 1000.0,
+        nodes.join(", "),
+        view["state"].as_str().unwrap_or("unknown"),
+        view["settled_version"].as_str().unwrap_or("-"),
+        announced
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vo_lab::lab::NodeStatus;
+
+    fn node(id: &str, version: Option<&str>) -> NodeStatus {
+        NodeStatus {
+            id: id.into(),
+            port: 1,
+            running: version.is_some(),
+            version: version.map(Into::into),
+            pid: None,
+        }
+    }
+
+    #[test]
+    fn a_status_line_names_every_slot_the_monitor_and_the_record() {
+        let status = LabStatus {
+            proxy: String::new(),
+            nats: String::new(),
+            cluster: "lab".into(),
+            uptime_ms: 12_345,
+            nodes: vec![
+                node("n1", Some("0.1.0")),
+                node("n2", Some("1.0.0")),
+                node("n3", None),
+            ],
+            view: Some(serde_json::json!({
+                "leader": "n2", "state": "mixed", "settled_version": null,
+                "announced": {"revision": 3, "record": {"version": "0.1.0", "kind": "baseline"}}
+            })),
+            announcements: vec![],
+        };
+        assert_eq!(
+            describe(&status),
+            "[  12.3s] n1 0.1.0, n2 1.0.0 (monitor), n3 down | state mixed | settled - | announced 0.1.0 (baseline)"
+        );
+        assert_eq!(state(&status), Some("mixed"));
+        assert_eq!(announced(&status), Some(("0.1.0", "baseline")));
+    }
+
+    #[test]
+    fn versions_are_checked() {
+        assert!(parse_version("1.0.0").is_ok());
+        assert!(parse_version("2.0.0-rc.1+abc").is_ok());
+        assert!(parse_version("1.0").unwrap_err().contains("\"1.0\""));
+        assert!(parse_version("x.y.z").is_err());
+    }
+}

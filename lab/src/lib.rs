@@ -1,0 +1,96 @@
+//! The version-observer lab: real processes on loopback, started one way for
+//! everyone who needs a cluster (the demo, the Rust cluster tests, the
+//! Playwright scenes through `vo-lab serve`, and the benchmarks).
+//!
+//! - [`nats`]: a `nats-server` with JetStream on a free port, its store in a
+//!   scratch folder;
+//! - [`node`]: one `version-observer` process, its flags, and its HTTP views;
+//! - [`nginx`]: Debian's nginx as a round-robin, SSE-friendly load balancer (or
+//!   a static file server, to compare with);
+//! - [`lab`]: all three together, with named node slots behind nginx and a log
+//!   of every announcement seen on NATS;
+//! - [`control`]: the HTTP API `vo-lab serve` puts in front of a [`Lab`];
+//! - [`process`], [`scratch`], [`tools`], [`wait`]: the plumbing.
+//!
+//! Everything a lab starts is killed when its handle is dropped.
+
+pub mod control;
+pub mod lab;
+pub mod nats;
+pub mod nginx;
+pub mod node;
+pub mod process;
+pub mod scratch;
+pub mod tools;
+pub mod wait;
+
+pub use lab::{Lab, LabConfig};
+pub use nats::NatsServer;
+pub use nginx::Nginx;
+pub use node::{NodeConfig, NodeProcess, Timings};
+
+use std::{path::PathBuf, process::ExitStatus};
+
+/// Why the lab could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("cannot start {program}: {source} (is it installed? scripts/test.sh installs it)")]
+    Spawn {
+        program: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("{name} exited ({status}) before it was ready; its log:\n{logs}")]
+    Exited {
+        name: String,
+        status: ExitStatus,
+        logs: String,
+    },
+    #[error(
+        "{name} did not stop within {grace_ms} ms of SIGTERM, so it was killed; its log:\n{logs}"
+    )]
+    StopTimeout {
+        name: String,
+        grace_ms: u128,
+        logs: String,
+    },
+    #[error("{name} exited with {status} after SIGTERM; its log:\n{logs}")]
+    UncleanStop {
+        name: String,
+        status: ExitStatus,
+        logs: String,
+    },
+    #[error("timed out waiting for {0}")]
+    Timeout(String),
+    #[error("no node slot named {0:?}")]
+    UnknownNode(String),
+    #[error("node {0} is already running")]
+    NodeRunning(String),
+    #[error("node {0} is not running")]
+    NodeNotRunning(String),
+    #[error("NATS: {0}")]
+    Nats(String),
+}
+
+impl LabError {
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound, read, released).
+pub fn free_port() -> Result<u16, LabError> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| LabError::io("cannot find a free port", e))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| LabError::io("cannot find a free port", e))
+}

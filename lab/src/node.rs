@@ -1,0 +1,324 @@
+//! One `version-observer` process, started with flags the way an operator
+//! would, and read through its own HTTP interface.
+
+use crate::{free_port, process::Managed, wait, LabError};
+use serde_json::Value;
+use std::{path::PathBuf, process::ExitStatus, time::Duration};
+use tokio::process::Command;
+
+/// How long a node may take to serve HTTP after it is started.
+const READY: Duration = Duration::from_secs(20);
+/// How long a node may take to leave its cluster and exit after SIGTERM.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// The cluster timing flags of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timings {
+    pub node_timeout_ms: u64,
+    pub lease_ms: u64,
+    pub round_timeout_ms: u64,
+    pub safety_interval_ms: u64,
+}
+
+impl Timings {
+    /// The product's defaults (what an operator gets without flags).
+    pub const DEFAULT: Timings = Timings {
+        node_timeout_ms: 3_000,
+        lease_ms: 5_000,
+        round_timeout_ms: 500,
+        safety_interval_ms: 10_000,
+    };
+
+    /// Crash detection in 1 s and failover in about 2 s, so tests stay short.
+    pub const FAST: Timings = Timings {
+        node_timeout_ms: 1_000,
+        lease_ms: 2_000,
+        round_timeout_ms: 300,
+        safety_interval_ms: 2_000,
+    };
+
+    pub fn args(&self) -> Vec<String> {
+        vec![
+            "--node-timeout-ms".into(),
+            self.node_timeout_ms.to_string(),
+            "--lease-ms".into(),
+            self.lease_ms.to_string(),
+            "--round-timeout-ms".into(),
+            self.round_timeout_ms.to_string(),
+            "--safety-interval-ms".into(),
+            self.safety_interval_ms.to_string(),
+        ]
+    }
+}
+
+/// How to start one node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub binary: PathBuf,
+    pub id: String,
+    pub version: String,
+    /// 0: a free port.
+    pub port: u16,
+    /// `None`: a single node.
+    pub nats: Option<String>,
+    pub cluster: String,
+    pub timings: Timings,
+    /// More flags, after the ones above.
+    pub args: Vec<String>,
+    /// `RUST_LOG` for the node.
+    pub log_filter: String,
+    /// Where its log goes (`<dir>/<id>-<port>.log`).
+    pub log_dir: PathBuf,
+}
+
+impl NodeConfig {
+    pub fn new(binary: impl Into<PathBuf>, id: &str, version: &str) -> Self {
+        Self {
+            binary: binary.into(),
+            id: id.to_owned(),
+            version: version.to_owned(),
+            port: 0,
+            nats: None,
+            cluster: "default".into(),
+            timings: Timings::DEFAULT,
+            args: Vec::new(),
+            log_filter: "info".into(),
+            log_dir: std::env::temp_dir(),
+        }
+    }
+
+    pub fn nats(mut self, url: &str, cluster: &str) -> Self {
+        self.nats = Some(url.to_owned());
+        self.cluster = cluster.to_owned();
+        self
+    }
+
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    pub fn timings(mut self, timings: Timings) -> Self {
+        self.timings = timings;
+        self
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<S: Into<String>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn log_filter(mut self, filter: &str) -> Self {
+        self.log_filter = filter.to_owned();
+        self
+    }
+
+    pub fn log_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.log_dir = dir.into();
+        self
+    }
+
+    /// The node's command line, without the program.
+    pub fn command_line(&self, port: u16) -> Vec<String> {
+        let mut args = vec![
+            "--listen".to_owned(),
+            format!("127.0.0.1:{port}"),
+            "--node-id".into(),
+            self.id.clone(),
+            "--app-version".into(),
+            self.version.clone(),
+        ];
+        if let Some(nats) = &self.nats {
+            args.extend(["--nats".into(), nats.clone()]);
+            args.extend(["--cluster".into(), self.cluster.clone()]);
+            args.extend(self.timings.args());
+        }
+        args.extend(self.args.iter().cloned());
+        args
+    }
+}
+
+/// A running node.
+#[derive(Debug)]
+pub struct NodeProcess {
+    pub id: String,
+    pub version: String,
+    pub port: u16,
+    process: Managed,
+    http: reqwest::Client,
+}
+
+impl NodeProcess {
+    /// Starts the node and waits until it serves HTTP.
+    pub async fn start(config: &NodeConfig) -> Result<Self, LabError> {
+        let port = if config.port == 0 {
+            free_port()?
+        } else {
+            config.port
+        };
+        let mut command = Command::new(&config.binary);
+        command
+            .args(config.command_line(port))
+            .env("RUST_LOG", &config.log_filter)
+            // The node finds its site (target/site) relative to the repository root.
+            .current_dir(repo_root());
+        let log = config.log_dir.join(format!("{}-{port}.log", config.id));
+        let _ = std::fs::remove_file(&log);
+        let process = Managed::spawn(&config.id, command, &log)?;
+        let mut node = Self {
+            id: config.id.clone(),
+            version: config.version.clone(),
+            port,
+            process,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .expect("a plain HTTP client builds"),
+        };
+        // A plain loop rather than `wait::eventually`: this future must be
+        // `Send` (the control API awaits it), which async closures are not yet.
+        let health = node.url("/healthz");
+        let deadline = tokio::time::Instant::now() + READY;
+        loop {
+            if let Some(status) = node.process.exited() {
+                return Err(LabError::Exited {
+                    name: config.id.clone(),
+                    status,
+                    logs: node.logs(),
+                });
+            }
+            let ok = node
+                .http
+                .get(&health)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ok {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(LabError::Timeout(format!("{} to serve HTTP", config.id)));
+            }
+            tokio::time::sleep(wait::POLL).await; // the poll interval
+        }
+        Ok(node)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.process.exited().is_none()
+    }
+
+    /// `GET /api/cluster`, or `None` if the node does not answer.
+    pub async fn cluster(&self) -> Option<Value> {
+        self.get_json("/api/cluster").await
+    }
+
+    /// `GET /api/version`, or `None` if the node does not answer.
+    pub async fn version_report(&self) -> Option<Value> {
+        self.get_json("/api/version").await
+    }
+
+    async fn get_json(&self, path: &str) -> Option<Value> {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()
+    }
+
+    /// SIGTERM, and waits for a clean exit (an unclean one is an error).
+    pub async fn stop(&mut self) -> Result<ExitStatus, LabError> {
+        let status = self.process.terminate(GRACE).await?;
+        if !status.success() {
+            return Err(LabError::UncleanStop {
+                name: self.id.clone(),
+                status,
+                logs: self.logs(),
+            });
+        }
+        Ok(status)
+    }
+
+    /// `kill -9`.
+    pub async fn kill(&mut self) {
+        self.process.kill().await;
+    }
+
+    /// Sends a signal, e.g. `libc::SIGSTOP` to freeze it.
+    pub fn signal(&mut self, signal: i32) -> bool {
+        self.process.signal(signal)
+    }
+
+    /// Freezes the process (SIGSTOP): alive but silent, like a hung node.
+    pub fn pause(&mut self) -> bool {
+        self.signal(libc::SIGSTOP)
+    }
+
+    /// Thaws a paused process (SIGCONT).
+    pub fn resume(&mut self) -> bool {
+        self.signal(libc::SIGCONT)
+    }
+
+    pub fn logs(&self) -> String {
+        self.process.logs()
+    }
+}
+
+/// The repository root (this crate's parent folder), where nodes find `target/site`.
+pub fn repo_root() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.parent().map(PathBuf::from).unwrap_or(here)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_single_node_gets_no_cluster_flags() {
+        let config = NodeConfig::new("vo", "n1", "1.0.0").arg("--compat=minor");
+        assert_eq!(
+            config.command_line(4000),
+            [
+                "--listen",
+                "127.0.0.1:4000",
+                "--node-id",
+                "n1",
+                "--app-version",
+                "1.0.0",
+                "--compat=minor"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cluster_node_gets_nats_and_its_timings() {
+        let config = NodeConfig::new("vo", "n2", "2.0.0-rc.1")
+            .nats("nats://127.0.0.1:4222", "lab")
+            .timings(Timings::FAST);
+        let line = config.command_line(4001).join(" ");
+        assert!(
+            line.contains(
+                "--nats nats://127.0.0.1:4222 --cluster lab --node-timeout-ms 1000 --lease-ms 2000"
+            ),
+            "{line}"
+        );
+        assert!(line.contains("--app-version 2.0.0-rc.1"), "{line}");
+    }
+}
