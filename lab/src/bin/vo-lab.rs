@@ -198,40 +198,42 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
 async fn walk_through(lab: &mut Lab, args: &DemoArgs) -> anyhow::Result<()> {
     let slots = lab.config().slots.clone();
     let pace = Duration::from_secs(args.pace);
-    let timeout = Duration::from_millis(lab.config().timings.node_timeout_ms);
-    let settle = timeout * 4
-        + Duration::from_millis(lab.config().timings.lease_ms)
+    let timings = lab.config().timings;
+    let settle = Duration::from_millis(timings.node_timeout_ms * 4 + timings.lease_ms)
         + Duration::from_secs(10);
+    let mut demo = Narrator {
+        lab,
+        last: String::new(),
+    };
 
     say(&format!("step 1: {} nodes on {}", slots.len(), args.from));
     for id in &slots {
-        lab.start_node(id, &args.from).await?;
+        demo.lab.start_node(id, &args.from).await?;
         say(&format!("  started {id} on {}", args.from));
     }
-    until(lab, settle, "the cluster records its baseline", |s| {
+    demo.until(settle, "the cluster records its baseline", |s| {
         announced(s) == Some((args.from.as_str(), "baseline")) && state(s) == Some("settled")
     })
     .await?;
-    report(lab).await;
     println!();
     println!(
         "    Open {} in your browser and keep the tab open.",
-        lab.proxy_url()
+        demo.lab.proxy_url()
     );
     println!("    Type something in its notes field: a reload keeps it.");
     println!();
-    watch(lab, Duration::from_secs(args.open_for)).await;
+    demo.watch(Duration::from_secs(args.open_for)).await;
 
     say(&format!(
         "step 2: rolling deploy {} -> {} (incompatible: the banner will come, once)",
         args.from, args.to
     ));
-    roll(lab, &slots, &args.to, pace).await?;
-    let deploy = until(lab, settle, "the announcement", |s| {
-        announced(s) == Some((args.to.as_str(), "announcement"))
-    })
-    .await?;
-    report(lab).await;
+    demo.roll(&slots, &args.to, pace).await?;
+    let deploy = demo
+        .until(settle, "the announcement", |s| {
+            announced(s) == Some((args.to.as_str(), "announcement"))
+        })
+        .await?;
     if let Some(a) = deploy.announcements.last() {
         say(&format!(
             "announced {} (previous {}) by {}: the open tab shows the banner now, without reloading",
@@ -244,20 +246,20 @@ async fn walk_through(lab: &mut Lab, args: &DemoArgs) -> anyhow::Result<()> {
         "    Press its Reload button: the page comes back on {} with your notes.",
         args.to
     );
-    watch(lab, pace * 2).await;
+    demo.watch(pace * 2).await;
 
     say(&format!(
         "step 3: rolling deploy {} -> {} (compatible: settled, nothing announced, no banner)",
         args.to, args.minor
     ));
-    let before = lab.announcements().len();
-    roll(lab, &slots, &args.minor, pace).await?;
-    until(lab, settle, "the cluster to settle", |s| {
+    let before = demo.lab.announcements().len();
+    demo.roll(&slots, &args.minor, pace).await?;
+    demo.until(settle, "the cluster to settle", |s| {
         state(s) == Some("settled") && settled(s) == Some(args.minor.as_str())
     })
     .await?;
-    watch(lab, pace).await;
-    let after = lab.announcements().len();
+    demo.watch(pace).await;
+    let after = demo.lab.announcements().len();
     say(&format!(
         "settled on {}; announcements during the minor deploy: {}",
         args.minor,
@@ -268,70 +270,81 @@ async fn walk_through(lab: &mut Lab, args: &DemoArgs) -> anyhow::Result<()> {
     }
     say(&format!(
         "done. The cluster keeps running at {}; Ctrl-C stops everything.",
-        lab.proxy_url()
+        demo.lab.proxy_url()
     ));
     loop {
-        watch(lab, Duration::from_secs(3600)).await;
+        demo.watch(Duration::from_secs(3600)).await;
     }
 }
 
-/// Replaces every node, one at a time, with `version` (stop, then start).
-async fn roll(
-    lab: &mut Lab,
-    slots: &[String],
-    version: &str,
-    pace: Duration,
-) -> anyhow::Result<()> {
-    for id in slots {
-        lab.stop_node(id).await?;
-        say(&format!(
-            "  stopped {id} (SIGTERM: nodedown, lease handed back)"
-        ));
-        report(lab).await;
-        lab.start_node(id, version).await?;
-        say(&format!("  started {id} on {version}"));
-        watch(lab, pace).await;
-    }
-    Ok(())
+/// Drives the lab and prints a status line whenever the cluster view says
+/// something new.
+struct Narrator<'a> {
+    lab: &'a mut Lab,
+    last: String,
 }
 
-/// Prints a status line whenever the cluster view changes, for `how_long`.
-async fn watch(lab: &mut Lab, how_long: Duration) {
-    let until = tokio::time::Instant::now() + how_long;
-    let mut last = String::new();
-    while tokio::time::Instant::now() < until {
-        let line = describe(&lab.status().await);
-        if line != last {
-            println!("    {line}");
-            last = line;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await; // refresh rate of the narration
-    }
-}
-
-async fn report(lab: &mut Lab) {
-    println!("    {}", describe(&lab.status().await));
-}
-
-/// Waits (printing changes) until `done` holds for the lab's status.
-async fn until(
-    lab: &mut Lab,
-    timeout: Duration,
-    what: &str,
-    done: impl Fn(&LabStatus) -> bool,
-) -> anyhow::Result<LabStatus> {
-    let mut last = String::new();
-    let status = wait::eventually(what, timeout, async || {
-        let status = lab.status().await;
+impl Narrator<'_> {
+    async fn show(&mut self) -> LabStatus {
+        let status = self.lab.status().await;
         let line = describe(&status);
-        if line != last {
+        if without_clock(&line) != without_clock(&self.last) {
             println!("    {line}");
-            last = line;
+            self.last = line;
         }
-        done(&status).then_some(status)
-    })
-    .await?;
-    Ok(status)
+        status
+    }
+
+    /// Keeps the status line current for `how_long`.
+    async fn watch(&mut self, how_long: Duration) {
+        let until = tokio::time::Instant::now() + how_long;
+        while tokio::time::Instant::now() < until {
+            self.show().await;
+            tokio::time::sleep(Duration::from_millis(250)).await; // refresh rate of the narration
+        }
+    }
+
+    /// Keeps the status line current until `done` holds.
+    async fn until(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&LabStatus) -> bool,
+    ) -> anyhow::Result<LabStatus> {
+        let status = wait::eventually(what, timeout, async || {
+            let status = self.show().await;
+            done(&status).then_some(status)
+        })
+        .await?;
+        Ok(status)
+    }
+
+    /// Replaces every node, one at a time, with `version` (stop, then start).
+    async fn roll(
+        &mut self,
+        slots: &[String],
+        version: &str,
+        pace: Duration,
+    ) -> anyhow::Result<()> {
+        for id in slots {
+            self.lab.stop_node(id).await?;
+            say(&format!(
+                "  stopped {id} (SIGTERM: nodedown, lease handed back)"
+            ));
+            self.last.clear();
+            self.show().await;
+            self.lab.start_node(id, version).await?;
+            say(&format!("  started {id} on {version}"));
+            self.last.clear();
+            self.watch(pace).await;
+        }
+        Ok(())
+    }
+}
+
+/// A status line without its `[  12.3s]` prefix, to tell real changes.
+fn without_clock(line: &str) -> &str {
+    line.split_once("] ").map_or(line, |(_, rest)| rest)
 }
 
 fn say(text: &str) {
@@ -421,6 +434,13 @@ mod tests {
             "[  12.3s] n1 0.1.0, n2 1.0.0 (monitor), n3 down | state mixed | settled - | announced 0.1.0 (baseline)"
         );
         assert_eq!(state(&status), Some("mixed"));
+        assert_eq!(
+            without_clock(&describe(&status)),
+            without_clock(&describe(&LabStatus {
+                uptime_ms: 99_000,
+                ..status.clone()
+            }))
+        );
         assert_eq!(announced(&status), Some(("0.1.0", "baseline")));
     }
 

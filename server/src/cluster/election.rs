@@ -54,6 +54,10 @@ enum Role {
 pub struct Election {
     lease: Duration,
     role: Role,
+    /// Whether a follower may stand: only a node whose membership view is
+    /// warm can decide anything, so a node that has just started (or
+    /// reconnected) must not take the monitor role from one that can.
+    eligible: bool,
 }
 
 impl Election {
@@ -61,7 +65,14 @@ impl Election {
         Self {
             lease,
             role: Role::Follower { next_attempt: now },
+            eligible: true,
         }
+    }
+
+    /// Whether this node may try to take the lease (see `eligible`). A leader
+    /// keeps renewing either way.
+    pub fn set_eligible(&mut self, eligible: bool) {
+        self.eligible = eligible;
     }
 
     pub fn lease(&self) -> Duration {
@@ -101,15 +112,17 @@ impl Election {
         self.fence(now).is_some()
     }
 
-    /// When [`poll`](Self::poll) next has something to do.
-    pub fn next_deadline(&self) -> Instant {
+    /// When [`poll`](Self::poll) next has something to do (never, for a
+    /// follower that may not stand).
+    pub fn next_deadline(&self) -> Option<Instant> {
         match self.role {
-            Role::Follower { next_attempt } => next_attempt,
+            Role::Follower { .. } if !self.eligible => None,
+            Role::Follower { next_attempt } => Some(next_attempt),
             Role::Leader {
                 valid_until,
                 next_renewal,
                 ..
-            } => next_renewal.min(valid_until),
+            } => Some(next_renewal.min(valid_until)),
         }
     }
 
@@ -133,7 +146,7 @@ impl Election {
                 next_renewal,
                 ..
             } if now >= next_renewal => (ElectionAction::Renew { revision }, None),
-            Role::Follower { next_attempt } if now >= next_attempt => {
+            Role::Follower { next_attempt } if self.eligible && now >= next_attempt => {
                 (ElectionAction::Acquire, None)
             }
             _ => (ElectionAction::Wait, None),
@@ -224,7 +237,7 @@ mod tests {
         assert_eq!(e.fence(t0), Some(11));
         assert_eq!(e.poll(t0 + ms(10)), (ElectionAction::Wait, None));
         let renew_at = t0 + e.renew_interval();
-        assert_eq!(e.next_deadline(), renew_at);
+        assert_eq!(e.next_deadline(), Some(renew_at));
         assert_eq!(
             e.poll(renew_at),
             (ElectionAction::Renew { revision: 11 }, None)
@@ -277,7 +290,7 @@ mod tests {
         let t0 = Instant::now();
         let mut e = Election::new(LEASE, t0);
         assert_eq!(e.lost(t0), None);
-        assert_eq!(e.next_deadline(), t0 + ms(500));
+        assert_eq!(e.next_deadline(), Some(t0 + ms(500)));
         assert_eq!(e.poll(t0 + ms(499)), (ElectionAction::Wait, None));
         assert_eq!(e.poll(t0 + ms(500)), (ElectionAction::Acquire, None));
     }
@@ -306,6 +319,30 @@ mod tests {
         e.attempt_now(t0 + ms(20));
         assert_eq!(e.poll(t0 + ms(20)), (ElectionAction::Wait, None));
         assert_eq!(e.fence(t0 + ms(20)), Some(4));
+    }
+
+    #[test]
+    fn a_cold_follower_does_not_stand_but_a_cold_leader_keeps_its_lease() {
+        let t0 = Instant::now();
+        let mut e = Election::new(LEASE, t0);
+        e.set_eligible(false);
+        assert_eq!(e.poll(t0), (ElectionAction::Wait, None));
+        assert_eq!(e.next_deadline(), None);
+        e.attempt_now(t0 + ms(5));
+        assert_eq!(e.poll(t0 + ms(5)), (ElectionAction::Wait, None));
+        // Warm now: the attempt that has been due since t0 happens at once.
+        e.set_eligible(true);
+        assert_eq!(e.next_deadline(), Some(t0));
+        assert_eq!(e.poll(t0 + ms(6)), (ElectionAction::Acquire, None));
+        e.won(8, t0 + ms(6));
+        // A reconnect makes the view cold: the leader still renews.
+        e.set_eligible(false);
+        let renew_at = t0 + ms(6) + e.renew_interval();
+        assert_eq!(e.next_deadline(), Some(renew_at));
+        assert_eq!(
+            e.poll(renew_at),
+            (ElectionAction::Renew { revision: 8 }, None)
+        );
     }
 
     #[test]

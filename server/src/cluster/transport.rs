@@ -464,13 +464,14 @@ impl Coordinator {
         let now = Instant::now();
         let mut wake = refresh.min(self.published_at + STATUS_REFRESH);
         let leads = self.election.is_leader(now);
+        let election = self.election.next_deadline();
         if self.connected && self.buckets.is_some() {
-            wake = wake.min(self.election.next_deadline());
+            wake = election.map_or(wake, |d| wake.min(d));
         } else if self.connected {
             wake = wake.min(self.next_bucket_attempt);
         } else if leads {
             // Cut off: the lease cannot be renewed; step down on our own clock.
-            wake = wake.min(self.election.next_deadline());
+            wake = election.map_or(wake, |d| wake.min(d));
         }
         if let Some(expiry) = self.view.next_expiry() {
             wake = wake.min(expiry);
@@ -589,6 +590,7 @@ impl Coordinator {
             self.was_warm = warm;
             self.changes += 1;
         }
+        self.election.set_eligible(warm);
         if !self.connected {
             // The lease cannot be renewed; `poll` steps down on our own clock.
             if let (_, Some(change)) = self.election.poll(now) {
