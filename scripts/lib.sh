@@ -140,6 +140,9 @@ ensure_browser_tests() {
 # The load balancer of the lab (demo, browser tests, benchmarks).
 ensure_nginx() { apt_install nginx; }
 
+# What the benchmarks need besides the lab: wrk, the HTTP load generator.
+ensure_bench_tools() { ensure_nats_server; ensure_nginx; apt_install wrk; }
+
 # The site (wasm, JS, CSS, assets) is built by cargo-leptos; the native
 # binaries (the node, vo-lab) by one plain cargo call. cargo-leptos would build
 # the node on its own, with a feature set of its own, so the tests' cargo call
@@ -149,8 +152,9 @@ build_site() { # [--release]
   (cd "$VO_ROOT" && cargo leptos build --frontend-only "$@" "${VO_LIB_CARGO_ARGS[@]}")
 }
 
-# The node binary and vo-lab (nats-server + nodes + nginx on loopback).
+# The node binary, vo-lab (nats-server + nodes + nginx on loopback) and
+# vo-bench (the benchmarks), in one cargo call.
 build_binaries() { # [cargo build args, e.g. --release]
-  say "cargo build -p version-observer -p vo-lab $*"
-  (cd "$VO_ROOT" && cargo build -p version-observer -p vo-lab "$@")
+  say "cargo build -p version-observer -p vo-lab -p vo-bench $*"
+  (cd "$VO_ROOT" && cargo build -p version-observer -p vo-lab -p vo-bench "$@")
 }

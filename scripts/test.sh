@@ -7,8 +7,7 @@ started=$SECONDS
 
 ensure_build_tools
 ensure_browser_tests
-ensure_nats_server
-ensure_nginx
+ensure_bench_tools
 cd "$VO_ROOT"
 
 say "cargo fmt --check"
@@ -21,12 +20,16 @@ build_site
 build_binaries -p app --all-targets
 
 say "cargo clippy (native crates, all targets, warnings are errors)"
-cargo clippy -p app -p version-observer -p vo-lab --all-targets -- -D warnings
+cargo clippy -p app -p version-observer -p vo-lab -p vo-bench --all-targets -- -D warnings
 
 say "cargo test: unit and integration tests"
-cargo test -p app -p version-observer -p vo-lab
+cargo test -p app -p version-observer -p vo-lab -p vo-bench
 
 say "Playwright browser tests (Chromium)"
 (cd end2end && npx playwright test)
+
+# Every benchmark, small: they must keep running (figures: scripts/bench.sh).
+say "benchmarks, smoke size (target/debug/vo-bench --size smoke)"
+target/debug/vo-bench --size smoke
 
 say "all tests passed in $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s"

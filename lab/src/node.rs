@@ -1,7 +1,7 @@
 //! One `version-observer` process, started with flags the way an operator
 //! would, and read through its own HTTP interface.
 
-use crate::{free_port, process::Managed, wait, LabError};
+use crate::{free_port, process::Managed, scratch::ScratchDir, wait, LabError};
 use serde_json::Value;
 use std::{path::PathBuf, process::ExitStatus, time::Duration};
 use tokio::process::Command;
@@ -67,8 +67,9 @@ pub struct NodeConfig {
     pub args: Vec<String>,
     /// `RUST_LOG` for the node.
     pub log_filter: String,
-    /// Where its log goes (`<dir>/<id>-<port>.log`).
-    pub log_dir: PathBuf,
+    /// Where its log goes (`<dir>/<id>-<port>.log`); `None`: a scratch
+    /// folder of its own, removed with the node.
+    pub log_dir: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -83,7 +84,7 @@ impl NodeConfig {
             timings: Timings::DEFAULT,
             args: Vec::new(),
             log_filter: "info".into(),
-            log_dir: std::env::temp_dir(),
+            log_dir: None,
         }
     }
 
@@ -119,7 +120,7 @@ impl NodeConfig {
     }
 
     pub fn log_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.log_dir = dir.into();
+        self.log_dir = Some(dir.into());
         self
     }
 
@@ -151,6 +152,8 @@ pub struct NodeProcess {
     pub port: u16,
     process: Managed,
     http: reqwest::Client,
+    /// The node's own log folder, when the config named none.
+    _scratch: Option<ScratchDir>,
 }
 
 impl NodeProcess {
@@ -167,7 +170,16 @@ impl NodeProcess {
             .env("RUST_LOG", &config.log_filter)
             // The node finds its site (target/site) relative to the repository root.
             .current_dir(repo_root());
-        let log = config.log_dir.join(format!("{}-{port}.log", config.id));
+        let scratch = match config.log_dir {
+            Some(_) => None,
+            None => Some(ScratchDir::new("vo-node")?),
+        };
+        let dir = config
+            .log_dir
+            .as_deref()
+            .or(scratch.as_ref().map(ScratchDir::path))
+            .expect("one of the two");
+        let log = dir.join(format!("{}-{port}.log", config.id));
         let _ = std::fs::remove_file(&log);
         let process = Managed::spawn(&config.id, command, &log)?;
         let mut node = Self {
@@ -179,6 +191,7 @@ impl NodeProcess {
                 .timeout(Duration::from_secs(2))
                 .build()
                 .expect("a plain HTTP client builds"),
+            _scratch: scratch,
         };
         // A plain loop rather than `wait::eventually`: this future must be
         // `Send` (the control API awaits it), which async closures are not yet.

@@ -12,6 +12,7 @@ use app::{
     signal::{ClusterView, Mode, NodeInfo},
     PageInfo,
 };
+use axum::serve::ListenerExt;
 use leptos::config::{Env, LeptosOptions};
 use std::{future::IntoFuture, io, net::SocketAddr, path::PathBuf, sync::Arc};
 use tokio::{net::TcpListener, sync::Semaphore};
@@ -138,8 +139,16 @@ impl Application {
     /// (nodedown, lease released, flushed), ends every stream, and drains.
     pub async fn run_until_stopped(self) -> io::Result<()> {
         let streams_stop = self.streams_stop.clone();
+        // No Nagle: version events are small writes, and one that follows
+        // another within a delayed-ACK window would otherwise wait for the
+        // ACK (tens of milliseconds) before it leaves.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         let server = tokio::spawn(
-            axum::serve(self.listener, self.router)
+            axum::serve(listener, self.router)
                 .with_graceful_shutdown(streams_stop.clone().cancelled_owned())
                 .into_future(),
         );

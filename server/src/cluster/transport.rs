@@ -917,12 +917,15 @@ impl Coordinator {
             _ => (ClusterState::Unknown, None),
         };
         let announced_version = self.announced.as_ref().map(|n| n.record.version.clone());
-        self.hub.publish(ClusterView {
+        let view = ClusterView {
             state,
             settled_version: settled_version.clone(),
             announced_version,
             compat: self.compat,
-        });
+        };
+        if self.hub.publish(view.clone()) {
+            tracing::debug!(?view.state, settled = ?view.settled_version, announced = ?view.announced_version, "view published to browsers");
+        }
         let leads = self.election.is_leader(now);
         let members = self
             .view

@@ -1,0 +1,133 @@
+//! 7. WASM bundle: the `.wasm`, `.js` and `.css` the browser downloads, raw,
+//!    gzip (level 9) and brotli (quality 11), as a server would precompress them.
+
+use crate::report::{Goal, Report};
+use anyhow::Context;
+use std::{io::Write, path::Path};
+
+pub fn run(report: &mut Report, pkg: &Path) -> anyhow::Result<()> {
+    report.section("7 bundle", "7. WASM bundle: what a browser downloads");
+    report.input("folder", pkg.display());
+    let wasm = std::fs::read(pkg.join("version-observer.wasm"))
+        .context("reading the wasm (build the site first)")?;
+    // The folder holds whatever cargo-leptos built last; the wasm tells which:
+    // a debug build keeps every function's name in a `name` section.
+    let names = custom_sections(&wasm)
+        .into_iter()
+        .find(|(name, _)| name == "name")
+        .map(|(_, size)| size);
+    let release = names.is_none();
+    report.input(
+        "build (read from the wasm)",
+        match names {
+            None => "release (no name section)".to_owned(),
+            Some(size) => format!("debug (a {} KB name section)", size / 1000),
+        },
+    );
+    for (file, goal) in [
+        ("version-observer.wasm", Some(Goal::AtMost(150.0))),
+        ("version-observer.js", None),
+        ("version-observer.css", None),
+    ] {
+        let bytes = std::fs::read(pkg.join(file))
+            .with_context(|| format!("reading {file} (build the site first)"))?;
+        let (gz, br) = (gzip(&bytes)?, brotli(&bytes)?);
+        report.figure(&format!("{file} raw"), kb(bytes.len()), "KB", None);
+        report.figure(&format!("{file} gzip"), kb(gz), "KB", None);
+        report.figure(&format!("{file} brotli"), kb(br), "KB", goal);
+    }
+    if !release {
+        report.note(
+            "a debug bundle: the goal is for the release bundle (scripts/bench.sh builds it)",
+        );
+    }
+    Ok(())
+}
+
+/// The custom sections of a wasm module: (name, size in bytes). Stops at
+/// anything malformed.
+pub fn custom_sections(wasm: &[u8]) -> Vec<(String, usize)> {
+    fn leb(data: &[u8], at: &mut usize) -> Option<usize> {
+        let (mut value, mut shift) = (0usize, 0u32);
+        loop {
+            let byte = *data.get(*at)?;
+            *at += 1;
+            value |= usize::from(byte & 0x7f).checked_shl(shift)?;
+            if byte < 0x80 {
+                return Some(value);
+            }
+            shift += 7;
+        }
+    }
+    let mut found = Vec::new();
+    if !wasm.starts_with(b"\0asm") {
+        return found;
+    }
+    let mut at = 8;
+    while at < wasm.len() {
+        let id = wasm[at];
+        at += 1;
+        let Some(size) = leb(wasm, &mut at) else {
+            break;
+        };
+        let end = at.saturating_add(size);
+        if end > wasm.len() {
+            break;
+        }
+        if id == 0 {
+            let mut name_at = at;
+            if let Some(len) = leb(wasm, &mut name_at) {
+                if let Some(name) = wasm.get(name_at..name_at + len) {
+                    found.push((String::from_utf8_lossy(name).into_owned(), size));
+                }
+            }
+        }
+        at = end;
+    }
+    found
+}
+
+/// Kilobytes (1000 bytes), as the goal is stated.
+fn kb(bytes: usize) -> f64 {
+    bytes as f64 / 1000.0
+}
+
+pub fn gzip(data: &[u8]) -> anyhow::Result<usize> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(data)?;
+    Ok(encoder.finish()?.len())
+}
+
+pub fn brotli(data: &[u8]) -> anyhow::Result<usize> {
+    let mut out = Vec::new();
+    {
+        let mut writer = brotli::CompressorWriter::new(&mut out, 4096, 11, 22);
+        writer.write_all(data)?;
+    }
+    Ok(out.len())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn custom_sections_are_listed() {
+        // magic, version, a type section (id 1, 1 byte), a custom "name" section.
+        let mut wasm = b"\0asm\x01\0\0\0".to_vec();
+        wasm.extend([1, 1, 0]);
+        wasm.extend([0, 7, 4]);
+        wasm.extend(b"name");
+        wasm.extend([1, 2]);
+        assert_eq!(super::custom_sections(&wasm), vec![("name".to_string(), 7)]);
+        assert_eq!(super::custom_sections(b"not wasm"), vec![]);
+        wasm.truncate(10);
+        assert_eq!(super::custom_sections(&wasm), vec![]);
+    }
+
+    #[test]
+    fn repetitive_data_compresses() {
+        let data = b"version-observer ".repeat(1000);
+        let (gz, br) = (super::gzip(&data).unwrap(), super::brotli(&data).unwrap());
+        assert!(gz < data.len() / 10 && br < data.len() / 10, "{gz} {br}");
+        assert!(super::gzip(b"").unwrap() > 0, "a gzip stream has a header");
+    }
+}

@@ -1,0 +1,312 @@
+//! 1. SSE fan-out: N idle version streams on one node; one version change;
+//!    how long until every client has it (p50, p99, max), and the node's
+//!    resident memory per connection.
+//!
+//! The clients live in separate load-generator processes (`vo-bench
+//! fanout-worker`, at most [`PER_WORKER`] connections each, spread over
+//! several 127.0.0.x source addresses). The change is an announcement written
+//! into the cluster's KV record and published on NATS, exactly as a monitor
+//! does: the node under test hears it like any node that is not the monitor.
+//! Times come from `CLOCK_MONOTONIC`, which every process on the machine shares.
+
+use crate::{
+    client::{self, loopback_source, SseClient},
+    cluster::{self, SETTLE},
+    report::{Goal, Report},
+    sys,
+};
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use std::{net::SocketAddr, path::Path, process::Stdio, sync::Arc, time::Duration};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    process::Command,
+    sync::{mpsc, Semaphore},
+};
+use vo_lab::{process::raise_fd_limit, NatsServer, Timings};
+
+/// Connections one load-generator process holds.
+pub const PER_WORKER: usize = 15_000;
+/// Files a node needs besides its streams (listener, NATS, logs, epoll...).
+const NODE_SPARE_FILES: u64 = 64;
+const OLD: &str = "1.0.0";
+const NEW: &str = "2.0.0";
+
+pub struct Args {
+    pub sizes: Vec<usize>,
+    pub sources: u8,
+}
+
+pub async fn run(report: &mut Report, binary: &Path, args: &Args) -> anyhow::Result<()> {
+    report.section(
+        "1 fan-out",
+        "1. SSE fan-out: one change to N idle streams on one node",
+    );
+    let fd_limit = raise_fd_limit();
+    report.input("node", binary.display());
+    report.input("open-file limit (hard)", fd_limit);
+    report.input(
+        "source addresses",
+        format!("127.0.0.1 - 127.0.0.{}", args.sources),
+    );
+    let nats = NatsServer::start().await?;
+    let client = async_nats::connect(nats.url()).await?;
+    for &n in &args.sizes {
+        if n as u64 + NODE_SPARE_FILES > fd_limit {
+            report.note(&format!(
+                "{n} clients: not run. One node holds one file per stream, and this machine's \
+                 open-file limit is {fd_limit} (hard; raising it needs CAP_SYS_RESOURCE, which \
+                 this sandbox withholds)"
+            ));
+            continue;
+        }
+        one_size(report, binary, &nats.url(), &client, n, args.sources).await?;
+    }
+    Ok(())
+}
+
+async fn one_size(
+    report: &mut Report,
+    binary: &Path,
+    nats: &str,
+    client: &async_nats::Client,
+    n: usize,
+    sources: u8,
+) -> anyhow::Result<()> {
+    let cluster = format!("fanout{n}");
+    // No rounds during the measurement: the node is its cluster's monitor,
+    // and a round would answer our announcement with a rollback.
+    let timings = Timings {
+        safety_interval_ms: 3_600_000,
+        ..Timings::DEFAULT
+    };
+    let mut node = cluster::start_node(binary, nats, &cluster, "fanout", OLD, timings).await?;
+    cluster::until_view(&node, "the baseline", |v| {
+        cluster::recorded(v) == Some((OLD, "baseline"))
+    })
+    .await?;
+    let pid = node.pid().context("node pid")?;
+    let rss_before = sys::rss_bytes(pid).context("node RSS")?;
+    let target: SocketAddr = format!("127.0.0.1:{}", node.port).parse()?;
+
+    let connect_started = std::time::Instant::now();
+    let mut workers = Vec::new();
+    let mut left = n;
+    while left > 0 {
+        let count = left.min(PER_WORKER);
+        workers.push(Worker::spawn(target, count, sources).await?);
+        left -= count;
+    }
+    let mut connected = 0;
+    for worker in &mut workers {
+        let ready: Ready = worker.read_line().await?;
+        if ready.failed > 0 {
+            report.note(&format!(
+                "{} of {n} clients could not connect: {}",
+                ready.failed, ready.error
+            ));
+        }
+        connected += ready.connected;
+    }
+    let connect_s = connect_started.elapsed().as_secs_f64();
+    // Let allocations settle, then read the node's memory with every stream open.
+    tokio::time::sleep(Duration::from_secs(1)).await; // measurement protocol, not a condition
+    let rss_after = sys::rss_bytes(pid).context("node RSS")?;
+
+    let t0 = cluster::announce(client, &cluster, NEW).await?;
+    let mut latencies = Vec::with_capacity(n);
+    let mut missing = 0;
+    for worker in &mut workers {
+        let done: Received = worker.read_line().await?;
+        latencies.extend(done.at_ns.iter().map(|&at| sys::ms_between(t0, at)));
+        missing += done.missing;
+    }
+    for worker in &mut workers {
+        worker.finish().await;
+    }
+
+    report.input(
+        &format!("[{n}] clients connected"),
+        format!("{connected} in {connect_s:.1} s"),
+    );
+    report.input(&format!("[{n}] load generators"), workers.len());
+    report.distribution(
+        &format!("[{n}] delivery"),
+        &latencies,
+        "ms",
+        Some(Goal::AtMost(1_000.0)),
+    );
+    if missing > 0 {
+        report.note(&format!(
+            "[{n}] {missing} clients never received the change"
+        ));
+    }
+    report.figure(
+        &format!("[{n}] node RSS, idle"),
+        rss_before as f64 / 1_048_576.0,
+        "MiB",
+        None,
+    );
+    report.figure(
+        &format!("[{n}] node RSS, streams open"),
+        rss_after as f64 / 1_048_576.0,
+        "MiB",
+        None,
+    );
+    let per_conn = (rss_after.saturating_sub(rss_before)) as f64 / connected.max(1) as f64 / 1024.0;
+    report.figure(
+        &format!("[{n}] RSS per connection"),
+        per_conn,
+        "KiB",
+        Some(Goal::AtMost(8.0)),
+    );
+    node.stop().await?;
+    Ok(())
+}
+
+/// A load-generator process.
+struct Worker {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Worker {
+    async fn spawn(target: SocketAddr, clients: usize, sources: u8) -> anyhow::Result<Self> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["fanout-worker", "--target", &target.to_string()])
+            .args(["--clients", &clients.to_string()])
+            .args(["--sources", &sources.to_string(), "--marker", NEW])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting a load generator")?;
+        let lines = BufReader::new(child.stdout.take().context("worker stdout")?).lines();
+        Ok(Self { child, lines })
+    }
+
+    async fn read_line<T: for<'de> Deserialize<'de>>(&mut self) -> anyhow::Result<T> {
+        let line = tokio::time::timeout(SETTLE * 4, self.lines.next_line())
+            .await
+            .context("load generator silent")??
+            .context("load generator exited")?;
+        Ok(serde_json::from_str(&line)?)
+    }
+
+    /// Tells it to close its connections and waits for it.
+    async fn finish(&mut self) {
+        if let Some(stdin) = self.child.stdin.as_mut() {
+            let _ = stdin.write_all(b"exit\n").await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Ready {
+    connected: usize,
+    failed: usize,
+    error: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Received {
+    at_ns: Vec<u64>,
+    missing: usize,
+}
+
+/// The load generator: opens `clients` streams, says so, records when each
+/// sees `marker`, reports, then holds the connections until told to exit.
+pub async fn worker(
+    target: SocketAddr,
+    clients: usize,
+    sources: u8,
+    marker: &str,
+) -> anyhow::Result<()> {
+    check_sources(sources)?;
+    raise_fd_limit();
+    let marker = Arc::new(client::announced(marker));
+    // Connect at most this many at once: the node's accept backlog is finite.
+    let gate = Arc::new(Semaphore::new(256));
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Result<(), String>>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(u64, SseClient)>();
+    for i in 0..clients {
+        let source = loopback_source(1 + (i % sources as usize) as u8);
+        let (gate, marker, ready_tx, done_tx) = (
+            gate.clone(),
+            marker.clone(),
+            ready_tx.clone(),
+            done_tx.clone(),
+        );
+        tokio::spawn(async move {
+            let permit = gate.acquire_owned().await;
+            let opened = async {
+                let mut sse = SseClient::open(target, source).await?;
+                sse.wait_for(client::ANY_REPORT).await?;
+                Ok::<_, std::io::Error>(sse)
+            }
+            .await;
+            drop(permit);
+            let mut sse = match opened {
+                Ok(sse) => {
+                    let _ = ready_tx.send(Ok(()));
+                    sse
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            if sse.wait_for(&marker).await.is_ok() {
+                let _ = done_tx.send((sys::mono_ns(), sse));
+            }
+        });
+    }
+    drop((ready_tx, done_tx));
+    let (mut connected, mut failed, mut error) = (0, 0, String::new());
+    while connected + failed < clients {
+        match ready_rx.recv().await {
+            Some(Ok(())) => connected += 1,
+            Some(Err(e)) => {
+                failed += 1;
+                error = e;
+            }
+            None => break,
+        }
+    }
+    println!(
+        "{}",
+        serde_json::to_string(&Ready {
+            connected,
+            failed,
+            error
+        })?
+    );
+
+    let mut at_ns = Vec::with_capacity(connected);
+    let mut held = Vec::with_capacity(connected);
+    let deadline = tokio::time::Instant::now() + SETTLE * 2;
+    while at_ns.len() < connected {
+        match tokio::time::timeout_at(deadline, done_rx.recv()).await {
+            Ok(Some((at, sse))) => {
+                at_ns.push(at);
+                held.push(sse);
+            }
+            _ => break,
+        }
+    }
+    let missing = connected - at_ns.len();
+    println!("{}", serde_json::to_string(&Received { at_ns, missing })?);
+    // Hold every connection until the others have been measured too.
+    let _ = tokio::task::spawn_blocking(|| std::io::stdin().read_line(&mut String::new())).await;
+    drop(held);
+    Ok(())
+}
+
+/// Checks worker arguments early, with a clear message.
+pub fn check_sources(sources: u8) -> anyhow::Result<()> {
+    if sources == 0 || sources > 254 {
+        bail!("--sources must be 1 to 254 (127.0.0.1 to 127.0.0.254), not {sources}");
+    }
+    Ok(())
+}

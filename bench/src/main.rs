@@ -1,0 +1,305 @@
+//! `vo-bench`: version-observer's benchmarks. Each is a program that prints
+//! its inputs and its figures; the run ends with a table of goal versus
+//! measured. `--size smoke` runs every benchmark small (CI does, to keep them
+//! working); `--size full` is what BENCHMARKS.md records.
+//!
+//! 1. [`fanout`]: one change to N idle SSE streams on one node;
+//! 2. [`convergence`]: last old node leaves -> announcement -> browser;
+//! 3. [`convergence::failover`]: the monitor crashes with a deploy pending;
+//! 4. [`monitor_scale`]: one collection round over M members;
+//! 5. [`polling`]: N polling tabs beside N streaming tabs;
+//! 6. [`ssr`]: `GET /` rendered per request vs nginx serving it static;
+//! 7. [`bundle`]: the wasm, JS and CSS a browser downloads.
+
+mod bundle;
+mod client;
+mod cluster;
+mod convergence;
+mod fanout;
+mod monitor_scale;
+mod polling;
+mod report;
+mod ssr;
+mod sys;
+
+use anyhow::bail;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+#[derive(Parser)]
+#[command(
+    name = "vo-bench",
+    about = "version-observer's benchmarks: prints each figure with its inputs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    worker: Option<Worker>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Worker {
+    /// A load-generator process of the fan-out benchmark (started by it).
+    #[command(hide = true)]
+    FanoutWorker {
+        #[arg(long)]
+        target: SocketAddr,
+        #[arg(long)]
+        clients: usize,
+        #[arg(long)]
+        sources: u8,
+        #[arg(long)]
+        marker: String,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Size {
+    /// Every benchmark, small: a check that each still runs (CI).
+    Smoke,
+    /// The sizes BENCHMARKS.md records.
+    Full,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+enum Bench {
+    Fanout,
+    Convergence,
+    Failover,
+    Monitor,
+    Polling,
+    Ssr,
+    Bundle,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// smoke (small, seconds) or full (the recorded sizes, many minutes).
+    #[arg(long, value_enum, default_value = "full")]
+    size: Size,
+    /// Only these benchmarks (comma-separated); default: all.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Bench>,
+    /// Fan-out: client counts [smoke: 200; full: 1000,10000,19000,50000,100000].
+    #[arg(long, value_delimiter = ',')]
+    clients: Vec<usize>,
+    /// Loopback source addresses for clients (127.0.0.1 to 127.0.0.N).
+    #[arg(long, default_value_t = 8)]
+    sources: u8,
+    /// Convergence: runs per case [smoke: 2; full: 20].
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Failover: runs [smoke: 1; full: 5].
+    #[arg(long)]
+    failover_runs: Option<usize>,
+    /// Monitor scale: member counts [smoke: 10,100; full: 10,100,1000].
+    #[arg(long, value_delimiter = ',')]
+    members: Vec<usize>,
+    /// Versus polling: tabs per node [smoke: 100; full: 5000].
+    #[arg(long)]
+    poll_clients: Option<usize>,
+    /// Versus polling: poll interval in seconds [smoke: 2; full: 60].
+    #[arg(long)]
+    poll_interval: Option<u64>,
+    /// SSR: seconds of load per server [smoke: 2; full: 15].
+    #[arg(long)]
+    ssr_seconds: Option<u64>,
+    /// The built site's pkg folder (the bundle benchmark).
+    #[arg(long, default_value = "target/site/pkg")]
+    pkg: PathBuf,
+}
+
+fn pick<T: Clone>(given: Option<T>, size: Size, smoke: T, full: T) -> T {
+    given.unwrap_or(if size == Size::Smoke { smoke } else { full })
+}
+
+fn pick_list(given: &[usize], size: Size, smoke: &[usize], full: &[usize]) -> Vec<usize> {
+    if !given.is_empty() {
+        given.to_vec()
+    } else if size == Size::Smoke {
+        smoke.to_vec()
+    } else {
+        full.to_vec()
+    }
+}
+
+/// The cargo profile this binary was built with (its folder under target/).
+fn build_profile() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.file_name()?.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn git_commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.worker {
+        Some(Worker::FanoutWorker {
+            target,
+            clients,
+            sources,
+            marker,
+        }) => {
+            // One thread per load generator: the other core is the node's.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(fanout::worker(target, clients, sources, &marker))
+        }
+        None => runtime.block_on(run(cli.run)),
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let binary = vo_lab::tools::node_binary();
+    if !sys::is_executable(&binary) {
+        bail!(
+            "no node binary at {} (scripts/bench.sh builds it)",
+            binary.display()
+        );
+    }
+    let size = args.size;
+    let profile = build_profile();
+    println!("version-observer benchmarks");
+    println!("   date (UTC)                   {}", utc_now());
+    println!("   machine                      {}", sys::machine());
+    println!("   commit                       {}", git_commit());
+    println!("   binaries                     target/{profile}");
+    println!(
+        "   size                         {}",
+        if size == Size::Smoke { "smoke" } else { "full" }
+    );
+    println!(
+        "   command                      {}",
+        std::env::args().collect::<Vec<_>>().join(" ")
+    );
+
+    let selected = |b: Bench| args.only.is_empty() || args.only.contains(&b);
+    let mut report = report::Report::default();
+    let mut failed = Vec::new();
+    macro_rules! bench {
+        ($name:expr, $body:expr) => {
+            if let Err(e) = $body {
+                println!("   FAILED: {e:#}");
+                failed.push($name);
+            }
+        };
+    }
+    if selected(Bench::Fanout) {
+        let fan = fanout::Args {
+            sizes: pick_list(
+                &args.clients,
+                size,
+                &[200],
+                &[1_000, 10_000, 19_000, 50_000, 100_000],
+            ),
+            sources: args.sources,
+        };
+        bench!("fan-out", fanout::run(&mut report, &binary, &fan).await);
+    }
+    if selected(Bench::Convergence) {
+        let runs = pick(args.runs, size, 2, 20);
+        bench!(
+            "convergence",
+            convergence::run(&mut report, &binary, runs).await
+        );
+    }
+    if selected(Bench::Failover) {
+        let runs = pick(args.failover_runs, size, 1, 5);
+        bench!(
+            "failover",
+            convergence::failover(&mut report, &binary, runs).await
+        );
+    }
+    if selected(Bench::Monitor) {
+        let members = pick_list(&args.members, size, &[10, 100], &[10, 100, 1_000]);
+        let rounds = if size == Size::Smoke { 3 } else { 20 };
+        bench!(
+            "monitor scale",
+            monitor_scale::run(&mut report, &binary, &members, rounds).await
+        );
+    }
+    if selected(Bench::Polling) {
+        let interval = Duration::from_secs(pick(args.poll_interval, size, 2, 60));
+        let poll = polling::Args {
+            clients: pick(args.poll_clients, size, 100, 5_000),
+            interval,
+            window: interval * 2,
+            sources: args.sources,
+        };
+        bench!(
+            "versus polling",
+            polling::run(&mut report, &binary, &poll).await
+        );
+    }
+    if selected(Bench::Ssr) {
+        let ssr = ssr::Args {
+            duration: Duration::from_secs(pick(args.ssr_seconds, size, 2, 15)),
+            connections: 64,
+            threads: 2,
+        };
+        bench!("ssr", ssr::run(&mut report, &binary, &ssr).await);
+    }
+    if selected(Bench::Bundle) {
+        bench!("bundle", bundle::run(&mut report, &args.pkg));
+    }
+
+    println!();
+    println!("== goals ================================================================");
+    print!("{}", report.goals_table());
+    if !failed.is_empty() {
+        bail!("these benchmarks failed: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// `YYYY-MM-DD HH:MM` in UTC, without a date crate.
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
+        rest / 3600,
+        rest % 3600 / 60
+    )
+}
+
+/// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn civil_dates() {
+        assert_eq!(super::civil_from_days(0), (1970, 1, 1));
+        assert_eq!(super::civil_from_days(20_781), (2026, 11, 24));
+        assert_eq!(super::civil_from_days(11_016), (2000, 2, 29));
+    }
+}
