@@ -147,8 +147,11 @@ impl Application {
                 tracing::debug!(error = %e, "cannot set TCP_NODELAY");
             }
         });
+        // `into_make_service`: serving the `Router` itself would make axum
+        // rebuild its route table for every connection (`with_state(())` per
+        // accept): kilobytes per open stream, and CPU on every accept.
         let server = tokio::spawn(
-            axum::serve(listener, self.router)
+            axum::serve(listener, self.router.into_make_service())
                 .with_graceful_shutdown(streams_stop.clone().cancelled_owned())
                 .into_future(),
         );
