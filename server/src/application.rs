@@ -5,18 +5,21 @@
 use crate::{
     cluster::transport::{ClusterError, ClusterNode},
     config::Config,
-    http::{self, AppState},
+    http::{
+        self,
+        listener::{StreamContext, StreamListener},
+        AppState,
+    },
     hub::VersionHub,
 };
 use app::{
     signal::{ClusterView, Mode, NodeInfo},
     PageInfo,
 };
-use axum::serve::ListenerExt;
 use leptos::config::{Env, LeptosOptions};
 use std::{future::IntoFuture, io, net::SocketAddr, path::PathBuf, sync::Arc};
 use tokio::{net::TcpListener, sync::Semaphore};
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +36,9 @@ pub enum StartupError {
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    /// What the listener needs to serve version streams itself.
+    streams: StreamContext,
+    keepalive: std::time::Duration,
     hub: Arc<VersionHub>,
     cluster: Option<ClusterNode>,
     /// Cancelled by a signal or a test: the node should stop.
@@ -98,9 +104,14 @@ impl Application {
                 version,
             },
             stream_slots: Arc::new(Semaphore::new(config.max_streams as usize)),
-            keepalive: config.keepalive(),
             shutdown: streams_stop.clone(),
             cluster: cluster.as_ref().map(ClusterNode::status),
+        };
+        let streams = StreamContext {
+            hub: hub.clone(),
+            slots: state.stream_slots.clone(),
+            stop: streams_stop.clone(),
+            tasks: TaskTracker::new(),
         };
         let router = http::router(state, config.max_inflight as usize);
         tracing::info!(
@@ -112,6 +123,8 @@ impl Application {
         Ok(Self {
             listener,
             router,
+            streams,
+            keepalive: config.keepalive(),
             hub,
             cluster,
             shutdown,
@@ -139,14 +152,14 @@ impl Application {
     /// (nodedown, lease released, flushed), ends every stream, and drains.
     pub async fn run_until_stopped(self) -> io::Result<()> {
         let streams_stop = self.streams_stop.clone();
-        // No Nagle: version events are small writes, and one that follows
-        // another within a delayed-ACK window would otherwise wait for the
-        // ACK (tens of milliseconds) before it leaves.
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
+        let stream_tasks = self.streams.tasks.clone();
+        let keepalive = {
+            let (hub, interval, stop) = (self.hub.clone(), self.keepalive, streams_stop.clone());
+            tokio::spawn(async move { hub.run_keepalive(interval, stop).await })
+        };
+        // Version streams on new connections are served by the listener itself;
+        // the rest goes to axum (see `http::listener`).
+        let listener = StreamListener::new(self.listener, self.streams);
         // `into_make_service`: serving the `Router` itself would make axum
         // rebuild its route table for every connection (`with_state(())` per
         // accept): kilobytes per open stream, and CPU on every accept.
@@ -161,6 +174,9 @@ impl Application {
         }
         streams_stop.cancel();
         server.await.map_err(io::Error::other)??;
+        stream_tasks.close();
+        stream_tasks.wait().await;
+        let _ = keepalive.await;
         tracing::info!("node stopped");
         Ok(())
     }

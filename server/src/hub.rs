@@ -2,11 +2,14 @@
 //!
 //! Every version stream watches a single `tokio::sync::watch` channel, so a
 //! change is one store plus one wake-up per stream, and the report is
-//! serialized once per change, not once per client.
+//! serialized (and encoded as a server-sent event) once per change, not once
+//! per client: every stream writes the same shared bytes.
 
 use app::signal::{ClusterView, Mode, NodeInfo, VersionReport};
+use bytes::Bytes;
 use std::sync::Arc;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// One published state of the node's version signal.
 #[derive(Debug, Clone)]
@@ -16,15 +19,20 @@ pub struct Snapshot {
     pub report: Arc<VersionReport>,
     /// `report` as JSON, shared by every stream.
     pub json: Arc<str>,
+    /// `report` as one server-sent event (`id: <seq>` and `data: <json>`).
+    pub event: Bytes,
 }
 
 impl Snapshot {
     fn new(seq: u64, report: VersionReport) -> Self {
         let json = serde_json::to_string(&report).expect("reports always serialize");
+        // Compact JSON holds no newline, so it fits one `data:` line.
+        let event = format!("id: {seq}\ndata: {json}\n\n");
         Self {
             seq,
             report: Arc::new(report),
             json: json.into(),
+            event: Bytes::from(event),
         }
     }
 }
@@ -33,6 +41,9 @@ impl Snapshot {
 #[derive(Debug)]
 pub struct VersionHub {
     tx: watch::Sender<Snapshot>,
+    /// Bumped every keep-alive interval by one task for the whole node: an
+    /// idle stream needs no timer of its own, only this receiver.
+    keepalive: watch::Sender<u64>,
 }
 
 impl VersionHub {
@@ -45,7 +56,8 @@ impl VersionHub {
                 cluster,
             },
         ));
-        Self { tx }
+        let (keepalive, _) = watch::channel(0);
+        Self { tx, keepalive }
     }
 
     /// Publishes a new cluster view; returns whether anything changed.
@@ -69,6 +81,28 @@ impl VersionHub {
 
     pub fn subscribe(&self) -> watch::Receiver<Snapshot> {
         self.tx.subscribe()
+    }
+
+    /// Changes at every keep-alive tick.
+    pub fn keepalive(&self) -> watch::Receiver<u64> {
+        self.keepalive.subscribe()
+    }
+
+    /// One keep-alive tick: every idle stream sends a comment.
+    pub fn tick_keepalive(&self) {
+        self.keepalive.send_modify(|tick| *tick += 1);
+    }
+
+    /// Ticks every `interval` until `stop`: one timer for all streams.
+    pub async fn run_keepalive(&self, interval: std::time::Duration, stop: CancellationToken) {
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = ticker.tick() => self.tick_keepalive(),
+            }
+        }
     }
 }
 
@@ -111,5 +145,7 @@ mod tests {
         assert_eq!(snap.report.cluster, mixed);
         let parsed: VersionReport = serde_json::from_str(&snap.json).unwrap();
         assert_eq!(&parsed, snap.report.as_ref());
+        let event = std::str::from_utf8(&snap.event).unwrap();
+        assert_eq!(event, format!("id: 2\ndata: {}\n\n", snap.json));
     }
 }

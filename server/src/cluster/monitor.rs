@@ -53,6 +53,72 @@ pub fn assess(expected: &BTreeSet<String>, replies: &BTreeMap<String, Version>) 
     }
 }
 
+/// A collection round in progress: who must still answer, and what was
+/// answered. The transport feeds it replies and departures as they happen and
+/// asks whether it is over; it never waits on it, so a node that does not
+/// answer delays nothing but this round's own verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Round {
+    pub number: u64,
+    pub started: Instant,
+    pub deadline: Instant,
+    /// The members expected to answer (the view when it started, less any
+    /// that left or expired since).
+    members: BTreeSet<String>,
+    replies: BTreeMap<String, Version>,
+}
+
+impl Round {
+    pub fn new(
+        number: u64,
+        members: BTreeSet<String>,
+        started: Instant,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            number,
+            started,
+            deadline: started + timeout,
+            members,
+            replies: BTreeMap::new(),
+        }
+    }
+
+    /// A reply arrived. One from a node the view did not know counts too: it
+    /// is alive, so its version matters.
+    pub fn reply(&mut self, id: &str, version: &Version) {
+        self.replies.insert(id.to_owned(), version.clone());
+    }
+
+    /// A member left or expired during the round: it is not waited for, and
+    /// its answer, if it gave one, no longer counts.
+    pub fn departed(&mut self, id: &str) {
+        self.members.remove(id);
+        self.replies.remove(id);
+    }
+
+    /// Every expected member answered (and somebody did).
+    pub fn is_complete(&self) -> bool {
+        !self.replies.is_empty() && self.members.iter().all(|m| self.replies.contains_key(m))
+    }
+
+    pub fn is_over(&self, now: Instant) -> bool {
+        self.is_complete() || now >= self.deadline
+    }
+
+    pub fn expected(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn replies(&self) -> usize {
+        self.replies.len()
+    }
+
+    pub fn outcome(&self) -> RoundOutcome {
+        assess(&self.members, &self.replies)
+    }
+}
+
 /// What the monitor should record after a settled round.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -349,6 +415,80 @@ mod tests {
         assert!(s.is_due(t0 + ms(300)));
         s.finished(&RoundOutcome::Settled(v("2.0.0")), t0 + ms(300));
         assert_eq!(s.next_round(), t0 + ms(300) + SAFETY);
+    }
+
+    fn round(members: &[&str]) -> (Round, Instant) {
+        let t0 = Instant::now();
+        (Round::new(7, ids(members), t0, ms(500)), t0)
+    }
+
+    #[test]
+    fn a_round_is_over_once_every_member_answered() {
+        let (mut r, t0) = round(&["a", "b"]);
+        assert!(!r.is_over(t0));
+        r.reply("a", &v("1.0.0"));
+        assert!(!r.is_complete());
+        r.reply("b", &v("1.0.0"));
+        assert!(r.is_complete() && r.is_over(t0 + ms(1)));
+        assert_eq!(r.outcome(), RoundOutcome::Settled(v("1.0.0")));
+        assert_eq!((r.expected(), r.replies(), r.number), (2, 2, 7));
+    }
+
+    #[test]
+    fn a_silent_member_ends_the_round_at_its_deadline() {
+        let (mut r, t0) = round(&["a", "hung"]);
+        r.reply("a", &v("1.0.0"));
+        assert!(!r.is_over(t0 + ms(499)));
+        assert!(r.is_over(t0 + ms(500)));
+        assert_eq!(
+            r.outcome(),
+            RoundOutcome::Incomplete {
+                missing: ids(&["hung"])
+            }
+        );
+    }
+
+    #[test]
+    fn a_member_that_dies_mid_round_is_no_longer_waited_for() {
+        // The old node crashes during the round: once it expires, the round
+        // completes with the survivors at once, not at its deadline.
+        let (mut r, t0) = round(&["old", "new-1", "new-2"]);
+        r.reply("new-1", &v("1.0.0"));
+        r.reply("new-2", &v("1.0.0"));
+        assert!(!r.is_complete());
+        r.departed("old");
+        assert!(r.is_over(t0 + ms(10)));
+        assert_eq!(r.outcome(), RoundOutcome::Settled(v("1.0.0")));
+    }
+
+    #[test]
+    fn the_answer_of_a_node_that_then_left_does_not_count() {
+        let (mut r, _) = round(&["old", "new"]);
+        r.reply("old", &v("0.1.0"));
+        r.reply("new", &v("1.0.0"));
+        assert_eq!(
+            r.outcome(),
+            RoundOutcome::Mixed([v("0.1.0"), v("1.0.0")].into())
+        );
+        r.departed("old");
+        assert_eq!(r.outcome(), RoundOutcome::Settled(v("1.0.0")));
+    }
+
+    #[test]
+    fn a_stranger_that_answers_counts_and_nobody_at_all_decides_nothing() {
+        let (mut r, _) = round(&["a"]);
+        r.reply("a", &v("1.0.0"));
+        r.reply("newcomer", &v("2.0.0-rc.1"));
+        assert_eq!(
+            r.outcome(),
+            RoundOutcome::Mixed([v("1.0.0"), v("2.0.0-rc.1")].into())
+        );
+        let (empty, t1) = round(&[]);
+        assert!(!empty.is_complete() && !empty.is_over(t1) && empty.is_over(t1 + ms(500)));
+        assert_eq!(
+            empty.outcome(),
+            RoundOutcome::Incomplete { missing: ids(&[]) }
+        );
     }
 
     #[test]

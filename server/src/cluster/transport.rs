@@ -30,7 +30,6 @@ use futures::StreamExt;
 use semver::Version;
 use serde::Serialize;
 use std::{
-    collections::BTreeMap,
     path::PathBuf,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -227,7 +226,8 @@ impl ClusterNode {
             next_bucket_attempt: Instant::now(),
             connected: false,
             announced: None,
-            round: 0,
+            rounds: 0,
+            round: None,
             last_round: None,
             hub,
             leader_flag,
@@ -382,7 +382,10 @@ struct Coordinator {
     next_bucket_attempt: Instant,
     connected: bool,
     announced: Option<SettledNotice>,
-    round: u64,
+    /// Rounds started so far (numbers each round's request).
+    rounds: u64,
+    /// The round in progress, while this node is monitor.
+    round: Option<monitor::Round>,
     last_round: Option<RoundStats>,
     hub: Arc<VersionHub>,
     leader_flag: Arc<AtomicBool>,
@@ -426,9 +429,12 @@ impl Coordinator {
             self.on_connected().await;
         }
         let mut last_refresh = Instant::now();
+        // The reply inbox of the round in progress, if any.
+        let mut replies: Option<async_nats::Subscriber> = None;
         // Event-driven: every message is acted on at once, and between messages
         // the loop sleeps until the next deadline (a lease renewal, an expiry,
-        // a scheduled round), so nothing waits for a polling tick.
+        // a round's end), so nothing waits for a polling tick, and a round
+        // waiting for a silent node holds up nothing else.
         loop {
             let wake = self.next_wake(last_refresh + RECORD_REFRESH);
             tokio::select! {
@@ -440,6 +446,7 @@ impl Coordinator {
                     other => tracing::debug!(event = %other, "NATS event"),
                 },
                 Some(message) = presence.next() => self.on_presence(&message.subject, &message.payload),
+                Some(message) = next_message(&mut replies) => self.on_reply(&message.payload),
                 Some(message) = settled.next() => match protocol::decode::<SettledNotice>(&message.payload) {
                     Ok(notice) => self.apply_notice(notice, false),
                     Err(e) => tracing::warn!(subject = %message.subject, error = %e, "dropping a malformed settled notice"),
@@ -451,7 +458,12 @@ impl Coordinator {
                     }
                 }
             }
-            self.tick().await;
+            if let Some(inbox) = self.tick().await {
+                replies = Some(inbox);
+            }
+            if self.round.is_none() {
+                replies = None;
+            }
             self.publish_view();
         }
         self.leave().await;
@@ -476,9 +488,12 @@ impl Coordinator {
         if let Some(expiry) = self.view.next_expiry() {
             wake = wake.min(expiry);
         }
-        match self.view.warm_at() {
-            Some(warm) if warm > now => wake = wake.min(warm),
-            Some(_) if leads && self.connected => wake = wake.min(self.scheduler.next_round()),
+        match (&self.round, self.view.warm_at()) {
+            (Some(round), _) => wake = wake.min(round.deadline),
+            (None, Some(warm)) if warm > now => wake = wake.min(warm),
+            (None, Some(_)) if leads && self.connected => {
+                wake = wake.min(self.scheduler.next_round())
+            }
             _ => {}
         }
         wake.max(now + MIN_WAKE)
@@ -557,7 +572,11 @@ impl Coordinator {
                     // It handed the lease back before saying nodedown.
                     self.election.attempt_now(now);
                 }
-                self.view.left(&presence.id, presence.incarnation)
+                let left = self.view.left(&presence.id, presence.incarnation);
+                if let (true, Some(round)) = (left, self.round.as_mut()) {
+                    round.departed(&presence.id);
+                }
+                left
             }
             PresenceKind::Up | PresenceKind::Heartbeat => self
                 .view
@@ -577,13 +596,18 @@ impl Coordinator {
         }
     }
 
-    async fn tick(&mut self) {
+    /// Everything due now: expiries, the election, the end of a round, the
+    /// start of the next one (whose reply inbox it returns).
+    async fn tick(&mut self) -> Option<async_nats::Subscriber> {
         let now = Instant::now();
         let expired = self.view.expire(now);
         if !expired.is_empty() {
             tracing::info!(nodes = ?expired, "nodes timed out");
             self.changes += 1;
             self.scheduler.collect_now(now);
+            if let Some(round) = self.round.as_mut() {
+                expired.iter().for_each(|id| round.departed(id));
+            }
         }
         let warm = self.view.is_warm(now);
         if warm != self.was_warm {
@@ -596,15 +620,23 @@ impl Coordinator {
             if let (_, Some(change)) = self.election.poll(now) {
                 self.role_changed(change);
             }
-            return;
+            return None;
         }
         self.run_election(now).await;
-        if self.election.is_leader(Instant::now())
-            && self.view.is_warm(Instant::now())
-            && self.scheduler.is_due(Instant::now())
-        {
-            self.collect_and_decide().await;
+        let now = Instant::now();
+        if !self.election.is_leader(now) {
+            // Deposed mid-round: its outcome is not ours to act on.
+            self.round = None;
+            return None;
         }
+        if self.round.as_ref().is_some_and(|r| r.is_over(now)) {
+            self.finish_round().await;
+        }
+        let now = Instant::now();
+        if self.round.is_none() && self.view.is_warm(now) && self.scheduler.is_due(now) {
+            return self.start_round().await;
+        }
+        None
     }
 
     async fn run_election(&mut self, now: Instant) {
@@ -668,29 +700,87 @@ impl Coordinator {
         }
     }
 
-    /// One collection round and, if the cluster settled, the decision.
-    async fn collect_and_decide(&mut self) {
-        let started = Instant::now();
-        let expected = self.view.member_ids();
-        let replies = match self.collect().await {
-            Ok(r) => r,
+    /// Starts a collection round: one request to every node, with a reply
+    /// inbox. Returns the inbox, which the event loop reads from; the round
+    /// itself ([`monitor::Round`]) is finished by [`tick`](Self::tick).
+    async fn start_round(&mut self) -> Option<async_nats::Subscriber> {
+        self.rounds += 1;
+        let members = self.view.member_ids();
+        let inbox = self.client.new_inbox();
+        let request = encode(&VersionRequest {
+            leader: self.me.id.clone(),
+            round: self.rounds,
+        });
+        let sent = async {
+            let replies = self.client.subscribe(inbox.clone()).await?;
+            self.client
+                .publish_with_reply(self.names.version_request(), inbox, request)
+                .await?;
+            self.client.flush().await?;
+            Ok::<_, async_nats::Error>(replies)
+        };
+        match sent.await {
+            Ok(replies) => {
+                self.round = Some(monitor::Round::new(
+                    self.rounds,
+                    members,
+                    Instant::now(),
+                    self.settings.round_timeout,
+                ));
+                Some(replies)
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "collection round failed");
+                tracing::warn!(error = %e, "cannot start a collection round");
                 self.scheduler.finished(
-                    &RoundOutcome::Incomplete { missing: expected },
+                    &RoundOutcome::Incomplete { missing: members },
                     Instant::now(),
                 );
+                None
+            }
+        }
+    }
+
+    /// A reply to the round in progress.
+    fn on_reply(&mut self, payload: &[u8]) {
+        let reply = match protocol::decode::<VersionReply>(payload) {
+            Ok(reply) => reply,
+            Err(e) => {
+                tracing::warn!(error = %e, "dropping a malformed version reply");
                 return;
             }
         };
-        let collect_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let outcome = monitor::assess(&expected, &replies);
+        let change = self.view.heard(
+            &reply.id,
+            &reply.version,
+            reply.incarnation,
+            false,
+            Instant::now(),
+        );
+        if change == super::membership::Change::Ignored {
+            return;
+        }
+        if change.is_material() {
+            self.changes += 1;
+        }
+        if let Some(round) = self.round.as_mut() {
+            round.reply(&reply.id, &reply.version);
+        }
+    }
+
+    /// Ends the round in progress: its outcome schedules the next one and,
+    /// if the cluster settled, leads to the decision.
+    async fn finish_round(&mut self) {
+        let Some(round) = self.round.take() else {
+            return;
+        };
+        let outcome = round.outcome();
+        let collect_ms = round.started.elapsed().as_secs_f64() * 1000.0;
         self.scheduler.finished(&outcome, Instant::now());
-        tracing::debug!(round = self.round, ?outcome, collect_ms, "round");
+        tracing::debug!(round = round.number, ?outcome, collect_ms, "round");
         self.last_round = Some(RoundStats {
-            round: self.round,
-            expected: expected.len(),
-            replies: replies.len(),
+            round: round.number,
+            expected: round.expected(),
+            replies: round.replies(),
             outcome: match outcome {
                 RoundOutcome::Settled(_) => "settled",
                 RoundOutcome::Mixed(_) => "mixed",
@@ -706,50 +796,6 @@ impl Coordinator {
                 tracing::info!(?missing, "members did not reply; retrying")
             }
         }
-    }
-
-    /// Scatter-gather: one request, replies until every expected member has
-    /// answered or the round's deadline passes (a hung node cannot stall it).
-    async fn collect(&mut self) -> Result<BTreeMap<String, Version>, async_nats::Error> {
-        self.round += 1;
-        let inbox = self.client.new_inbox();
-        let mut replies_sub = self.client.subscribe(inbox.clone()).await?;
-        let request = encode(&VersionRequest {
-            leader: self.me.id.clone(),
-            round: self.round,
-        });
-        self.client
-            .publish_with_reply(self.names.version_request(), inbox, request)
-            .await?;
-        self.client.flush().await?;
-        let deadline = tokio::time::Instant::now() + self.settings.round_timeout;
-        let mut expected = self.view.member_ids();
-        let mut replies = BTreeMap::new();
-        while !expected.is_empty() || replies.is_empty() {
-            let message = match tokio::time::timeout_at(deadline, replies_sub.next()).await {
-                Ok(Some(m)) => m,
-                Ok(None) | Err(_) => break,
-            };
-            match protocol::decode::<VersionReply>(&message.payload) {
-                Ok(reply) => {
-                    let change = self.view.heard(
-                        &reply.id,
-                        &reply.version,
-                        reply.incarnation,
-                        false,
-                        Instant::now(),
-                    );
-                    if change == super::membership::Change::Ignored {
-                        continue;
-                    }
-                    expected.remove(&reply.id);
-                    replies.insert(reply.id, reply.version);
-                }
-                Err(e) => tracing::warn!(error = %e, "dropping a malformed version reply"),
-            }
-        }
-        let _ = replies_sub.unsubscribe().await;
-        Ok(replies)
     }
 
     async fn settle(&mut self, version: Version) {
@@ -972,5 +1018,13 @@ impl Coordinator {
                 Err(e) => tracing::warn!(error = %e, "could not release the lease; it will expire"),
             }
         }
+    }
+}
+
+/// The next message of an optional subscription; never, without one.
+async fn next_message(sub: &mut Option<async_nats::Subscriber>) -> Option<async_nats::Message> {
+    match sub {
+        Some(sub) => sub.next().await,
+        None => std::future::pending().await,
     }
 }

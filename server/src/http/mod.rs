@@ -3,7 +3,7 @@
 //!
 //! | route                      | what                                       |
 //! |----------------------------|--------------------------------------------|
-//! | `GET /`                    | the page (Leptos SSR, hydrated by WASM)     |
+//! | `GET /`                    | the page (Leptos SSR once, then from memory; hydrated by WASM) |
 //! | `GET /api/version`         | this node and its cluster view, as JSON     |
 //! | `GET /api/version/events`  | the same, as Server-Sent Events             |
 //! | `GET /api/cluster`         | members, leader, state (cluster mode)       |
@@ -15,6 +15,8 @@
 //! `Retry-After`.
 
 mod api;
+pub mod listener;
+mod page_cache;
 mod sse;
 
 use crate::hub::VersionHub;
@@ -29,7 +31,7 @@ use axum::{
 };
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
@@ -43,7 +45,6 @@ pub struct AppState {
     pub page: PageInfo,
     /// One permit per open version stream.
     pub stream_slots: Arc<Semaphore>,
-    pub keepalive: Duration,
     /// Cancelled when the node stops; ends every stream so shutdown can finish.
     pub shutdown: CancellationToken,
     /// The cluster status, in cluster mode.
@@ -67,6 +68,10 @@ pub fn router(state: AppState, max_inflight: usize) -> Router {
             move || shell(options.clone()),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(axum::middleware::from_fn_with_state(
+            page_cache::PageCache::default(),
+            page_cache::serve,
+        ))
         // Browsers must revalidate pages and bundles: after a deploy the same
         // URL serves a different build, and a stale cached wasm would not match
         // the new HTML it hydrates.

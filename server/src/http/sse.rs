@@ -3,58 +3,107 @@
 //! The first event is sent as soon as the client connects and carries the
 //! current report, so a browser that (re)connects after an announcement knows
 //! at once. Then one event per change. Each event has an `id` (the hub's
-//! sequence number) and a `retry:` hint with per-connection jitter, so that
-//! after a node restart its many tabs do not all reconnect in the same instant.
-//! A stream holds no task or timer of its own beyond the keep-alive.
+//! sequence number); the first also carries a `retry:` hint with
+//! per-connection jitter (a browser keeps it for later reconnects), so that
+//! after a node restart its many tabs do not all reconnect in the same
+//! instant. Every `--keepalive-secs` each stream gets a comment (one timer
+//! for the whole node, see [`VersionHub::run_keepalive`]).
+//!
+//! A stream reaches the node one of two ways, and both send the bytes of
+//! [`events`]:
+//! - on a new connection (how load balancers and most clients open one), the
+//!   node's listener serves it itself, lean ([`super::listener`]);
+//! - on a connection that already carried another request, through axum and
+//!   hyper: [`version_events`] below.
 
 use super::{overloaded, AppState};
+use crate::hub::{Snapshot, VersionHub};
 use axum::{
+    body::Body,
     extract::State,
     http::{header, HeaderValue},
-    response::{
-        sse::{Event, KeepAlive, Sse},
-        IntoResponse, Response,
-    },
+    response::{IntoResponse, Response},
 };
-use futures::StreamExt;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
 use std::{convert::Infallible, time::Duration};
-use tokio_stream::wrappers::WatchStream;
+use tokio_util::sync::CancellationToken;
 
 /// Reconnect delay hint: this much, plus up to the same again at random.
 const RETRY_BASE: Duration = Duration::from_millis(1_000);
+/// What an idle stream sends every keep-alive interval: an empty comment.
+pub const KEEPALIVE: &[u8] = b":\n\n";
+pub const CONTENT_TYPE: &str = "text/event-stream";
 
+/// A reconnect hint for one connection.
+pub fn retry_hint() -> Duration {
+    RETRY_BASE + RETRY_BASE.mul_f64(fastrand::f64())
+}
+
+/// The first event of a stream: the retry hint, then the current report.
+pub fn first_event(snapshot: &Snapshot, retry: Duration) -> Bytes {
+    let mut event = format!("retry: {}\n", retry.as_millis()).into_bytes();
+    event.extend_from_slice(&snapshot.event);
+    event.into()
+}
+
+/// Everything a stream sends, until `stop` is cancelled or the hub is gone:
+/// the current report at once, each change, and a comment at every
+/// keep-alive tick of the hub. Change events are the hub's shared bytes; the
+/// stream owns no timer.
+pub fn events(
+    hub: &VersionHub,
+    stop: CancellationToken,
+) -> impl Stream<Item = Bytes> + Send + 'static {
+    let mut reports = hub.subscribe();
+    let mut ticks = hub.keepalive();
+    ticks.mark_unchanged();
+    let first = first_event(&reports.borrow_and_update(), retry_hint());
+    let rest = futures::stream::unfold(
+        (reports, ticks, stop),
+        |(mut reports, mut ticks, stop)| async move {
+            let next = tokio::select! {
+                _ = stop.cancelled() => return None,
+                changed = reports.changed() => match changed {
+                    Ok(()) => reports.borrow_and_update().event.clone(),
+                    Err(_) => return None,
+                },
+                ticked = ticks.changed() => match ticked {
+                    Ok(()) => Bytes::from_static(KEEPALIVE),
+                    Err(_) => return None,
+                },
+            };
+            Some((next, (reports, ticks, stop)))
+        },
+    );
+    futures::stream::iter([first]).chain(rest)
+}
+
+/// The headers every stream response carries.
+pub const HEADERS: [(header::HeaderName, &str); 3] = [
+    (header::CONTENT_TYPE, CONTENT_TYPE),
+    (header::CACHE_CONTROL, "no-cache"),
+    // Tell reverse proxies (nginx) not to buffer the stream.
+    (header::HeaderName::from_static("x-accel-buffering"), "no"),
+];
+
+/// The stream on a connection that already served another request.
 pub async fn version_events(State(state): State<AppState>) -> Response {
     let Ok(slot) = state.stream_slots.clone().try_acquire_owned() else {
         tracing::warn!("refusing a version stream: --max-streams reached");
         return overloaded();
     };
-    let retry = RETRY_BASE + RETRY_BASE.mul_f64(fastrand::f64());
-    let events = WatchStream::new(state.hub.subscribe())
-        .map(move |snapshot| {
-            Ok::<_, Infallible>(
-                Event::default()
-                    .id(snapshot.seq.to_string())
-                    .retry(retry)
-                    .data(&*snapshot.json),
-            )
-        })
-        .take_until(state.shutdown.clone().cancelled_owned())
+    let body = events(&state.hub, state.shutdown.clone())
         // The slot is released when the stream is dropped (client gone or shutdown).
-        .chain(
-            futures::stream::iter(std::iter::once(slot)).filter_map(|slot| async move {
-                drop(slot);
-                None
-            }),
-        );
-    let mut response = Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(state.keepalive))
-        .into_response();
-    // Tell reverse proxies (nginx) not to buffer the stream.
-    response
-        .headers_mut()
-        .insert("x-accel-buffering", HeaderValue::from_static("no"));
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        .map(move |bytes| {
+            let _held = &slot;
+            Ok::<_, Infallible>(bytes)
+        });
+    let mut response = Body::from_stream(body).into_response();
+    for (name, value) in HEADERS {
+        response
+            .headers_mut()
+            .insert(name, HeaderValue::from_static(value));
+    }
     response
 }
