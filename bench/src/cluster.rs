@@ -29,9 +29,23 @@ pub async fn start_node(
     version: &str,
     timings: Timings,
 ) -> anyhow::Result<NodeProcess> {
+    start_node_with(binary, nats, cluster, id, version, timings, &[]).await
+}
+
+/// [`start_node`] with more flags.
+pub async fn start_node_with(
+    binary: &Path,
+    nats: &str,
+    cluster: &str,
+    id: &str,
+    version: &str,
+    timings: Timings,
+    args: &[String],
+) -> anyhow::Result<NodeProcess> {
     let config = NodeConfig::new(binary, id, version)
         .nats(nats, cluster)
         .timings(timings)
+        .args(args.iter().cloned())
         // VO_BENCH_NODE_LOG=debug and VO_LAB_KEEP=1 keep a run's logs to look inside.
         .log_filter(&std::env::var("VO_BENCH_NODE_LOG").unwrap_or_else(|_| "warn".into()));
     NodeProcess::start(&config)

@@ -240,6 +240,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             interval,
             window: interval * 2,
             sources: args.sources,
+            // The product's default (`--keepalive-secs`).
+            keepalive_secs: 30,
         };
         bench!(
             "versus polling",

@@ -34,6 +34,8 @@ pub struct Args {
     pub interval: Duration,
     pub window: Duration,
     pub sources: u8,
+    /// The streaming node's --keepalive-secs.
+    pub keepalive_secs: u64,
 }
 
 pub async fn run(report: &mut Report, binary: &Path, args: &Args) -> anyhow::Result<()> {
@@ -48,7 +50,10 @@ pub async fn run(report: &mut Report, binary: &Path, args: &Args) -> anyhow::Res
         format!("{} s", args.interval.as_secs_f64()),
     );
     report.input("idle window", format!("{} s", args.window.as_secs_f64()));
-    report.input("stream keep-alive", "every 15 s (the default)");
+    report.input(
+        "stream keep-alive",
+        format!("every {} s", args.keepalive_secs),
+    );
     let nats = NatsServer::start().await?;
     let client = async_nats::connect(nats.url()).await?;
     let cluster = "polling";
@@ -58,8 +63,20 @@ pub async fn run(report: &mut Report, binary: &Path, args: &Args) -> anyhow::Res
     };
     let mut polled =
         cluster::start_node(binary, &nats.url(), cluster, "polled", OLD, timings).await?;
-    let mut streamed =
-        cluster::start_node(binary, &nats.url(), cluster, "streamed", OLD, timings).await?;
+    let keepalive = [
+        "--keepalive-secs".to_owned(),
+        args.keepalive_secs.to_string(),
+    ];
+    let mut streamed = cluster::start_node_with(
+        binary,
+        &nats.url(),
+        cluster,
+        "streamed",
+        OLD,
+        timings,
+        &keepalive,
+    )
+    .await?;
     for node in [&polled, &streamed] {
         cluster::until_view(node, "the baseline", |v| {
             cluster::recorded(v) == Some((OLD, "baseline"))
@@ -185,7 +202,7 @@ pub async fn run(report: &mut Report, binary: &Path, args: &Args) -> anyhow::Res
     report.figure("streams: requests/s (idle)", 0.0, "req/s", None);
     report.figure(
         "streams: keep-alive comments/s",
-        open as f64 / 15.0,
+        open as f64 / args.keepalive_secs as f64,
         "msg/s",
         None,
     );

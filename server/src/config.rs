@@ -89,8 +89,10 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub safety_interval_ms: u64,
 
-    /// Seconds between keep-alive comments on idle version streams.
-    #[arg(long, env = "VO_KEEPALIVE_SECS", value_name = "SECS", default_value_t = 15,
+    /// Seconds between keep-alive comments on every version stream (one timer
+    /// for the node). The default stays under the 55-60 s idle timeouts of
+    /// common proxies and load balancers.
+    #[arg(long, env = "VO_KEEPALIVE_SECS", value_name = "SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub keepalive_secs: u64,
 }
@@ -181,6 +183,7 @@ mod tests {
         assert_eq!(c.compat, Compat::Major);
         assert_eq!(c.version(), Version::parse(BUILD_VERSION).unwrap());
         assert_eq!(c.site_root, PathBuf::from("target/site"));
+        assert_eq!(c.keepalive(), std::time::Duration::from_secs(30));
         assert!(c.cluster_settings().is_none(), "single node by default");
     }
 

@@ -26,7 +26,7 @@ use async_nats::{
     jetstream::{self, kv},
     Client, ConnectOptions, Event,
 };
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use semver::Version;
 use serde::Serialize;
 use std::{
@@ -445,8 +445,21 @@ impl Coordinator {
                     Event::ServerError(e) => tracing::warn!(error = %e, "NATS server error"),
                     other => tracing::debug!(event = %other, "NATS event"),
                 },
-                Some(message) = presence.next() => self.on_presence(&message.subject, &message.payload),
-                Some(message) = next_message(&mut replies) => self.on_reply(&message.payload),
+                Some(message) = presence.next() => {
+                    self.on_presence(&message.subject, &message.payload);
+                    // Take what else has arrived before the per-pass work
+                    // below, which scans every member: a thousand heartbeats
+                    // a second must not mean a thousand scans.
+                    while let Some(Some(message)) = presence.next().now_or_never() {
+                        self.on_presence(&message.subject, &message.payload);
+                    }
+                }
+                Some(message) = next_message(&mut replies) => {
+                    self.on_reply(&message.payload);
+                    while let Some(Some(message)) = next_message(&mut replies).now_or_never() {
+                        self.on_reply(&message.payload);
+                    }
+                }
                 Some(message) = settled.next() => match protocol::decode::<SettledNotice>(&message.payload) {
                     Ok(notice) => self.apply_notice(notice, false),
                     Err(e) => tracing::warn!(subject = %message.subject, error = %e, "dropping a malformed settled notice"),
