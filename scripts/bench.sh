@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's benchmark command: install what is missing, build everything in
 # release mode, then run the benchmarks and print each figure with its inputs.
-#   scripts/bench.sh                         every benchmark, full size (about 25 min)
+#   scripts/bench.sh                         every benchmark, full size (about 13 min)
 #   scripts/bench.sh --size smoke            every benchmark, small (about 2 min)
 #   scripts/bench.sh --only convergence,ssr  some of them
 # Further options: target/release/vo-bench --help.

@@ -93,6 +93,25 @@ impl SseClient {
     }
 }
 
+/// Opens a stream and reads its first report, at most as many at once as
+/// `gate` has permits (a node's accept backlog is finite, and thousands of
+/// simultaneous connects would only be retried by the kernel).
+pub async fn open_gated(
+    target: SocketAddr,
+    source: IpAddr,
+    gate: std::sync::Arc<tokio::sync::Semaphore>,
+) -> io::Result<SseClient> {
+    let _permit = gate.acquire_owned().await;
+    let mut sse = SseClient::open(target, source).await?;
+    sse.wait_for(ANY_REPORT).await?;
+    Ok(sse)
+}
+
+/// The source address of the `i`th client, spread over 127.0.0.1..=`sources`.
+pub fn spread(i: usize, sources: u8) -> IpAddr {
+    loopback_source(1 + (i % sources.max(1) as usize) as u8)
+}
+
 pub struct Poller {
     target: SocketAddr,
     source: IpAddr,

@@ -10,7 +10,7 @@
 //! Times come from `CLOCK_MONOTONIC`, which every process on the machine shares.
 
 use crate::{
-    client::{self, loopback_source, SseClient},
+    client::{self, SseClient},
     cluster::{self, SETTLE},
     report::{Goal, Report},
     sys,
@@ -231,7 +231,7 @@ pub async fn worker(
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Result<(), String>>();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(u64, SseClient)>();
     for i in 0..clients {
-        let source = loopback_source(1 + (i % sources as usize) as u8);
+        let source = client::spread(i, sources);
         let (gate, marker, ready_tx, done_tx) = (
             gate.clone(),
             marker.clone(),
@@ -239,15 +239,7 @@ pub async fn worker(
             done_tx.clone(),
         );
         tokio::spawn(async move {
-            let permit = gate.acquire_owned().await;
-            let opened = async {
-                let mut sse = SseClient::open(target, source).await?;
-                sse.wait_for(client::ANY_REPORT).await?;
-                Ok::<_, std::io::Error>(sse)
-            }
-            .await;
-            drop(permit);
-            let mut sse = match opened {
+            let mut sse = match client::open_gated(target, source, gate).await {
                 Ok(sse) => {
                     let _ = ready_tx.send(Ok(()));
                     sse

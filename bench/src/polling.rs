@@ -8,7 +8,7 @@
 //!    the mean time until each tab knows.
 
 use crate::{
-    client::{self, loopback_source, Poller, SseClient},
+    client::{self, Poller},
     cluster,
     report::Report,
     sys,
@@ -101,16 +101,9 @@ pub async fn run(report: &mut Report, binary: &Path, args: &Args) -> anyhow::Res
             knew_tx.clone(),
             open_tx.clone(),
         );
-        let source = loopback_source(1 + (i % args.sources as usize) as u8);
+        let source = client::spread(i, args.sources);
         tasks.push(tokio::spawn(async move {
-            let permit = gate.acquire_owned().await;
-            let sse = async {
-                let mut sse = SseClient::open(target, source).await?;
-                sse.wait_for(client::ANY_REPORT).await?;
-                Ok::<_, std::io::Error>(sse)
-            }
-            .await;
-            drop(permit);
+            let sse = client::open_gated(target, source, gate).await;
             let _ = open_tx.send(sse.is_ok());
             if let Ok(mut sse) = sse {
                 if sse.wait_for(&marker).await.is_ok() {
@@ -133,7 +126,7 @@ pub async fn run(report: &mut Report, binary: &Path, args: &Args) -> anyhow::Res
     let started = tokio::time::Instant::now();
     for i in 0..n {
         let (marker, polls, knew) = (marker.clone(), polls.clone(), pknew_tx.clone());
-        let source = loopback_source(1 + (i % args.sources as usize) as u8);
+        let source = client::spread(i, args.sources);
         let offset = args.interval.mul_f64(i as f64 / n as f64);
         let interval = args.interval;
         tasks.push(tokio::spawn(async move {

@@ -62,6 +62,18 @@ impl Raw {
         })
     }
 
+    /// A stream asked for on a connection that first served `/healthz`
+    /// (so it goes through axum, not the lean path); returns its head.
+    async fn reused_stream(node: &TestNode) -> (Self, String) {
+        let mut raw = Self::connect(node).await;
+        raw.send("GET /healthz HTTP/1.1\r\nHost: node\r\n\r\n")
+            .await;
+        raw.until("{\"status\":\"ok\"}").await;
+        raw.send(STREAM).await;
+        let head = raw.until("\r\n\r\n").await.to_ascii_lowercase();
+        (raw, head)
+    }
+
     /// Whether the server closes the connection (after whatever is pending).
     async fn closes(&mut self) -> bool {
         tokio::time::timeout(DEADLINE, async {
@@ -98,13 +110,7 @@ async fn both_ways_in_send_the_same_events_and_end_at_shutdown() {
     let lean_head = lean.until("\r\n\r\n").await.to_ascii_lowercase();
     let lean_first = lean.until("\n\n").await;
 
-    let mut reused = Raw::connect(&node).await;
-    reused
-        .send("GET /healthz HTTP/1.1\r\nHost: node\r\n\r\n")
-        .await;
-    reused.until("{\"status\":\"ok\"}").await;
-    reused.send(STREAM).await;
-    let reused_head = reused.until("\r\n\r\n").await.to_ascii_lowercase();
+    let (mut reused, reused_head) = Raw::reused_stream(&node).await;
     let reused_first = reused.until("\n\n").await;
 
     for head in [&lean_head, &reused_head] {
@@ -229,13 +235,7 @@ async fn a_full_node_refuses_both_ways_cleanly() {
         "{head}"
     );
 
-    let mut reused = Raw::connect(&node).await;
-    reused
-        .send("GET /healthz HTTP/1.1\r\nHost: n\r\n\r\n")
-        .await;
-    reused.until("{\"status\":\"ok\"}").await;
-    reused.send(STREAM).await;
-    let head = reused.until("\r\n\r\n").await.to_ascii_lowercase();
+    let (_reused, head) = Raw::reused_stream(&node).await;
     assert!(
         head.starts_with("http/1.1 503") && head.contains("retry-after: 2"),
         "{head}"
@@ -248,12 +248,7 @@ async fn idle_streams_both_ways_get_keepalive_comments() {
     let mut lean = Raw::connect(&node).await;
     lean.send(STREAM).await;
     lean.until("\n\n").await;
-    let mut reused = Raw::connect(&node).await;
-    reused
-        .send("GET /healthz HTTP/1.1\r\nHost: n\r\n\r\n")
-        .await;
-    reused.until("{\"status\":\"ok\"}").await;
-    reused.send(STREAM).await;
+    let (mut reused, _) = Raw::reused_stream(&node).await;
     reused.until("\n\n").await;
     // Nothing changes, so the next thing each stream sends is a comment.
     for stream in [&mut lean, &mut reused] {
