@@ -160,7 +160,38 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             runtime.block_on(fanout::worker(target, clients, sources, &marker))
         }
-        None => runtime.block_on(run(cli.run)),
+        None => {
+            // A Ctrl-C or SIGTERM drops the run, and with it every process
+            // it started (nodes, nats-server, nginx and its workers, wrk).
+            let outcome = runtime.block_on(async {
+                tokio::select! {
+                    outcome = run(cli.run) => Some(outcome),
+                    signal = stop_signal() => {
+                        eprintln!("vo-bench: stopped by {signal}; stopping what it started");
+                        None
+                    }
+                }
+            });
+            // Tasks still spawned hold processes too: shut them down first.
+            drop(runtime);
+            outcome.unwrap_or_else(|| std::process::exit(130))
+        }
+    }
+}
+
+/// Waits for SIGINT or SIGTERM and names it.
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        // No handlers: the default action (exit) stays in place.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
     }
 }
 

@@ -97,6 +97,7 @@ async fn wrk_rps(wrk: &Path, url: &str, args: &Args) -> anyhow::Result<f64> {
         .arg(format!("-c{}", args.connections))
         .arg(format!("-d{}s", args.duration.as_secs().max(1)))
         .arg(url)
+        .kill_on_drop(true)
         .output()
         .await
         .context("running wrk")?;

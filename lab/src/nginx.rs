@@ -2,7 +2,8 @@
 //! nodes, set up for Server-Sent Events (no buffering, long read timeouts), or
 //! a static file server for comparisons. It runs in the foreground as one
 //! process (`master_process off`) unless more workers are asked for, so a lab
-//! that dies takes it along.
+//! that dies takes it along; with workers, dropping it kills its whole process
+//! group (see `process`).
 
 use crate::{free_port, process::Managed, scratch::ScratchDir, tools, wait, LabError};
 use std::{fmt::Write as _, path::PathBuf, time::Duration};
@@ -153,7 +154,7 @@ pub fn config(port: u16, site: &Site, workers: usize, prefix: &str) -> String {
             let _ = writeln!(w, "        location = /api/version/events {{");
             let _ = writeln!(w, "            proxy_pass http://nodes;");
             // Server-Sent Events: pass every byte on at once, and let an idle
-            // stream (keep-alive comments every 15 s) live for hours.
+            // stream (a keep-alive comment every 30 s by default) live for hours.
             let _ = writeln!(w, "            proxy_buffering off;");
             let _ = writeln!(w, "            proxy_cache off;");
             let _ = writeln!(w, "            proxy_read_timeout 1h;");

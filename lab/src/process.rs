@@ -1,6 +1,8 @@
 //! A child process the lab started. Its output goes to a log file; it can be
 //! stopped (SIGTERM, then waited for), killed (SIGKILL), paused and resumed;
 //! and it is killed when dropped, so a lab never leaves anything running.
+//! Each runs in its own process group and a kill goes to the whole group, so
+//! what it forked (nginx's worker processes) goes with it.
 //!
 //! When the lab runs its processes from the main thread (the `vo-lab` binary
 //! does), they also get a parent-death signal: even a `kill -9` of the lab
@@ -105,13 +107,28 @@ impl Managed {
         }
     }
 
-    /// SIGKILL, and waits for the exit.
+    /// SIGKILL to its process group, and waits for the exit.
     pub async fn kill(&mut self) -> Option<ExitStatus> {
         if self.exited().is_none() {
+            self.kill_group();
             let _ = self.child.kill().await;
             self.status = self.child.try_wait().ok().flatten();
         }
         self.status
+    }
+
+    /// SIGKILL to the process group it leads (it and whatever it forked).
+    fn kill_group(&mut self) {
+        if self.exited().is_some() {
+            return;
+        }
+        if let Some(pid) = self.child.id() {
+            // SAFETY: killpg(2) on the group our unreaped child leads
+            // (spawned with `process_group(0)`, so its pgid is its pid).
+            unsafe {
+                libc::killpg(pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
     }
 
     pub fn log_path(&self) -> &Path {
@@ -120,6 +137,14 @@ impl Managed {
 
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Managed {
+    fn drop(&mut self) {
+        // `kill_on_drop` alone would reach the leader only: nginx's workers
+        // would outlive a master killed that way.
+        self.kill_group();
     }
 }
 
