@@ -166,7 +166,7 @@ fn main() -> anyhow::Result<()> {
             let outcome = runtime.block_on(async {
                 tokio::select! {
                     outcome = run(cli.run) => Some(outcome),
-                    signal = stop_signal() => {
+                    signal = vo_lab::process::stop_signal() => {
                         eprintln!("vo-bench: stopped by {signal}; stopping what it started");
                         None
                     }
@@ -176,22 +176,6 @@ fn main() -> anyhow::Result<()> {
             drop(runtime);
             outcome.unwrap_or_else(|| std::process::exit(130))
         }
-    }
-}
-
-/// Waits for SIGINT or SIGTERM and names it.
-async fn stop_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        // No handlers: the default action (exit) stays in place.
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = interrupt.recv() => "SIGINT",
-        _ = terminate.recv() => "SIGTERM",
     }
 }
 

@@ -140,6 +140,23 @@ impl Managed {
     }
 }
 
+/// Resolves on SIGINT or SIGTERM, naming it: how `vo-lab` and `vo-bench`
+/// learn to stop what they started. If the handlers cannot be installed, it
+/// never resolves and the signals keep their default action (exit).
+pub async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
+    }
+}
+
 impl Drop for Managed {
     fn drop(&mut self) {
         // `kill_on_drop` alone would reach the leader only: nginx's workers

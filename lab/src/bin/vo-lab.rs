@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
 use std::{sync::Arc, time::Duration};
 use tokio::sync::{Mutex, Notify};
-use vo_lab::{lab::LabStatus, tools, wait, Lab, LabConfig, Timings};
+use vo_lab::{lab::LabStatus, process::stop_signal, tools, wait, Lab, LabConfig, Timings};
 
 #[derive(Parser)]
 #[command(
@@ -131,16 +131,6 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Demo(args) => demo(args).await,
         Command::Serve(args) => serve(args).await,
-    }
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn stop_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM can be watched");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }
 
