@@ -6,9 +6,11 @@
 //! [`VersionReport`], pushed over Server-Sent Events. [`banner::stale_page_target`]
 //! turns the two into the "new version, reload" banner.
 
-pub mod banner;
-pub mod compat;
-pub mod signal;
+pub use version_observer_core::{banner, compat};
+/// The version signal's wire types.
+pub mod signal {
+    pub use version_observer_core::report::*;
+}
 #[cfg(feature = "hydrate")]
 mod stream;
 

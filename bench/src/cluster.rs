@@ -12,7 +12,7 @@ use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
-use version_observer::cluster::protocol::{
+use version_observer_core::protocol::{
     encode, Names, RecordKind, SettledNotice, SettledRecord, STATE_KEY,
 };
 use vo_lab::{wait, NodeConfig, NodeProcess, Timings};

@@ -27,7 +27,7 @@ use anyhow::Context;
 use async_nats::jetstream;
 use futures::StreamExt;
 use std::{path::Path, time::Duration};
-use version_observer::cluster::protocol::{LeaseHolder, Names, LEASE_KEY};
+use version_observer_core::protocol::{LeaseHolder, Names, LEASE_KEY};
 use vo_lab::{NatsServer, NodeProcess, Timings};
 
 const OLD: &str = "0.1.0";

@@ -18,7 +18,7 @@ use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
-use version_observer::cluster::protocol::{
+use version_observer_core::protocol::{
     encode, Names, Presence, PresenceKind, VersionReply, VersionRequest,
 };
 use vo_lab::{wait, NatsServer, Timings};

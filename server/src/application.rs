@@ -83,6 +83,7 @@ impl Application {
                     state: app::signal::ClusterState::Unknown,
                     settled_version: None,
                     announced_version: None,
+                    announced_revision: None,
                     compat: config.compat,
                 },
             ),

@@ -82,6 +82,7 @@ async fn changes_are_pushed_to_open_streams() {
         state: ClusterState::Settled,
         settled_version: Some(Version::new(2, 0, 0)),
         announced_version: Some(Version::new(2, 0, 0)),
+        announced_revision: None,
         compat: Compat::Major,
     };
     assert!(node.hub.publish(next.clone()));

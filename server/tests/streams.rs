@@ -137,6 +137,7 @@ async fn both_ways_in_send_the_same_events_and_end_at_shutdown() {
         state: ClusterState::Settled,
         settled_version: Some(Version::new(2, 0, 0)),
         announced_version: Some(Version::new(2, 0, 0)),
+        announced_revision: None,
         compat: Compat::Major,
     };
     assert!(node.hub.publish(next));

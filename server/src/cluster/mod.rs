@@ -5,8 +5,6 @@
 //! - [`election`]: the single monitor, elected with a KV lease;
 //! - [`monitor`]: collection rounds and the "is this news?" decision.
 
-pub mod election;
-pub mod membership;
-pub mod monitor;
-pub mod protocol;
+pub use version_observer_core::cluster::{election, membership, monitor};
+pub use version_observer_core::protocol;
 pub mod transport;

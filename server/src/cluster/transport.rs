@@ -980,6 +980,7 @@ impl Coordinator {
             state,
             settled_version: settled_version.clone(),
             announced_version,
+            announced_revision: self.announced.as_ref().map(|n| n.revision),
             compat: self.compat,
         };
         if self.hub.publish(view.clone()) {

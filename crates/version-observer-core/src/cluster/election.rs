@@ -112,6 +112,12 @@ impl Election {
         self.fence(now).is_some()
     }
 
+    /// Whether this node still holds a lease revision it has not given up,
+    /// whether or not its own clock still trusts it.
+    pub fn holds_lease(&self) -> bool {
+        matches!(self.role, Role::Leader { .. })
+    }
+
     /// When [`poll`](Self::poll) next has something to do (never, for a
     /// follower that may not stand).
     pub fn next_deadline(&self) -> Option<Instant> {

@@ -48,9 +48,46 @@ impl Names {
         format!("vo.{}.node.{}", self.cluster, kind.as_str())
     }
 
-    /// Every presence subject, for one subscription that keeps their order.
+    /// Every presence subject.
     pub fn presence_all(&self) -> String {
         format!("vo.{}.node.*", self.cluster)
+    }
+
+    /// Every subject of the cluster, for the one subscription a node needs:
+    /// one subscription keeps presence, requests and notices in order.
+    pub fn all(&self) -> String {
+        format!("vo.{}.>", self.cluster)
+    }
+
+    /// What a message on `subject` is, for a node whose round replies come
+    /// to `inbox.<round>`.
+    pub fn classify(&self, subject: &str, inbox: &str) -> Subject {
+        if let Some(round) = subject
+            .strip_prefix(inbox)
+            .and_then(|rest| rest.strip_prefix('.'))
+        {
+            return round.parse().map_or(Subject::Other, Subject::Reply);
+        }
+        let Some(rest) = subject
+            .strip_prefix("vo.")
+            .and_then(|s| s.strip_prefix(self.cluster.as_str()))
+            .and_then(|s| s.strip_prefix('.'))
+        else {
+            return Subject::Other;
+        };
+        match rest {
+            "node.up" => Subject::Presence(PresenceKind::Up),
+            "node.heartbeat" => Subject::Presence(PresenceKind::Heartbeat),
+            "node.down" => Subject::Presence(PresenceKind::Down),
+            "version.request" => Subject::VersionRequest,
+            "settled" | "announce" => Subject::Notice,
+            _ => Subject::Other,
+        }
+    }
+
+    /// Where the replies to round `round` go, for a node whose inbox is `inbox`.
+    pub fn reply_subject(inbox: &str, round: u64) -> String {
+        format!("{inbox}.{round}")
     }
 
     pub fn version_request(&self) -> String {
@@ -72,6 +109,38 @@ impl Names {
     pub fn state_bucket(&self) -> String {
         format!("vo_{}_state", self.cluster)
     }
+}
+
+/// What a message is, by its subject ([`Names::classify`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    Presence(PresenceKind),
+    VersionRequest,
+    /// `settled` or `announce`: a hint that the record changed.
+    Notice,
+    /// A reply to this node's collection round of that number.
+    Reply(u64),
+    /// Nothing a node acts on.
+    Other,
+}
+
+/// The prefix of every reply inbox a node answers to (NATS' default).
+pub const INBOX_PREFIX: &str = "_INBOX.";
+
+/// Whether a request's reply subject is one a node may publish to: a reply
+/// inbox, never a cluster subject, a JetStream or KV API subject (`$JS`,
+/// `$KV`) or any other system subject. A forged request cannot make a node
+/// publish where it would be trusted.
+pub fn is_reply_inbox(subject: &str) -> bool {
+    subject.len() > INBOX_PREFIX.len()
+        && subject.len() <= 256
+        && subject.starts_with(INBOX_PREFIX)
+        && subject
+            .split('.')
+            .all(|token| !token.is_empty() && token != "*" && token != ">")
+        && subject
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'*' && b != b'>')
 }
 
 /// Cluster names become part of subjects and bucket names.
@@ -220,6 +289,73 @@ mod tests {
             assert_eq!(PresenceKind::from_subject(&n.presence(kind)), Some(kind));
         }
         assert_eq!(PresenceKind::from_subject("vo.x.node.sideways"), None);
+        assert_eq!(n.all(), "vo.shop-prod.>");
+    }
+
+    #[test]
+    fn subjects_are_classified() {
+        let n = Names::new("c");
+        let inbox = "_INBOX.abc";
+        let cases = [
+            ("vo.c.node.up", Subject::Presence(PresenceKind::Up)),
+            (
+                "vo.c.node.heartbeat",
+                Subject::Presence(PresenceKind::Heartbeat),
+            ),
+            ("vo.c.node.down", Subject::Presence(PresenceKind::Down)),
+            ("vo.c.version.request", Subject::VersionRequest),
+            ("vo.c.settled", Subject::Notice),
+            ("vo.c.announce", Subject::Notice),
+            ("_INBOX.abc.7", Subject::Reply(7)),
+            ("_INBOX.abc.x", Subject::Other),
+            ("_INBOX.abcd.7", Subject::Other),
+            ("vo.cc.node.up", Subject::Other),
+            ("vo.c.node.sideways", Subject::Other),
+            ("vo.c", Subject::Other),
+            ("$KV.x", Subject::Other),
+        ];
+        for (subject, want) in cases {
+            assert_eq!(n.classify(subject, inbox), want, "{subject}");
+        }
+        assert_eq!(Names::reply_subject(inbox, 7), "_INBOX.abc.7");
+        for kind in [
+            PresenceKind::Up,
+            PresenceKind::Heartbeat,
+            PresenceKind::Down,
+        ] {
+            assert_eq!(
+                n.classify(&n.presence(kind), inbox),
+                Subject::Presence(kind)
+            );
+        }
+        assert_eq!(
+            n.classify(&n.version_request(), inbox),
+            Subject::VersionRequest
+        );
+    }
+
+    #[test]
+    fn replies_go_only_to_inboxes() {
+        for ok in ["_INBOX.abc", "_INBOX.abc.7", "_INBOX.a-b_c.d"] {
+            assert!(is_reply_inbox(ok), "{ok}");
+        }
+        for bad in [
+            "vo.c.node.down",
+            "vo.c.announce",
+            "$KV.vo_c_state.settled",
+            "$JS.API.STREAM.DELETE.KV_vo_c_state",
+            "$SYS.REQ.SERVER.PING",
+            "_INBOX.",
+            "_INBOX",
+            "_INBOX.*",
+            "_INBOX.>",
+            "_INBOX..x",
+            "_INBOX.a b",
+            "inbox.x",
+            "",
+        ] {
+            assert!(!is_reply_inbox(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //!
 //! No I/O and no clock here: the transport feeds results and `now` in.
 
-use app::compat::Compat;
+use crate::compat::Compat;
 use semver::Version;
 use std::{
     collections::{BTreeMap, BTreeSet},

@@ -1,5 +1,17 @@
 //! The version signal: what a node tells its browsers, as JSON, both in
 //! `GET /api/version` and in every event of `GET /api/version/events`.
+//!
+//! ```
+//! use version_observer_core::{ClusterView, Compat, Mode, NodeInfo, VersionReport, Version};
+//! let version = Version::new(1, 0, 0);
+//! let report = VersionReport {
+//!     node: NodeInfo { id: "web-1".into(), version: version.clone() },
+//!     mode: Mode::Single,
+//!     cluster: ClusterView::single_node(&version, Compat::Major),
+//! };
+//! let json = serde_json::to_string(&report).unwrap();
+//! assert!(json.contains(r#""state":"settled""#));
+//! ```
 
 use crate::compat::Compat;
 use semver::Version;
@@ -26,6 +38,11 @@ pub struct ClusterView {
     /// The version the cluster last announced (or its first settled version, the
     /// baseline): the version browsers are expected to run.
     pub announced_version: Option<Version>,
+    /// The KV revision of that record: a larger one is newer news. `None`
+    /// for a single node (which announces only its own version) and before
+    /// any record was read.
+    #[serde(default)]
+    pub announced_revision: Option<u64>,
     /// The policy that decides which differences from `announced_version` make a page stale.
     pub compat: Compat,
 }
@@ -37,6 +54,7 @@ impl ClusterView {
             state: ClusterState::Settled,
             settled_version: Some(version.clone()),
             announced_version: Some(version.clone()),
+            announced_revision: None,
             compat,
         }
     }

@@ -1,0 +1,1085 @@
+//! One node's side of the cluster protocol, as a state machine with no I/O.
+//!
+//! In the manner of quinn-proto: the driver feeds in what happened, with the
+//! time it happened —
+//!
+//! - [`handle_connected`](Coordinator::handle_connected) /
+//!   [`handle_disconnected`](Coordinator::handle_disconnected): the NATS connection;
+//! - [`handle_message`](Coordinator::handle_message): any message on the
+//!   cluster's subjects or this node's reply inbox (raw bytes: decoding,
+//!   checking and dropping bad input happen here);
+//! - [`handle_buckets`](Coordinator::handle_buckets),
+//!   [`handle_lease`](Coordinator::handle_lease),
+//!   [`handle_record`](Coordinator::handle_record),
+//!   [`handle_record_written`](Coordinator::handle_record_written): the
+//!   result of the KV call it was asked for;
+//! - [`handle_timeout`](Coordinator::handle_timeout): the deadline from
+//!   [`poll_timeout`](Coordinator::poll_timeout) has passed;
+//!
+//! and takes out what to do with [`poll_action`](Coordinator::poll_action):
+//! publish, call KV, or show browsers a new [`ClusterView`]. At most one lease
+//! call and one record call are outstanding at a time, and the coordinator
+//! never waits for one: presence, expiries and replies are handled while a KV
+//! call is in flight, so a slow JetStream cannot make members flap.
+//!
+//! What it does with them:
+//! - **presence**: nodeup on every connect, a heartbeat every third of the node
+//!   timeout while connected, nodedown when leaving;
+//! - **membership** ([`MembershipView`]), fed by presence and replies;
+//! - **election** ([`Election`]): acquire and renew the lease while warm,
+//!   release it when leaving;
+//! - as monitor, **rounds** ([`Round`], [`Scheduler`]): a version request with
+//!   a reply subject of this node's inbox, answers counted until complete or
+//!   timed out; a settled round leads to a **decision** ([`monitor::decide`])
+//!   on a fresh read of the record, a fencing renewal of the lease, and a
+//!   compare-and-set write of the record;
+//! - **the record** is read from KV on connect, every few seconds, and
+//!   whenever a `settled`/`announce` notice says it changed: a notice is only a
+//!   hint, never taken as the record itself.
+
+use super::{
+    election::{Election, ElectionAction, RoleChange},
+    membership::{Agreement, Change, MembershipView},
+    monitor::{self, Backoff, Decision, Round, RoundOutcome, Scheduler},
+};
+use crate::{
+    compat::Compat,
+    protocol::{self, *},
+    report::{ClusterState, ClusterView},
+    status::{ClusterStatus, MemberStatus, RoundStats},
+    timing::Timings,
+};
+use bytes::Bytes;
+use semver::Version;
+use std::{
+    collections::VecDeque,
+    time::{Duration, Instant},
+};
+
+/// How often a connected node re-reads the record, notices or not.
+pub const RECORD_REFRESH: Duration = Duration::from_secs(5);
+/// How soon a node tries again to open buckets that failed to open.
+pub const BUCKET_RETRY: Duration = Duration::from_millis(500);
+/// Retries of a round some member did not answer.
+pub const ROUND_BACKOFF: Backoff = Backoff {
+    first: Duration::from_millis(100),
+    max: Duration::from_secs(1),
+    attempts: 5,
+};
+
+/// Who this node is. `incarnation` tells one process from an earlier one
+/// with the same id: larger is newer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub id: String,
+    pub version: Version,
+    pub incarnation: u64,
+}
+
+/// A KV bucket the cluster needs, as the driver should create it if missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketSpec {
+    pub name: String,
+    pub description: &'static str,
+    /// Values kept per key.
+    pub history: i64,
+    /// How long a value lives (`None`: for ever).
+    pub max_age: Option<Duration>,
+    /// Memory storage (lost with the server) rather than file storage.
+    pub in_memory: bool,
+}
+
+/// A call on the lease key ([`LEASE_KEY`] in the lease bucket).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseCall {
+    /// Create the key if absent; answer with the new revision.
+    Create { value: Bytes },
+    /// Update the key expecting `revision`; answer with the new revision.
+    Update { revision: u64, value: Bytes },
+    /// Delete the key expecting `revision`.
+    Delete { revision: u64 },
+}
+
+/// What the driver should do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Publish `payload` on `subject` (with `reply` as its reply subject).
+    Publish {
+        subject: String,
+        reply: Option<String>,
+        payload: Bytes,
+    },
+    /// Open both buckets, creating whichever is missing; answer with
+    /// [`Coordinator::handle_buckets`].
+    OpenBuckets {
+        lease: BucketSpec,
+        state: BucketSpec,
+    },
+    /// Answer with [`Coordinator::handle_lease`].
+    Lease(LeaseCall),
+    /// Read [`STATE_KEY`] from the state bucket; answer with
+    /// [`Coordinator::handle_record`].
+    ReadRecord,
+    /// Write [`STATE_KEY`] in the state bucket: create it when
+    /// `expected_revision` is `None`, else update it expecting that revision.
+    /// Answer with [`Coordinator::handle_record_written`].
+    WriteRecord {
+        expected_revision: Option<u64>,
+        value: Bytes,
+    },
+    /// What browsers should now be told.
+    View(ClusterView),
+}
+
+/// Why a KV call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KvError {
+    /// The key's revision was not the expected one (or it already existed).
+    #[error("revision conflict: {0}")]
+    Conflict(String),
+    /// The call did not complete (timeout, no JetStream, connection lost).
+    #[error("KV unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Counts of messages dropped, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// Payloads that did not decode.
+    pub malformed: u64,
+    /// Version requests whose reply subject is not an inbox.
+    pub bad_reply_subject: u64,
+}
+
+impl Dropped {
+    pub fn total(&self) -> u64 {
+        self.malformed + self.bad_reply_subject
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Buckets {
+    /// Not open; try again at this moment (once connected).
+    Closed {
+        retry_at: Instant,
+    },
+    Opening,
+    Open,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LeasePurpose {
+    Acquire,
+    Renew,
+    /// The renewal right before a record write: its revision is the fence.
+    Fence,
+    Release,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PendingLease {
+    purpose: LeasePurpose,
+    sent: Instant,
+}
+
+/// The monitor's way from a settled round to a written record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Settle {
+    /// Waiting for a read of the record that started after the round ended.
+    Reading { version: Version },
+    /// Waiting to renew the lease (the fence) before writing.
+    Fencing {
+        record: SettledRecord,
+        expected: Option<u64>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RecordCall {
+    Read,
+    Write,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leaving {
+    No,
+    /// Handing the lease back before saying nodedown.
+    Releasing,
+    /// Nodedown published: nothing more to do.
+    Left,
+}
+
+/// One node's cluster protocol. See the [module docs](self).
+#[derive(Debug)]
+pub struct Coordinator {
+    me: Identity,
+    names: Names,
+    /// This node's reply inbox: round `n`'s replies come to `<inbox>.<n>`.
+    inbox: String,
+    compat: Compat,
+    timings: Timings,
+    view: MembershipView,
+    election: Election,
+    scheduler: Scheduler,
+    connected: bool,
+    buckets: Buckets,
+    lease_call: Option<PendingLease>,
+    record_call: Option<RecordCall>,
+    /// A read of the record is wanted as soon as no record call is in flight.
+    reread: bool,
+    /// Whether the read in flight started after `reread` was last set (so
+    /// its answer is fresh enough for a decision).
+    read_is_fresh: bool,
+    next_refresh: Instant,
+    next_heartbeat: Option<Instant>,
+    announced: Option<SettledNotice>,
+    rounds: u64,
+    round: Option<Round>,
+    settle: Option<Settle>,
+    /// The record whose write is in flight.
+    written: Option<SettledRecord>,
+    last_round: Option<RoundStats>,
+    leaving: Leaving,
+    /// The first record read after connecting is done (or impossible).
+    ready: bool,
+    was_warm: bool,
+    /// Bumped whenever anything the status shows changes.
+    changes: u64,
+    shown: Option<ClusterView>,
+    dropped: Dropped,
+    actions: VecDeque<Action>,
+}
+
+impl Coordinator {
+    /// A coordinator for `me` in the cluster `names`, whose round replies
+    /// will come to `<inbox>.<round>` (the driver subscribes to `<inbox>.*`).
+    /// It starts disconnected.
+    pub fn new(
+        me: Identity,
+        names: Names,
+        inbox: String,
+        compat: Compat,
+        timings: Timings,
+        now: Instant,
+    ) -> Self {
+        Self {
+            view: MembershipView::new(timings.node_timeout),
+            election: Election::new(timings.lease, now),
+            scheduler: Scheduler::new(timings.safety_interval, ROUND_BACKOFF, now),
+            me,
+            names,
+            inbox,
+            compat,
+            timings,
+            connected: false,
+            buckets: Buckets::Closed { retry_at: now },
+            lease_call: None,
+            record_call: None,
+            reread: false,
+            read_is_fresh: false,
+            next_refresh: now,
+            next_heartbeat: None,
+            announced: None,
+            rounds: 0,
+            round: None,
+            settle: None,
+            written: None,
+            last_round: None,
+            leaving: Leaving::No,
+            ready: false,
+            was_warm: false,
+            changes: 1,
+            shown: None,
+            dropped: Dropped::default(),
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// The subscriptions the driver must hold: every cluster subject, and
+    /// this node's reply inbox.
+    pub fn subscriptions(&self) -> [String; 2] {
+        [self.names.all(), format!("{}.*", self.inbox)]
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.me
+    }
+
+    pub fn names(&self) -> &Names {
+        &self.names
+    }
+
+    /// The next thing to do, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Whether the first record read after connecting is done (so a browser
+    /// that connects now gets the announced version at once).
+    pub fn is_ready(&self) -> bool {
+        self.ready
+    }
+
+    /// Whether this node holds the lease (on its own clock).
+    pub fn is_leader(&self, now: Instant) -> bool {
+        self.election.is_leader(now)
+    }
+
+    /// Whether nodedown has been said (after [`begin_leave`](Self::begin_leave)).
+    pub fn has_left(&self) -> bool {
+        self.leaving == Leaving::Left
+    }
+
+    pub fn dropped(&self) -> Dropped {
+        self.dropped
+    }
+
+    /// Counts every change of what [`status`](Self::status) shows (but the
+    /// members' ages): a driver republishes the status when it moves.
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    // ---- events ---------------------------------------------------------
+
+    /// The connection to NATS is up (first time or again).
+    pub fn handle_connected(&mut self, now: Instant) {
+        if self.connected {
+            return;
+        }
+        self.connected = true;
+        self.changes += 1;
+        self.view.start_observing(now);
+        // Nodeup at once; heartbeats follow.
+        if self.leaving == Leaving::No {
+            self.publish_presence(PresenceKind::Up, now);
+            self.next_heartbeat = Some(now + self.timings.heartbeat_interval());
+        }
+        match self.buckets {
+            Buckets::Open => self.reread = true,
+            Buckets::Closed { .. } => self.buckets = Buckets::Closed { retry_at: now },
+            Buckets::Opening => {}
+        }
+        self.step(now);
+    }
+
+    /// The connection to NATS is lost: the view is unknown until it returns.
+    pub fn handle_disconnected(&mut self, now: Instant) {
+        if !self.connected {
+            return;
+        }
+        self.connected = false;
+        self.changes += 1;
+        self.view.stop_observing();
+        self.next_heartbeat = None;
+        self.step(now);
+    }
+
+    /// A message on one of [`subscriptions`](Self::subscriptions).
+    pub fn handle_message(
+        &mut self,
+        subject: &str,
+        reply: Option<&str>,
+        payload: &[u8],
+        now: Instant,
+    ) {
+        match self.names.classify(subject, &self.inbox) {
+            Subject::Presence(kind) => {
+                if let Some(presence) = self.decode::<Presence>(subject, payload) {
+                    self.on_presence(kind, presence, now);
+                }
+            }
+            Subject::VersionRequest => {
+                if self.decode::<VersionRequest>(subject, payload).is_some() {
+                    self.on_version_request(reply);
+                }
+            }
+            Subject::Notice => {
+                // Only a hint: the record itself is read from KV.
+                if self.decode::<SettledNotice>(subject, payload).is_some() {
+                    self.reread = true;
+                }
+            }
+            Subject::Reply(round) => {
+                if let Some(answer) = self.decode::<VersionReply>(subject, payload) {
+                    self.on_reply(round, answer, now);
+                }
+            }
+            Subject::Other => {}
+        }
+        self.step(now);
+    }
+
+    /// The result of [`Action::OpenBuckets`].
+    pub fn handle_buckets(&mut self, result: Result<(), KvError>, now: Instant) {
+        match result {
+            Ok(()) => {
+                self.buckets = Buckets::Open;
+                self.reread = true;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open the cluster's KV buckets yet");
+                self.buckets = Buckets::Closed {
+                    retry_at: now + BUCKET_RETRY,
+                };
+                self.ready = true;
+            }
+        }
+        self.step(now);
+    }
+
+    /// The result of an [`Action::Lease`]: the key's new revision (any value
+    /// for a delete).
+    pub fn handle_lease(&mut self, result: Result<u64, KvError>, now: Instant) {
+        let Some(call) = self.lease_call.take() else {
+            return;
+        };
+        match (call.purpose, result) {
+            (LeasePurpose::Release, Ok(_)) => {
+                tracing::info!("released the monitor lease");
+            }
+            (LeasePurpose::Release, Err(e)) => {
+                tracing::warn!(error = %e, "could not release the lease; it will expire");
+            }
+            (purpose, Ok(revision)) => {
+                if let Some(change) = self.election.won(revision, call.sent) {
+                    self.role_changed(change, now);
+                }
+                if purpose == LeasePurpose::Fence {
+                    self.fenced(revision);
+                }
+            }
+            (purpose, Err(e)) => {
+                match purpose {
+                    LeasePurpose::Acquire => {
+                        tracing::debug!(error = %e, "lease held elsewhere")
+                    }
+                    LeasePurpose::Fence => {
+                        tracing::warn!(error = %e, "lost the lease before writing the record; not writing")
+                    }
+                    _ => tracing::warn!(error = %e, "lease renewal failed"),
+                }
+                if purpose == LeasePurpose::Fence {
+                    self.settle = None;
+                }
+                if let Some(change) = self.election.lost(now) {
+                    self.role_changed(change, now);
+                }
+            }
+        }
+        self.step(now);
+    }
+
+    /// The result of [`Action::ReadRecord`]: the value and its revision, or
+    /// `None` when there is no record.
+    pub fn handle_record(&mut self, result: Result<Option<(u64, Bytes)>, KvError>, now: Instant) {
+        if self.record_call == Some(RecordCall::Read) {
+            self.record_call = None;
+        }
+        self.ready = true;
+        let fresh = std::mem::take(&mut self.read_is_fresh);
+        let current = match result {
+            Ok(None) => None,
+            Ok(Some((revision, value))) => match protocol::decode::<SettledRecord>(&value) {
+                Ok(record) => Some(SettledNotice { revision, record }),
+                Err(e) => {
+                    tracing::warn!(error = %e, revision, "ignoring an unreadable settled record");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the settled record");
+                if matches!(self.settle, Some(Settle::Reading { .. })) && fresh {
+                    // Try the decision again with the next round.
+                    self.settle = None;
+                    self.scheduler.collect_now(now);
+                }
+                self.step(now);
+                return;
+            }
+        };
+        if let Some(notice) = &current {
+            self.apply(notice.clone());
+        }
+        if fresh {
+            if let Some(Settle::Reading { version }) = self.settle.clone() {
+                self.decide(version, current, now);
+            }
+        }
+        self.step(now);
+    }
+
+    /// The result of [`Action::WriteRecord`]: the record's new revision.
+    pub fn handle_record_written(&mut self, result: Result<u64, KvError>, now: Instant) {
+        if self.record_call == Some(RecordCall::Write) {
+            self.record_call = None;
+        }
+        match (result, self.written.take()) {
+            (Ok(revision), Some(record)) => {
+                let kind = record.kind;
+                let notice = SettledNotice { revision, record };
+                let payload = protocol::encode(&notice);
+                self.publish(self.names.settled(), payload.clone());
+                if kind == RecordKind::Announcement {
+                    tracing::info!(version = %notice.record.version, previous = ?notice.record.previous,
+                        fence = notice.record.fence, revision, "announcing a new version");
+                    self.publish(self.names.announce(), payload);
+                } else {
+                    tracing::info!(version = %notice.record.version, fence = notice.record.fence,
+                        revision, "recorded the cluster's baseline version");
+                }
+                self.apply(notice);
+            }
+            (Ok(_), None) => self.reread = true,
+            (Err(e), _) => {
+                tracing::warn!(error = %e, "the settled record changed under us; re-reading");
+                self.reread = true;
+                self.scheduler.collect_now(now);
+            }
+        }
+        self.step(now);
+    }
+
+    /// The deadline from [`poll_timeout`](Self::poll_timeout) has passed (or
+    /// any other moment: calling it early is harmless).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.step(now);
+    }
+
+    /// Starts leaving the cluster gracefully: hand the lease back first (so
+    /// whoever hears the nodedown can take it at once), then say nodedown.
+    /// Done when [`has_left`](Self::has_left).
+    pub fn begin_leave(&mut self, now: Instant) {
+        if self.leaving != Leaving::No {
+            return;
+        }
+        self.leaving = Leaving::Releasing;
+        self.round = None;
+        self.settle = None;
+        self.step(now);
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should be called next.
+    pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut at = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        if self.leaving == Leaving::Left {
+            return None;
+        }
+        at(self.view.next_expiry());
+        at(self.view.warm_at().filter(|w| *w > now));
+        at(self.next_heartbeat);
+        let leader = self.election.is_leader(now);
+        if self.connected {
+            match self.buckets {
+                Buckets::Closed { retry_at } => at(Some(retry_at)),
+                Buckets::Opening => {}
+                Buckets::Open => {
+                    if self.lease_call.is_none() {
+                        at(self.election.next_deadline());
+                    }
+                    if self.record_call.is_none() {
+                        at(Some(self.next_refresh));
+                    }
+                }
+            }
+            if let Some(round) = &self.round {
+                at(Some(round.deadline));
+            } else if leader
+                && self.leaving == Leaving::No
+                && self.settle.is_none()
+                && self.written.is_none()
+                && self.view.is_warm(now)
+            {
+                at(Some(self.scheduler.next_round()));
+            }
+        } else if leader {
+            // Cut off: the lease cannot be renewed; step down on our own clock.
+            at(self.election.next_deadline());
+        }
+        next
+    }
+
+    // ---- what the driver shows ------------------------------------------
+
+    /// What browsers should be told now.
+    pub fn view(&self, now: Instant) -> ClusterView {
+        let (state, settled_version) = match (self.connected, self.view.agreement(now)) {
+            (true, Agreement::Settled(v)) => (ClusterState::Settled, Some(v)),
+            (true, Agreement::Mixed(_)) => (ClusterState::Mixed, None),
+            _ => (ClusterState::Unknown, None),
+        };
+        ClusterView {
+            state,
+            settled_version,
+            announced_version: self.announced.as_ref().map(|n| n.record.version.clone()),
+            announced_revision: self.announced.as_ref().map(|n| n.revision),
+            compat: self.compat,
+        }
+    }
+
+    /// This node's view of its cluster, for `GET /api/cluster`.
+    pub fn status(&self, now: Instant) -> ClusterStatus {
+        let view = self.view(now);
+        let leads = self.election.is_leader(now);
+        let members = self
+            .view
+            .members()
+            .map(|m| MemberStatus {
+                id: m.id.clone(),
+                version: m.version.clone(),
+                last_seen_ms_ago: u64::try_from(
+                    now.saturating_duration_since(m.last_seen).as_millis(),
+                )
+                .unwrap_or(u64::MAX),
+                leader: if m.id == self.me.id { leads } else { m.leader },
+            })
+            .collect();
+        let leader = if leads {
+            Some(self.me.id.clone())
+        } else {
+            self.view.leader().map(|m| m.id.clone())
+        };
+        ClusterStatus {
+            cluster: Some(self.names.cluster().to_owned()),
+            node_id: self.me.id.clone(),
+            connected: self.connected,
+            leader,
+            this_node_leads: leads,
+            state: view.state,
+            settled_version: view.settled_version,
+            announced: self.announced.clone(),
+            members,
+            last_round: self.last_round.clone(),
+            dropped_messages: self.dropped.total(),
+        }
+    }
+
+    // ---- internals ------------------------------------------------------
+
+    fn decode<T: serde::de::DeserializeOwned>(
+        &mut self,
+        subject: &str,
+        payload: &[u8],
+    ) -> Option<T> {
+        match protocol::decode::<T>(payload) {
+            Ok(message) => Some(message),
+            Err(e) => {
+                self.dropped.malformed += 1;
+                self.changes += 1;
+                tracing::warn!(%subject, error = %e, dropped = self.dropped.total(), "dropping a malformed message");
+                None
+            }
+        }
+    }
+
+    fn publish(&mut self, subject: String, payload: Bytes) {
+        self.actions.push_back(Action::Publish {
+            subject,
+            reply: None,
+            payload,
+        });
+    }
+
+    fn publish_presence(&mut self, kind: PresenceKind, now: Instant) {
+        let presence = Presence {
+            id: self.me.id.clone(),
+            version: self.me.version.clone(),
+            incarnation: self.me.incarnation,
+            leader: kind != PresenceKind::Down && self.election.is_leader(now),
+        };
+        self.publish(self.names.presence(kind), protocol::encode(&presence));
+    }
+
+    fn on_presence(&mut self, kind: PresenceKind, presence: Presence, now: Instant) {
+        let material = match kind {
+            PresenceKind::Down => {
+                let was_monitor = self.view.get(&presence.id).is_some_and(|m| m.leader);
+                let left = self.view.left(&presence.id, presence.incarnation);
+                if left && was_monitor {
+                    // It handed the lease back before saying nodedown.
+                    self.election.attempt_now(now);
+                }
+                if let (true, Some(round)) = (left, self.round.as_mut()) {
+                    round.departed(&presence.id);
+                }
+                left
+            }
+            PresenceKind::Up | PresenceKind::Heartbeat => self
+                .view
+                .heard(
+                    &presence.id,
+                    &presence.version,
+                    presence.incarnation,
+                    presence.leader,
+                    now,
+                )
+                .is_material(),
+        };
+        if material {
+            tracing::info!(node = %presence.id, version = %presence.version, event = kind.as_str(), "membership changed");
+            self.changes += 1;
+            self.scheduler.collect_now(now);
+        }
+    }
+
+    fn on_version_request(&mut self, reply: Option<&str>) {
+        if !self.connected || self.leaving == Leaving::Left {
+            // A node that said nodedown must not be counted again.
+            return;
+        }
+        let Some(reply) = reply.filter(|r| protocol::is_reply_inbox(r)) else {
+            self.dropped.bad_reply_subject += 1;
+            self.changes += 1;
+            tracing::warn!(
+                reply,
+                dropped = self.dropped.total(),
+                "dropping a version request whose reply subject is not an inbox"
+            );
+            return;
+        };
+        let answer = VersionReply {
+            id: self.me.id.clone(),
+            version: self.me.version.clone(),
+            incarnation: self.me.incarnation,
+        };
+        self.publish(reply.to_owned(), protocol::encode(&answer));
+    }
+
+    fn on_reply(&mut self, round: u64, reply: VersionReply, now: Instant) {
+        let change = self
+            .view
+            .heard(&reply.id, &reply.version, reply.incarnation, false, now);
+        if change == Change::Ignored {
+            return;
+        }
+        if change.is_material() {
+            self.changes += 1;
+            self.scheduler.collect_now(now);
+        }
+        if let Some(current) = self.round.as_mut().filter(|r| r.number == round) {
+            current.reply(&reply.id, &reply.version);
+        }
+    }
+
+    fn role_changed(&mut self, change: RoleChange, now: Instant) {
+        self.changes += 1;
+        match change {
+            RoleChange::BecameLeader { fence } => {
+                tracing::info!(fence, "elected monitor");
+                self.scheduler.collect_now(now);
+            }
+            RoleChange::SteppedDown { fence } => {
+                tracing::warn!(fence, "no longer the monitor");
+                self.round = None;
+                self.settle = None;
+            }
+        }
+    }
+
+    /// Applies a record read from KV (or written by this node): KV is the
+    /// source of truth, and revisions only move forward.
+    fn apply(&mut self, notice: SettledNotice) {
+        let newer = self
+            .announced
+            .as_ref()
+            .is_none_or(|a| notice.revision >= a.revision);
+        if newer && self.announced.as_ref() != Some(&notice) {
+            self.announced = Some(notice);
+            self.changes += 1;
+        }
+    }
+
+    /// A fresh read of the record is in; decide what `version` means.
+    fn decide(&mut self, version: Version, current: Option<SettledNotice>, now: Instant) {
+        self.settle = None;
+        // A member that joined (or changed) since the round ended must be
+        // waited for: never announce while the view holds another version.
+        if self.view.agreement(now) != Agreement::Settled(version.clone()) {
+            self.scheduler.collect_now(now);
+            return;
+        }
+        let last = current.as_ref().map(|n| &n.record.version);
+        let (kind, previous) = match monitor::decide(&version, last, self.compat) {
+            Decision::NoNews => return,
+            Decision::Baseline(_) => (RecordKind::Baseline, None),
+            Decision::Announce { previous, .. } => (RecordKind::Announcement, Some(previous)),
+        };
+        self.settle = Some(Settle::Fencing {
+            record: SettledRecord {
+                version,
+                previous,
+                kind,
+                fence: 0,
+                leader: self.me.id.clone(),
+                at_ms: 0,
+            },
+            expected: current.map(|n| n.revision),
+        });
+    }
+
+    /// The fencing renewal succeeded with `fence`: write the record.
+    fn fenced(&mut self, fence: u64) {
+        let Some(Settle::Fencing {
+            mut record,
+            expected,
+        }) = self.settle.take()
+        else {
+            return;
+        };
+        record.fence = fence;
+        let value = protocol::encode(&record);
+        self.written = Some(record);
+        self.record_call = Some(RecordCall::Write);
+        self.actions.push_back(Action::WriteRecord {
+            expected_revision: expected,
+            value,
+        });
+    }
+
+    /// Everything due at `now`.
+    fn step(&mut self, now: Instant) {
+        let expired = self.view.expire(now);
+        if !expired.is_empty() {
+            tracing::info!(nodes = ?expired, "nodes timed out");
+            self.changes += 1;
+            self.scheduler.collect_now(now);
+            if let Some(round) = self.round.as_mut() {
+                expired.iter().for_each(|id| round.departed(id));
+            }
+        }
+        let warm = self.view.is_warm(now);
+        if warm != self.was_warm {
+            self.was_warm = warm;
+            self.changes += 1;
+        }
+        self.election
+            .set_eligible(warm && self.leaving == Leaving::No);
+
+        if !self.connected {
+            // The lease cannot be renewed: `poll` steps down on our own clock.
+            if let (_, Some(change)) = self.election.poll(now) {
+                self.role_changed(change, now);
+            }
+            self.leave_step(now);
+            self.show(now);
+            return;
+        }
+
+        if let Buckets::Closed { retry_at } = self.buckets {
+            if now >= retry_at {
+                self.buckets = Buckets::Opening;
+                self.actions.push_back(Action::OpenBuckets {
+                    lease: self.lease_bucket(),
+                    state: self.state_bucket(),
+                });
+            }
+        }
+        if self.buckets == Buckets::Open {
+            self.lease_step(now);
+            if self.record_call.is_none() && (self.reread || now >= self.next_refresh) {
+                self.reread = false;
+                self.read_is_fresh = true;
+                self.next_refresh = now + RECORD_REFRESH;
+                self.record_call = Some(RecordCall::Read);
+                self.actions.push_back(Action::ReadRecord);
+            }
+        }
+        if let Some(at) = self.next_heartbeat.filter(|at| now >= *at) {
+            if self.leaving == Leaving::No {
+                self.publish_presence(PresenceKind::Heartbeat, now);
+                // Paced from when it was due, never faster than asked.
+                let interval = self.timings.heartbeat_interval();
+                self.next_heartbeat = Some((at + interval).max(now + interval / 2));
+            }
+        }
+        self.monitor_step(now);
+        self.leave_step(now);
+        self.show(now);
+    }
+
+    fn lease_step(&mut self, now: Instant) {
+        if self.lease_call.is_some() {
+            return;
+        }
+        if self.leaving == Leaving::Releasing {
+            if let Some(revision) = self.election.resign(now) {
+                self.send_lease(LeasePurpose::Release, LeaseCall::Delete { revision }, now);
+            }
+            return;
+        }
+        if matches!(self.settle, Some(Settle::Fencing { .. })) {
+            match self.election.fence(now) {
+                Some(revision) => {
+                    let value = self.holder();
+                    self.send_lease(
+                        LeasePurpose::Fence,
+                        LeaseCall::Update { revision, value },
+                        now,
+                    );
+                    return;
+                }
+                None => self.settle = None,
+            }
+        }
+        let (action, change) = self.election.poll(now);
+        if let Some(change) = change {
+            self.role_changed(change, now);
+        }
+        match action {
+            ElectionAction::Wait => {}
+            ElectionAction::Acquire => {
+                let value = self.holder();
+                self.send_lease(LeasePurpose::Acquire, LeaseCall::Create { value }, now);
+            }
+            ElectionAction::Renew { revision } => {
+                let value = self.holder();
+                self.send_lease(
+                    LeasePurpose::Renew,
+                    LeaseCall::Update { revision, value },
+                    now,
+                );
+            }
+        }
+    }
+
+    fn send_lease(&mut self, purpose: LeasePurpose, call: LeaseCall, now: Instant) {
+        self.lease_call = Some(PendingLease { purpose, sent: now });
+        self.actions.push_back(Action::Lease(call));
+    }
+
+    fn holder(&self) -> Bytes {
+        protocol::encode(&LeaseHolder {
+            id: self.me.id.clone(),
+        })
+    }
+
+    fn monitor_step(&mut self, now: Instant) {
+        if !self.election.is_leader(now) || self.leaving != Leaving::No {
+            self.round = None;
+            self.settle = None;
+            return;
+        }
+        if self.round.as_ref().is_some_and(|r| r.is_over(now)) {
+            self.finish_round(now);
+        }
+        if self.round.is_none()
+            && self.settle.is_none()
+            && self.written.is_none()
+            && self.buckets == Buckets::Open
+            && self.view.is_warm(now)
+            && self.scheduler.is_due(now)
+        {
+            self.start_round(now);
+        }
+    }
+
+    fn start_round(&mut self, now: Instant) {
+        self.rounds += 1;
+        let request = VersionRequest {
+            leader: self.me.id.clone(),
+            round: self.rounds,
+        };
+        self.actions.push_back(Action::Publish {
+            subject: self.names.version_request(),
+            reply: Some(Names::reply_subject(&self.inbox, self.rounds)),
+            payload: protocol::encode(&request),
+        });
+        self.round = Some(Round::new(
+            self.rounds,
+            self.view.member_ids(),
+            now,
+            self.timings.round_timeout,
+        ));
+    }
+
+    fn finish_round(&mut self, now: Instant) {
+        let Some(round) = self.round.take() else {
+            return;
+        };
+        let outcome = round.outcome();
+        let collect_ms = now.saturating_duration_since(round.started).as_secs_f64() * 1000.0;
+        self.scheduler.finished(&outcome, now);
+        tracing::debug!(round = round.number, ?outcome, collect_ms, "round");
+        self.last_round = Some(RoundStats {
+            round: round.number,
+            expected: round.expected(),
+            replies: round.replies(),
+            outcome: match outcome {
+                RoundOutcome::Settled(_) => "settled",
+                RoundOutcome::Mixed(_) => "mixed",
+                RoundOutcome::Incomplete { .. } => "incomplete",
+            }
+            .to_owned(),
+            collect_ms,
+        });
+        self.changes += 1;
+        match outcome {
+            RoundOutcome::Settled(version) => {
+                // Decide on a read that starts after the round ended.
+                self.settle = Some(Settle::Reading { version });
+                self.reread = true;
+                if self.record_call == Some(RecordCall::Read) {
+                    // The read in flight is older than the round: not fresh.
+                    self.read_is_fresh = false;
+                }
+            }
+            RoundOutcome::Mixed(versions) => {
+                tracing::info!(?versions, "versions mixed; waiting")
+            }
+            RoundOutcome::Incomplete { missing } => {
+                tracing::info!(?missing, "members did not reply; retrying")
+            }
+        }
+    }
+
+    fn leave_step(&mut self, now: Instant) {
+        if self.leaving != Leaving::Releasing || self.lease_call.is_some() {
+            return;
+        }
+        if self.connected && self.buckets == Buckets::Open && self.election.holds_lease() {
+            // `lease_step` sends the release first.
+            return;
+        }
+        if self.connected {
+            self.publish_presence(PresenceKind::Down, now);
+        }
+        self.leaving = Leaving::Left;
+        self.next_heartbeat = None;
+        self.changes += 1;
+    }
+
+    /// Queues the browser view when it changed.
+    fn show(&mut self, now: Instant) {
+        let view = self.view(now);
+        if self.shown.as_ref() != Some(&view) {
+            self.shown = Some(view.clone());
+            self.changes += 1;
+            self.actions.push_back(Action::View(view));
+        }
+    }
+
+    fn lease_bucket(&self) -> BucketSpec {
+        BucketSpec {
+            name: self.names.lease_bucket(),
+            description: "version-observer monitor lease",
+            history: 1,
+            max_age: Some(self.timings.lease),
+            in_memory: true,
+        }
+    }
+
+    fn state_bucket(&self) -> BucketSpec {
+        BucketSpec {
+            name: self.names.state_bucket(),
+            description: "version-observer last announced version",
+            history: 5,
+            max_age: None,
+            in_memory: false,
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! Cluster coordination as plain data: no I/O, no clock, no runtime.
+//!
+//! - [`membership`]: who is alive and which version each runs;
+//! - [`election`]: the single monitor, elected with a KV lease;
+//! - [`monitor`]: collection rounds and the "is this news?" decision;
+//! - [`coordinator`]: one node's whole side of the protocol, built from the
+//!   three above: messages, KV results and the time go in
+//!   (`handle_*`), actions come out ([`Coordinator::poll_action`]), and
+//!   [`Coordinator::poll_timeout`] says when to call back. A thin driver (in
+//!   the `version-observer` crate) moves the bytes over NATS.
+
+pub mod coordinator;
+pub mod election;
+pub mod membership;
+pub mod monitor;
+
+pub use coordinator::{Action, BucketSpec, Coordinator, Identity, KvError, LeaseCall};

@@ -1,0 +1,35 @@
+//! The I/O-free core of version-observer: plain data and functions, shared by
+//! the server, the browser and the tools, with no async runtime, no network
+//! and no UI framework.
+//!
+//! - [`compat`]: the compatibility policy (when does a version change break an open page);
+//! - [`report`]: what a node tells its browsers (`GET /api/version`, the event stream);
+//! - [`banner`]: when an open page is stale, from its own version and the node's view;
+//! - [`paths`]: the HTTP paths a node serves;
+//! - [`protocol`]: what nodes say to each other over NATS (subjects, payloads, buckets);
+//! - [`cluster`]: the membership view, the lease election, the monitor's
+//!   rounds and decisions, and the [`Coordinator`](cluster::Coordinator)
+//!   that ties them into one state machine (events and time in, actions out);
+//! - [`status`]: a node's view of its cluster, for operators (`GET /api/cluster`);
+//! - [`timing`]: every timing default, in one place.
+//!
+//! ```
+//! use version_observer_core::{banner::stale_page_target, compat::Compat, report::ClusterView};
+//! let page = semver::Version::new(1, 4, 0);
+//! let view = ClusterView::single_node(&semver::Version::new(2, 0, 0), Compat::Major);
+//! assert_eq!(stale_page_target(&page, &view), Some(&semver::Version::new(2, 0, 0)));
+//! ```
+
+pub mod banner;
+pub mod cluster;
+pub mod compat;
+pub mod paths;
+pub mod protocol;
+pub mod report;
+pub mod status;
+pub mod timing;
+
+pub use compat::Compat;
+pub use report::{ClusterState, ClusterView, Mode, NodeInfo, VersionReport};
+pub use semver::Version;
+pub use timing::Timings;

@@ -1,0 +1,132 @@
+//! Every timing default of the cluster protocol, in one place.
+//!
+//! A node's flags, the embeddable crate's settings, the lab and the tests all
+//! start from [`Timings::DEFAULT`]; what is derived from a setting (the
+//! heartbeat interval, the lease margin, how long a KV call may take) is
+//! derived here or in the state machine that uses it, never written twice.
+
+use std::time::Duration;
+
+/// How a cluster paces itself. Every node of one cluster should use the same
+/// values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timings {
+    /// A node not heard from for this long is gone (crash detection). Nodes
+    /// send a heartbeat every third of it.
+    pub node_timeout: Duration,
+    /// The monitor's lease: a crashed monitor is replaced within about this
+    /// long plus one attempt interval.
+    pub lease: Duration,
+    /// How long a collection round waits for replies.
+    pub round_timeout: Duration,
+    /// The monitor re-checks the cluster at least this often.
+    pub safety_interval: Duration,
+}
+
+/// A timing that is out of its allowed range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name} = {value_ms} ms is out of range: use {min_ms} to {max_ms} ms")]
+pub struct TimingError {
+    pub name: &'static str,
+    pub value_ms: u64,
+    pub min_ms: u64,
+    pub max_ms: u64,
+}
+
+impl Timings {
+    /// The product's defaults: what an operator gets without flags.
+    pub const DEFAULT: Timings = Timings {
+        node_timeout: Duration::from_millis(3_000),
+        lease: Duration::from_millis(5_000),
+        round_timeout: Duration::from_millis(500),
+        safety_interval: Duration::from_millis(10_000),
+    };
+
+    /// The allowed range of each setting, in milliseconds: (name, min, max).
+    pub const RANGES_MS: [(&'static str, u64, u64); 4] = [
+        ("node_timeout", 300, 600_000),
+        ("lease", 500, 600_000),
+        ("round_timeout", 10, 60_000),
+        ("safety_interval", 100, 3_600_000),
+    ];
+
+    /// How many heartbeats a node sends per node timeout.
+    pub const HEARTBEATS_PER_TIMEOUT: u32 = 3;
+
+    /// Checks every value against [`RANGES_MS`](Self::RANGES_MS).
+    pub fn validate(&self) -> Result<(), TimingError> {
+        let values = [
+            self.node_timeout,
+            self.lease,
+            self.round_timeout,
+            self.safety_interval,
+        ];
+        for ((name, min_ms, max_ms), value) in Self::RANGES_MS.into_iter().zip(values) {
+            let value_ms = u64::try_from(value.as_millis()).unwrap_or(u64::MAX);
+            if !(min_ms..=max_ms).contains(&value_ms) {
+                return Err(TimingError {
+                    name,
+                    value_ms,
+                    min_ms,
+                    max_ms,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// How often a node says it is alive.
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.node_timeout / Self::HEARTBEATS_PER_TIMEOUT
+    }
+
+    /// The longest a single KV call may take before it counts as failed: a
+    /// stalled JetStream must not keep a lease call pending past the lease.
+    pub fn kv_timeout(&self) -> Duration {
+        (self.lease / 4).clamp(Duration::from_millis(100), Duration::from_secs(2))
+    }
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Defaults of the browser-facing side.
+pub mod streams {
+    use std::time::Duration;
+
+    /// Seconds between keep-alive comments on every version stream: under
+    /// the 55-60 s idle timeouts of common proxies and load balancers.
+    pub const KEEPALIVE: Duration = Duration::from_secs(30);
+    /// Most open version streams per node.
+    pub const MAX_STREAMS: u32 = 100_000;
+    /// The reconnect hint a stream sends: this much plus up to the same
+    /// again at random, so many tabs do not reconnect in the same instant.
+    pub const RETRY_BASE: Duration = Duration::from_millis(1_000);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_in_range_and_derive_sensibly() {
+        let t = Timings::DEFAULT;
+        assert_eq!(t.validate(), Ok(()));
+        assert_eq!(t.heartbeat_interval(), Duration::from_millis(1_000));
+        assert_eq!(t.kv_timeout(), Duration::from_millis(1_250));
+    }
+
+    #[test]
+    fn out_of_range_values_are_named() {
+        let t = Timings {
+            lease: Duration::from_millis(10),
+            ..Timings::DEFAULT
+        };
+        let err = t.validate().unwrap_err();
+        assert_eq!(err.name, "lease");
+        assert!(err.to_string().contains("10 ms"), "{err}");
+    }
+}

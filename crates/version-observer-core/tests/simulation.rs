@@ -1,0 +1,748 @@
+//! The coordinator on simulated time: several nodes, an in-memory message bus
+//! and an in-memory KV with NATS' semantics (revisions, compare-and-set,
+//! per-bucket `max_age`), driven only through the coordinator's public API,
+//! as a real driver would. Every scenario runs in microseconds of real time.
+
+use bytes::Bytes;
+use std::time::{Duration, Instant};
+use version_observer_core::{
+    cluster::{Action, BucketSpec, Coordinator, Identity, KvError, LeaseCall},
+    protocol::{self, Names, Presence, PresenceKind, SettledNotice, SettledRecord, VersionRequest},
+    ClusterState, ClusterView, Compat, Timings, Version,
+};
+
+const LATENCY: Duration = Duration::from_millis(1);
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn v(s: &str) -> Version {
+    Version::parse(s).unwrap()
+}
+
+/// One key of a bucket: its value and revision, and when it expires.
+#[derive(Debug, Clone)]
+struct Entry {
+    revision: u64,
+    value: Option<Bytes>,
+    expires: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+struct Bucket {
+    max_age: Option<Duration>,
+    entry: Option<Entry>,
+}
+
+impl Bucket {
+    fn live(&self, now: Instant) -> Option<&Entry> {
+        self.entry
+            .as_ref()
+            .filter(|e| e.expires.is_none_or(|t| now < t))
+    }
+
+    fn put(&mut self, seq: &mut u64, value: Option<Bytes>, now: Instant) -> u64 {
+        *seq += 1;
+        self.entry = Some(Entry {
+            revision: *seq,
+            value,
+            expires: self.max_age.map(|age| now + age),
+        });
+        *seq
+    }
+
+    /// NATS KV `create`: succeeds if the key is absent, deleted or expired.
+    fn create(&mut self, seq: &mut u64, value: Bytes, now: Instant) -> Result<u64, KvError> {
+        match self.live(now) {
+            Some(e) if e.value.is_some() => Err(KvError::Conflict("key exists".into())),
+            _ => Ok(self.put(seq, Some(value), now)),
+        }
+    }
+
+    /// NATS KV `update`/`delete_expect_revision`: the last revision of the
+    /// key must be `expected` (an expired key has none).
+    fn update(
+        &mut self,
+        seq: &mut u64,
+        expected: u64,
+        value: Option<Bytes>,
+        now: Instant,
+    ) -> Result<u64, KvError> {
+        match self.live(now) {
+            Some(e) if e.revision == expected => Ok(self.put(seq, value, now)),
+            _ => Err(KvError::Conflict("wrong last sequence".into())),
+        }
+    }
+}
+
+struct Node {
+    coord: Coordinator,
+    inbox: String,
+    running: bool,
+    /// Connected to the bus (a partitioned node is running but cut off).
+    linked: bool,
+    /// Frozen (SIGSTOP): it neither handles nor acts until resumed.
+    paused: bool,
+    views: Vec<ClusterView>,
+}
+
+enum Delivery {
+    Message {
+        to: usize,
+        subject: String,
+        reply: Option<String>,
+        payload: Bytes,
+    },
+    Buckets(usize, Result<(), KvError>),
+    Lease(usize, Result<u64, KvError>),
+    Record(usize, Result<Option<(u64, Bytes)>, KvError>),
+    Written(usize, Result<u64, KvError>),
+}
+
+struct Sim {
+    now: Instant,
+    timings: Timings,
+    names: Names,
+    nodes: Vec<Node>,
+    queue: Vec<(Instant, u64, Delivery)>,
+    order: u64,
+    seq: u64,
+    lease: Bucket,
+    state: Bucket,
+    /// Every publish: (time, subject, payload).
+    log: Vec<(Instant, String, Bytes)>,
+    /// Extra delay of KV answers (a slow JetStream).
+    kv_delay: Duration,
+}
+
+impl Sim {
+    fn new() -> Self {
+        Self::with_timings(Timings::DEFAULT)
+    }
+
+    fn with_timings(timings: Timings) -> Self {
+        Self {
+            now: Instant::now(),
+            timings,
+            names: Names::new("c"),
+            nodes: Vec::new(),
+            queue: Vec::new(),
+            order: 0,
+            seq: 0,
+            lease: Bucket::default(),
+            state: Bucket::default(),
+            log: Vec::new(),
+            kv_delay: Duration::ZERO,
+        }
+    }
+
+    /// Starts a node; returns its index.
+    fn start(&mut self, id: &str, version: &str) -> usize {
+        self.start_with(id, version, Compat::Major)
+    }
+
+    fn start_with(&mut self, id: &str, version: &str, compat: Compat) -> usize {
+        let index = self.nodes.len();
+        let inbox = format!("_INBOX.n{index}");
+        let me = Identity {
+            id: id.into(),
+            version: v(version),
+            incarnation: 1_000 + index as u64,
+        };
+        let mut coord = Coordinator::new(
+            me,
+            self.names.clone(),
+            inbox.clone(),
+            compat,
+            self.timings,
+            self.now,
+        );
+        coord.handle_connected(self.now);
+        self.nodes.push(Node {
+            coord,
+            inbox,
+            running: true,
+            linked: true,
+            paused: false,
+            views: Vec::new(),
+        });
+        self.drain(index);
+        index
+    }
+
+    /// SIGTERM: leave gracefully (lease back, nodedown), then stop.
+    fn stop(&mut self, node: usize) {
+        let now = self.now;
+        self.nodes[node].coord.begin_leave(now);
+        self.drain(node);
+        let deadline = self.now + ms(2_000);
+        while !self.nodes[node].coord.has_left() && self.now < deadline {
+            self.advance_to_next(deadline);
+        }
+        assert!(self.nodes[node].coord.has_left(), "node {node} left");
+        self.nodes[node].running = false;
+    }
+
+    /// kill -9.
+    fn kill(&mut self, node: usize) {
+        self.nodes[node].running = false;
+    }
+
+    fn partition(&mut self, node: usize) {
+        self.nodes[node].linked = false;
+        let now = self.now;
+        self.nodes[node].coord.handle_disconnected(now);
+        self.drain(node);
+    }
+
+    fn heal(&mut self, node: usize) {
+        self.nodes[node].linked = true;
+        let now = self.now;
+        self.nodes[node].coord.handle_connected(now);
+        self.drain(node);
+    }
+
+    fn send(&mut self, at: Instant, delivery: Delivery) {
+        self.order += 1;
+        self.queue.push((at, self.order, delivery));
+    }
+
+    /// Publishes as an outsider (a forger, a test).
+    fn inject(&mut self, subject: &str, reply: Option<&str>, payload: &[u8]) {
+        self.route(
+            subject.into(),
+            reply.map(Into::into),
+            Bytes::copy_from_slice(payload),
+        );
+    }
+
+    fn route(&mut self, subject: String, reply: Option<String>, payload: Bytes) {
+        self.log.push((self.now, subject.clone(), payload.clone()));
+        let cluster = "vo.c.";
+        for to in 0..self.nodes.len() {
+            let n = &self.nodes[to];
+            let wants = subject.starts_with(cluster)
+                || subject
+                    .strip_prefix(&n.inbox)
+                    .is_some_and(|rest| rest.starts_with('.'));
+            if wants {
+                let at = self.now + LATENCY;
+                self.send(
+                    at,
+                    Delivery::Message {
+                        to,
+                        subject: subject.clone(),
+                        reply: reply.clone(),
+                        payload: payload.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Carries out every action a node has queued.
+    fn drain(&mut self, node: usize) {
+        while let Some(action) = self.nodes[node].coord.poll_action() {
+            let n = &self.nodes[node];
+            if !n.running || n.paused {
+                continue;
+            }
+            let linked = n.linked;
+            let at = self.now + LATENCY + self.kv_delay;
+            let now = self.now;
+            match action {
+                Action::View(view) => self.nodes[node].views.push(view),
+                _ if !linked => {} // cut off: nothing leaves the node
+                Action::Publish {
+                    subject,
+                    reply,
+                    payload,
+                } => self.route(subject, reply, payload),
+                Action::OpenBuckets { lease, state } => {
+                    let BucketSpec { max_age, .. } = lease;
+                    self.lease.max_age = max_age;
+                    self.state.max_age = state.max_age;
+                    self.send(at, Delivery::Buckets(node, Ok(())));
+                }
+                Action::Lease(call) => {
+                    let result = match call {
+                        LeaseCall::Create { value } => self.lease.create(&mut self.seq, value, now),
+                        LeaseCall::Update { revision, value } => {
+                            self.lease.update(&mut self.seq, revision, Some(value), now)
+                        }
+                        LeaseCall::Delete { revision } => {
+                            self.lease.update(&mut self.seq, revision, None, now)
+                        }
+                    };
+                    self.send(at, Delivery::Lease(node, result));
+                }
+                Action::ReadRecord => {
+                    let value = self
+                        .state
+                        .live(now)
+                        .and_then(|e| e.value.clone().map(|v| (e.revision, v)));
+                    self.send(at, Delivery::Record(node, Ok(value)));
+                }
+                Action::WriteRecord {
+                    expected_revision,
+                    value,
+                } => {
+                    let result = match expected_revision {
+                        None => self.state.create(&mut self.seq, value, now),
+                        Some(r) => self.state.update(&mut self.seq, r, Some(value), now),
+                    };
+                    self.send(at, Delivery::Written(node, result));
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, delivery: Delivery) {
+        let now = self.now;
+        let node = match &delivery {
+            Delivery::Message { to, .. } => *to,
+            Delivery::Buckets(n, _)
+            | Delivery::Lease(n, _)
+            | Delivery::Record(n, _)
+            | Delivery::Written(n, _) => *n,
+        };
+        let n = &mut self.nodes[node];
+        if !n.running || !n.linked || n.paused {
+            return;
+        }
+        match delivery {
+            Delivery::Message {
+                subject,
+                reply,
+                payload,
+                ..
+            } => n
+                .coord
+                .handle_message(&subject, reply.as_deref(), &payload, now),
+            Delivery::Buckets(_, r) => n.coord.handle_buckets(r, now),
+            Delivery::Lease(_, r) => n.coord.handle_lease(r, now),
+            Delivery::Record(_, r) => n.coord.handle_record(r, now),
+            Delivery::Written(_, r) => n.coord.handle_record_written(r, now),
+        }
+        self.drain(node);
+    }
+
+    /// Moves to the next event (a delivery or a node's timeout), not past `limit`.
+    fn advance_to_next(&mut self, limit: Instant) {
+        let now = self.now;
+        let next_delivery = self.queue.iter().map(|(t, o, _)| (*t, *o)).min();
+        let next_timeout = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.running && !n.paused)
+            .filter_map(|(i, n)| n.coord.poll_timeout(now).map(|t| (t.max(now), i)))
+            .min();
+        let candidates = [next_delivery.map(|(t, _)| t), next_timeout.map(|(t, _)| t)];
+        let Some(next) = candidates.into_iter().flatten().min() else {
+            self.now = limit;
+            return;
+        };
+        if next > limit {
+            self.now = limit;
+            return;
+        }
+        self.now = next;
+        if next_delivery.is_some_and(|(t, _)| t == next) {
+            let (_, order) = next_delivery.unwrap();
+            let index = self.queue.iter().position(|(_, o, _)| *o == order).unwrap();
+            let (_, _, delivery) = self.queue.swap_remove(index);
+            self.deliver(delivery);
+        } else if let Some((_, node)) = next_timeout {
+            let now = self.now;
+            self.nodes[node].coord.handle_timeout(now);
+            self.drain(node);
+        }
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        let mut steps = 0u64;
+        while self.now < until {
+            self.advance_to_next(until);
+            steps += 1;
+            assert!(steps < 2_000_000, "the simulation spins");
+        }
+    }
+
+    /// Runs until `check` holds, or panics after `within`.
+    fn run_until(
+        &mut self,
+        what: &str,
+        within: Duration,
+        check: impl Fn(&Sim) -> bool,
+    ) -> Duration {
+        let start = self.now;
+        let until = start + within;
+        let mut steps = 0u64;
+        while !check(self) {
+            assert!(self.now < until, "not within {within:?}: {what}");
+            self.advance_to_next(until);
+            steps += 1;
+            assert!(steps < 2_000_000, "the simulation spins: {what}");
+        }
+        self.now - start
+    }
+
+    /// Every record published on the announce subject, in order.
+    fn announcements(&self) -> Vec<SettledRecord> {
+        let subject = self.names.announce();
+        self.log
+            .iter()
+            .filter(|(_, s, _)| *s == subject)
+            .filter_map(|(_, _, p)| protocol::decode::<SettledNotice>(p).ok())
+            .map(|n| n.record)
+            .collect()
+    }
+
+    fn record(&self) -> Option<SettledRecord> {
+        self.state
+            .entry
+            .as_ref()
+            .and_then(|e| e.value.as_ref())
+            .map(|v| protocol::decode(v).unwrap())
+    }
+
+    fn view(&self, node: usize) -> ClusterView {
+        self.nodes[node].coord.view(self.now)
+    }
+
+    fn leaders(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].running && self.nodes[*i].coord.is_leader(self.now))
+            .collect()
+    }
+
+    fn published_on(&self, subject: &str) -> usize {
+        self.log.iter().filter(|(_, s, _)| s == subject).count()
+    }
+}
+
+/// A cluster of `n` nodes on `version`, settled with its baseline recorded.
+fn settled_cluster(n: usize, version: &str) -> Sim {
+    let mut sim = Sim::new();
+    for i in 0..n {
+        sim.start(&format!("n{}", i + 1), version);
+    }
+    let want = v(version);
+    sim.run_until("the baseline", ms(15_000), |s| {
+        s.record().is_some_and(|r| r.version == want)
+            && (0..n).all(|i| s.view(i).announced_version.as_ref() == Some(&want))
+    });
+    sim
+}
+
+#[test]
+fn a_new_cluster_records_its_baseline_quietly() {
+    let sim = settled_cluster(3, "0.1.0");
+    let record = sim.record().unwrap();
+    assert_eq!(record.kind, protocol::RecordKind::Baseline);
+    assert!(sim.announcements().is_empty());
+    assert_eq!(sim.leaders().len(), 1);
+    for i in 0..3 {
+        assert_eq!(sim.view(i).state, ClusterState::Settled);
+    }
+}
+
+#[test]
+fn a_rolling_deploy_is_announced_once_after_the_last_old_node_leaves() {
+    let mut sim = settled_cluster(3, "0.1.0");
+    let mut live = vec![0, 1, 2];
+    for i in 0..3 {
+        let old = live.remove(0);
+        sim.stop(old);
+        sim.run_for(ms(500));
+        let new = sim.start(&format!("n{}", i + 1), "1.0.0");
+        live.push(new);
+        if i < 2 {
+            // Mixed: nothing may be announced, whatever the timing.
+            sim.run_for(ms(8_000));
+            assert!(sim.announcements().is_empty(), "announced while mixed");
+            assert_eq!(sim.view(new).state, ClusterState::Mixed);
+        }
+    }
+    sim.run_until("the announcement", ms(10_000), |s| {
+        !s.announcements().is_empty()
+    });
+    sim.run_for(ms(20_000));
+    let announced = sim.announcements();
+    assert_eq!(announced.len(), 1, "{announced:?}");
+    assert_eq!(announced[0].version, v("1.0.0"));
+    assert_eq!(announced[0].previous, Some(v("0.1.0")));
+    for node in live {
+        assert_eq!(sim.view(node).announced_version, Some(v("1.0.0")));
+    }
+}
+
+#[test]
+fn a_compatible_deploy_is_not_announced() {
+    let mut sim = settled_cluster(2, "1.0.0");
+    sim.stop(0);
+    sim.start("n1", "1.1.0");
+    sim.stop(1);
+    let n2 = sim.start("n2", "1.1.0");
+    sim.run_until("settled on 1.1.0", ms(10_000), |s| {
+        s.view(n2).settled_version == Some(v("1.1.0"))
+    });
+    sim.run_for(ms(15_000));
+    assert!(sim.announcements().is_empty());
+    assert_eq!(sim.record().unwrap().version, v("1.0.0"));
+}
+
+#[test]
+fn a_crashed_old_node_is_noticed_after_the_node_timeout() {
+    let mut sim = settled_cluster(2, "0.1.0");
+    let leader = sim.leaders()[0];
+    let other = 1 - leader;
+    let new = sim.start("n3", "1.0.0");
+    sim.run_for(ms(4_000));
+    sim.stop(leader);
+    sim.run_for(ms(4_000));
+    assert!(sim.announcements().is_empty());
+    let killed_at = sim.now;
+    sim.kill(other);
+    sim.run_until("the announcement", ms(15_000), |s| {
+        !s.announcements().is_empty()
+    });
+    let took = sim.now - killed_at;
+    let timeout = sim.timings.node_timeout;
+    assert!(
+        took >= timeout,
+        "announced {took:?} after the crash, before the timeout"
+    );
+    assert!(took < timeout + sim.timings.lease + ms(2_000), "{took:?}");
+    assert_eq!(sim.view(new).announced_version, Some(v("1.0.0")));
+}
+
+#[test]
+fn a_crashed_monitor_is_replaced_within_the_lease() {
+    let mut sim = settled_cluster(3, "1.0.0");
+    let leader = sim.leaders()[0];
+    sim.kill(leader);
+    let took = sim.run_until("a new monitor", ms(15_000), |s| {
+        s.leaders().iter().any(|l| *l != leader)
+    });
+    let lease = sim.timings.lease;
+    assert!(took <= lease + ms(600), "took {took:?}");
+    sim.run_for(ms(10_000));
+    assert_eq!(sim.leaders().len(), 1);
+}
+
+#[test]
+fn a_monitor_that_stops_hands_the_lease_over_at_once() {
+    let mut sim = settled_cluster(3, "1.0.0");
+    let leader = sim.leaders()[0];
+    let lease_bucket_writes = sim.seq;
+    sim.stop(leader);
+    let took = sim.run_until("a new monitor", ms(5_000), |s| !s.leaders().is_empty());
+    assert!(took < ms(100), "took {took:?}");
+    // The release came before the nodedown.
+    let down = sim.names.presence(PresenceKind::Down);
+    assert_eq!(sim.published_on(&down), 1);
+    assert!(sim.seq > lease_bucket_writes);
+}
+
+#[test]
+fn exactly_one_monitor_at_a_time() {
+    let mut sim = settled_cluster(5, "1.0.0");
+    for _ in 0..50 {
+        sim.run_for(ms(200));
+        assert!(sim.leaders().len() <= 1, "{:?}", sim.leaders());
+    }
+}
+
+#[test]
+fn a_forged_request_cannot_make_nodes_publish_on_cluster_subjects() {
+    let mut sim = settled_cluster(3, "1.0.0");
+    let down = sim.names.presence(PresenceKind::Down);
+    let request = protocol::encode(&VersionRequest {
+        leader: "forger".into(),
+        round: 1,
+    });
+    for target in [
+        down.as_str(),
+        "vo.c.announce",
+        "$KV.vo_c_state.settled",
+        "$JS.API.STREAM.DELETE.KV_vo_c_state",
+    ] {
+        let before = sim.log.len();
+        sim.inject(&sim.names.version_request(), Some(target), &request);
+        sim.run_for(ms(100));
+        let replies = sim.log[before..]
+            .iter()
+            .filter(|(_, s, _)| s == target)
+            .count();
+        assert_eq!(replies, 0, "a node replied on {target}");
+    }
+    assert!(sim.nodes[0].coord.dropped().bad_reply_subject >= 4);
+    sim.run_for(ms(10_000));
+    for i in 0..3 {
+        assert_eq!(sim.view(i).state, ClusterState::Settled);
+        assert_eq!(sim.nodes[i].coord.status(sim.now).members.len(), 3);
+    }
+}
+
+#[test]
+fn a_forged_notice_never_reaches_browsers() {
+    let mut sim = settled_cluster(2, "1.0.0");
+    let forged = SettledNotice {
+        revision: 1_000_000,
+        record: SettledRecord {
+            version: v("9.0.0"),
+            previous: Some(v("1.0.0")),
+            kind: protocol::RecordKind::Announcement,
+            fence: 999,
+            leader: "forger".into(),
+            at_ms: 0,
+        },
+    };
+    let payload = protocol::encode(&forged);
+    sim.inject(&sim.names.announce(), None, &payload);
+    sim.inject(&sim.names.settled(), None, &payload);
+    sim.run_for(ms(10_000));
+    for i in 0..2 {
+        assert_eq!(sim.view(i).announced_version, Some(v("1.0.0")));
+        assert!(sim.nodes[i]
+            .views
+            .iter()
+            .all(|view| view.announced_version != Some(v("9.0.0"))));
+    }
+}
+
+#[test]
+fn malformed_messages_are_counted_and_dropped() {
+    let mut sim = settled_cluster(2, "1.0.0");
+    for subject in [
+        "vo.c.node.heartbeat",
+        "vo.c.node.down",
+        "vo.c.version.request",
+        "vo.c.settled",
+    ] {
+        sim.inject(subject, Some("_INBOX.x"), b"{not json");
+    }
+    sim.inject("vo.c.node.up", None, &vec![b'x'; protocol::MAX_PAYLOAD + 1]);
+    sim.run_for(ms(100));
+    for i in 0..2 {
+        assert_eq!(sim.nodes[i].coord.dropped().malformed, 5);
+        assert_eq!(sim.nodes[i].coord.status(sim.now).dropped_messages, 5);
+    }
+    sim.run_for(ms(5_000));
+    assert_eq!(sim.view(0).state, ClusterState::Settled);
+}
+
+#[test]
+fn a_partitioned_node_says_unknown_and_catches_up_when_it_returns() {
+    let mut sim = settled_cluster(3, "0.1.0");
+    let cut = (0..3).find(|i| !sim.leaders().contains(i)).unwrap();
+    sim.partition(cut);
+    assert_eq!(sim.view(cut).state, ClusterState::Unknown);
+    assert_eq!(sim.view(cut).announced_version, Some(v("0.1.0")));
+    // Meanwhile the others move on to 1.0.0.
+    let others: Vec<usize> = (0..3).filter(|i| *i != cut).collect();
+    for old in others {
+        sim.stop(old);
+        sim.start(&format!("m{old}"), "1.0.0");
+    }
+    // The cut-off node still runs 0.1.0 but is not heard: after its
+    // timeout the others settle on 1.0.0 and announce it.
+    sim.run_until("the announcement", ms(20_000), |s| {
+        !s.announcements().is_empty()
+    });
+    sim.heal(cut);
+    sim.run_until("the returning node learns it", ms(1_000), |s| {
+        s.view(cut).announced_version == Some(v("1.0.0"))
+    });
+}
+
+#[test]
+fn a_member_that_joins_while_the_record_is_read_is_waited_for() {
+    let mut sim = settled_cluster(2, "0.1.0");
+    sim.stop(0);
+    sim.stop(1);
+    // Two new nodes; KV answers are slow, so the decision's read takes long.
+    sim.kv_delay = ms(400);
+    sim.start("a", "1.0.0");
+    sim.start("b", "1.0.0");
+    // Step until the monitor has finished a settled round and is reading.
+    sim.run_until("a settled round", ms(15_000), |s| {
+        s.nodes.iter().any(|n| {
+            n.running
+                && n.coord
+                    .status(s.now)
+                    .last_round
+                    .is_some_and(|r| r.outcome == "settled")
+        })
+    });
+    // An old node joins right now, before the read returns.
+    let old = Presence {
+        id: "late".into(),
+        version: v("0.1.0"),
+        incarnation: 1,
+        leader: false,
+    };
+    let up = sim.names.presence(PresenceKind::Up);
+    let joined = sim.now;
+    sim.inject(&up, None, &protocol::encode(&old));
+    // It never speaks again, so it expires after the node timeout; only
+    // then may 1.0.0 be announced.
+    sim.run_until("the announcement", ms(20_000), |s| {
+        !s.announcements().is_empty()
+    });
+    let after = sim.now - joined;
+    assert!(
+        after >= sim.timings.node_timeout,
+        "announced {after:?} after an old node joined, while it was in the view"
+    );
+}
+
+#[test]
+fn presence_is_handled_while_kv_is_slow() {
+    let mut sim = settled_cluster(3, "1.0.0");
+    sim.kv_delay = ms(1_200);
+    sim.run_for(ms(20_000));
+    for i in 0..3 {
+        assert_eq!(sim.view(i).state, ClusterState::Settled, "node {i}");
+        assert_eq!(sim.nodes[i].coord.status(sim.now).members.len(), 3);
+    }
+}
+
+#[test]
+fn a_stopping_node_is_not_counted_after_its_nodedown() {
+    let mut sim = settled_cluster(2, "0.1.0");
+    sim.start("n3", "1.0.0");
+    sim.run_for(ms(4_000));
+    let leader = sim.leaders()[0];
+    let old_follower = (0..2).find(|i| *i != leader).unwrap();
+    let now = sim.now;
+    sim.nodes[old_follower].coord.begin_leave(now);
+    sim.drain(old_follower);
+    // It keeps running (draining its connections) but must not answer rounds.
+    sim.run_for(ms(200));
+    let request = protocol::encode(&VersionRequest {
+        leader: "x".into(),
+        round: 1,
+    });
+    let before = sim.log.len();
+    sim.inject(
+        &sim.names.version_request(),
+        Some("_INBOX.probe.1"),
+        &request,
+    );
+    sim.run_for(ms(50));
+    let answers: Vec<_> = sim.log[before..]
+        .iter()
+        .filter(|(_, s, _)| s == "_INBOX.probe.1")
+        .filter_map(|(_, _, p)| protocol::decode::<protocol::VersionReply>(p).ok())
+        .map(|r| r.id)
+        .collect();
+    assert!(
+        !answers.contains(&format!("n{}", old_follower + 1)),
+        "{answers:?}"
+    );
+}
