@@ -156,9 +156,15 @@ build_site() { # [--release]
   (cd "$VO_ROOT" && cargo leptos build --frontend-only "$@" "${VO_LIB_CARGO_ARGS[@]}")
 }
 
-# The node binary, vo-lab (nats-server + nodes + nginx on loopback) and
-# vo-bench (the benchmarks), in one cargo call.
+# Every native package, for one cargo call to build, lint and test them all
+# (the wasm `frontend` is built by cargo-leptos above). In one call, the
+# `version-observer` crate is built once, with the `ssr` feature the node asks for.
+NATIVE_PACKAGES=(-p version-observer-core -p version-observer -p app -p version-observer-node -p vo-lab -p vo-bench)
+
+# The node binary, vo-lab (nats-server + nodes + nginx on loopback),
+# vo-bench (the benchmarks) and whatever else the arguments ask for, in one
+# cargo call.
 build_binaries() { # [cargo build args, e.g. --release]
-  say "cargo build -p version-observer -p vo-lab -p vo-bench $*"
-  (cd "$VO_ROOT" && cargo build -p version-observer -p vo-lab -p vo-bench "$@")
+  say "cargo build ${NATIVE_PACKAGES[*]} $*"
+  (cd "$VO_ROOT" && cargo build "${NATIVE_PACKAGES[@]}" "$@")
 }

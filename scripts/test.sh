@@ -17,13 +17,13 @@ cargo fmt --all -- --check
 # the tests, with the same package selection as `cargo test` below, so it
 # reuses this build); the browser tests run these binaries.
 build_site
-build_binaries -p app --all-targets
+build_binaries --all-targets
 
 say "cargo clippy (native crates, all targets, warnings are errors)"
-cargo clippy -p app -p version-observer -p vo-lab -p vo-bench --all-targets -- -D warnings
+cargo clippy "${NATIVE_PACKAGES[@]}" --all-targets -- -D warnings
 
 say "cargo test: unit and integration tests"
-cargo test -p app -p version-observer -p vo-lab -p vo-bench
+cargo test "${NATIVE_PACKAGES[@]}"
 
 say "Playwright browser tests (Chromium)"
 (cd end2end && npx playwright test)

@@ -1,18 +1,10 @@
-//! The isomorphic UI of version-observer.
+//! The isomorphic UI of version-observer's reference node.
 //!
-//! The same components render to HTML on the server (feature `ssr`) and hydrate
-//! in the browser (feature `hydrate`). The page holds two pieces of state: its
-//! own version, fixed when the server rendered it, and the node's latest
-//! [`VersionReport`], pushed over Server-Sent Events. [`banner::stale_page_target`]
-//! turns the two into the "new version, reload" banner.
-
-pub use version_observer_core::{banner, compat};
-/// The version signal's wire types.
-pub mod signal {
-    pub use version_observer_core::report::*;
-}
-#[cfg(feature = "hydrate")]
-mod stream;
+//! The same components render to HTML on the server (feature `ssr`) and
+//! hydrate in the browser (feature `hydrate`). Everything version-related
+//! comes from the `version-observer` crate's public API: the page's version,
+//! the live cluster view and the stale state from [`use_version_observer`],
+//! and the banner from [`VersionBanner`].
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
@@ -20,21 +12,7 @@ use leptos_router::{
     components::{Route, Router, Routes},
     StaticSegment,
 };
-use semver::Version;
-use serde::{Deserialize, Serialize};
-use signal::{ClusterState, VersionReport};
-
-/// Where the browser subscribes to the version signal.
-pub const EVENTS_PATH: &str = "/api/version/events";
-
-/// What the server knows when it renders a page: the node and its version.
-/// The server provides it as context; during hydration the browser reads the
-/// serialized copy, so both sides render the same version.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PageInfo {
-    pub node_id: String,
-    pub version: Version,
-}
+use version_observer::{use_version_observer, ClusterState, ClusterView, VersionBanner};
 
 /// The HTML document around [`App`], rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -75,49 +53,28 @@ pub fn App() -> impl IntoView {
 /// field whose content survives a reload, and the banner when the page is stale.
 #[component]
 fn VersionPage() -> impl IntoView {
-    let page = SharedValue::new(|| {
-        use_context::<PageInfo>().unwrap_or_else(|| PageInfo {
-            node_id: "unknown".into(),
-            version: Version::new(0, 0, 0),
-        })
-    })
-    .into_inner();
-    let report = RwSignal::new(None::<VersionReport>);
-    let live = RwSignal::new(false);
-
-    #[cfg(feature = "hydrate")]
-    {
-        let stream = stream::VersionStream::connect(
-            EVENTS_PATH,
-            move |next| report.set(Some(next)),
-            move |open| live.set(open),
-        );
-        let stream = send_wrapper::SendWrapper::new(stream);
-        on_cleanup(move || drop(stream));
-    }
-
-    let page_version = page.version.clone();
-    let stale_target = Memo::new(move |_| {
-        report.with(|r| {
-            r.as_ref()
-                .and_then(|r| banner::stale_page_target(&page_version, &r.cluster).cloned())
-        })
-    });
+    let observer = use_version_observer();
+    let (version, node) = match &observer.page {
+        Some(page) => (page.version.to_string(), page.node_id.clone()),
+        None => ("unknown".to_owned(), "unknown".to_owned()),
+    };
+    let cluster = observer.cluster;
+    let connected = observer.connected;
 
     view! {
         <main class="page">
-            <UpdateBanner target=stale_target/>
+            <VersionBanner class="banner"/>
             <h1>"version-observer"</h1>
             <dl class="facts">
                 <dt>"This page"</dt>
-                <dd data-testid="page-version">{page.version.to_string()}</dd>
+                <dd data-testid="page-version">{version}</dd>
                 <dt>"Rendered by"</dt>
-                <dd data-testid="page-node">{page.node_id.clone()}</dd>
+                <dd data-testid="page-node">{node}</dd>
                 <dt>"Cluster"</dt>
-                <dd data-testid="cluster-state">{move || cluster_summary(report.get().as_ref())}</dd>
+                <dd data-testid="cluster-state">{move || cluster_summary(cluster.get().as_ref())}</dd>
                 <dt>"Live updates"</dt>
                 <dd data-testid="stream-status">
-                    {move || if live.get() { "connected" } else { "connecting" }}
+                    {move || if connected.get() { "connected" } else { "connecting" }}
                 </dd>
             </dl>
             <Notes/>
@@ -125,12 +82,11 @@ fn VersionPage() -> impl IntoView {
     }
 }
 
-/// One line describing the node's cluster view.
-fn cluster_summary(report: Option<&VersionReport>) -> String {
-    let Some(report) = report else {
+/// One line describing the cluster as the page knows it.
+fn cluster_summary(view: Option<&ClusterView>) -> String {
+    let Some(c) = view else {
         return "waiting for the node".into();
     };
-    let c = &report.cluster;
     let settled = match (c.state, &c.settled_version) {
         (ClusterState::Settled, Some(v)) => format!("settled on {v}"),
         (ClusterState::Mixed, _) => "mixed versions (deploy in progress)".into(),
@@ -139,22 +95,6 @@ fn cluster_summary(report: Option<&VersionReport>) -> String {
     match &c.announced_version {
         Some(a) => format!("{settled}; announced {a}; policy {}", c.compat),
         None => format!("{settled}; nothing announced yet; policy {}", c.compat),
-    }
-}
-
-/// The "new version, reload" banner. It never reloads by itself: the user
-/// decides when, so nothing they are doing is lost.
-#[component]
-fn UpdateBanner(target: Memo<Option<Version>>) -> impl IntoView {
-    move || {
-        target.get().map(|version| {
-            view! {
-                <div class="banner" role="alert">
-                    <span>"A new version, " <strong>{version.to_string()}</strong> ", is available."</span>
-                    <button type="button" on:click=move |_| reload_page()>"Reload"</button>
-                </div>
-            }
-        })
     }
 }
 
@@ -167,7 +107,7 @@ fn Notes() -> impl IntoView {
     #[cfg(feature = "hydrate")]
     Effect::new(move |first: Option<()>| {
         if first.is_none() {
-            if let Some(saved) = stream::load_note() {
+            if let Some(saved) = notes::load() {
                 text.set(saved);
             }
         }
@@ -182,11 +122,33 @@ fn Notes() -> impl IntoView {
                 on:input=move |ev| {
                     let value = event_target_value(&ev);
                     #[cfg(feature = "hydrate")]
-                    stream::save_note(&value);
+                    notes::save(&value);
                     text.set(value);
                 }
             ></textarea>
         </label>
+    }
+}
+
+/// The notes' `localStorage` slot (browser only).
+#[cfg(feature = "hydrate")]
+mod notes {
+    const KEY: &str = "version-observer.notes";
+
+    fn storage() -> Option<web_sys::Storage> {
+        web_sys::window()?.local_storage().ok()?
+    }
+
+    /// The notes saved by an earlier page, if any.
+    pub fn load() -> Option<String> {
+        storage()?.get_item(KEY).ok()?
+    }
+
+    /// Saves the notes; a full or disabled storage only loses the convenience.
+    pub fn save(text: &str) {
+        if let Some(storage) = storage() {
+            let _ = storage.set_item(KEY, text);
+        }
     }
 }
 
@@ -198,11 +160,4 @@ fn NotFound() -> impl IntoView {
         response.set_status(http::StatusCode::NOT_FOUND);
     }
     view! { <main class="page"><h1>"Not found"</h1></main> }
-}
-
-fn reload_page() {
-    #[cfg(feature = "hydrate")]
-    if let Some(window) = web_sys::window() {
-        let _ = window.location().reload();
-    }
 }

@@ -7,7 +7,7 @@ import { Lab, recorded } from './support/lab';
 async function noBannerFor(page: Page, ms: number, context: string) {
   const until = Date.now() + ms;
   while (Date.now() < until) {
-    expect(await page.getByRole('alert').count(), `banner shown while ${context}`).toBe(0);
+    expect(await page.getByTestId('version-banner').count(), `banner shown while ${context}`).toBe(0);
     await page.waitForTimeout(100); // sampling a window, not waiting for a condition
   }
 }
@@ -49,7 +49,7 @@ test.describe('rolling deploy behind nginx', () => {
     await page.goto(lab.proxy);
     await expect(page.getByTestId('page-version')).toHaveText('0.1.0');
     await expect(page.getByTestId('stream-status')).toHaveText('connected');
-    await expect(page.getByRole('alert')).toHaveCount(0);
+    await expect(page.getByTestId('version-banner')).toHaveCount(0);
     await markDocument(page);
 
     await lab.startNode('n2', '1.0.0');
@@ -66,7 +66,7 @@ test.describe('rolling deploy behind nginx', () => {
     await openTabThenMix(page);
 
     await lab.stopNode('n1');
-    const banner = page.getByRole('alert');
+    const banner = page.getByTestId('version-banner');
     await expect(banner).toContainText('1.0.0', { timeout: 10_000 });
     await expect(banner.getByRole('button', { name: 'Reload' })).toBeVisible();
     await expectSameDocument(page);
@@ -75,7 +75,7 @@ test.describe('rolling deploy behind nginx', () => {
     await banner.getByRole('button', { name: 'Reload' }).click();
     await expect(page.getByTestId('page-version')).toHaveText('1.0.0');
     await expect(page.getByTestId('stream-status')).toHaveText('connected');
-    await expect(page.getByRole('alert')).toHaveCount(0);
+    await expect(page.getByTestId('version-banner')).toHaveCount(0);
   });
 
   test('a crashed old node (kill -9) still brings the banner, and the tab reconnects by itself', async ({ page }) => {
@@ -88,7 +88,7 @@ test.describe('rolling deploy behind nginx', () => {
     // n1 was also the monitor: the banner needs its expiry (node timeout) and
     // its lease to lapse, then one round.
     const bound = Math.max(lab.timings.nodeTimeoutMs, lab.timings.leaseMs) + 5_000;
-    await expect(page.getByRole('alert')).toContainText('1.0.0', { timeout: bound });
+    await expect(page.getByTestId('version-banner')).toContainText('1.0.0', { timeout: bound });
     expect(Date.now() - killedAt).toBeGreaterThanOrEqual(lab.timings.nodeTimeoutMs);
     await expect(page.getByTestId('stream-status')).toHaveText('connected');
     await expectSameDocument(page);
@@ -145,11 +145,11 @@ test.describe('rolling deploy behind nginx', () => {
 
     await lab.stopNode('n1');
     await lab.until('the announcement of 1.0.0', (s) => s.announcements.some((a) => a.version === '1.0.0'));
-    await expect(page.getByRole('alert')).toHaveCount(0);
+    await expect(page.getByTestId('version-banner')).toHaveCount(0);
 
     release();
     // The first event of the stream carries the announced version: no wait for a change.
-    await expect(page.getByRole('alert')).toContainText('1.0.0', { timeout: 3_000 });
+    await expect(page.getByTestId('version-banner')).toContainText('1.0.0', { timeout: 3_000 });
     await expect(page.getByTestId('page-version')).toHaveText('0.1.0');
   });
 });

@@ -18,7 +18,7 @@ test.describe('single node', () => {
     // "connected" is only ever rendered by the hydrated wasm, once its EventSource is open.
     await expect(page.getByTestId('stream-status')).toHaveText('connected');
     await expect(page.getByTestId('cluster-state')).toContainText('settled on 1.4.0');
-    await expect(page.getByRole('alert')).toHaveCount(0);
+    await expect(page.getByTestId('version-banner')).toHaveCount(0);
   });
 
   test('a major redeploy shows the banner in the open tab; Reload brings the new version and keeps notes', async ({ page }) => {
@@ -34,7 +34,7 @@ test.describe('single node', () => {
     node = new Node({ port, version: '2.0.0' });
     await node.start();
 
-    const banner = page.getByRole('alert');
+    const banner = page.getByTestId('version-banner');
     await expect(banner).toContainText('2.0.0');
     // Still the same document: no reload happened.
     await expect(page.getByTestId('page-version')).toHaveText('1.0.0');
@@ -42,7 +42,7 @@ test.describe('single node', () => {
     await banner.getByRole('button', { name: 'Reload' }).click();
     await expect(page.getByTestId('page-version')).toHaveText('2.0.0');
     await expect(page.getByTestId('stream-status')).toHaveText('connected');
-    await expect(page.getByRole('alert')).toHaveCount(0);
+    await expect(page.getByTestId('version-banner')).toHaveCount(0);
     await expect(page.getByTestId('notes')).toHaveValue('half-written thought');
   });
 
@@ -61,7 +61,7 @@ test.describe('single node', () => {
     await expect(page.getByTestId('cluster-state')).toContainText('settled on 2.1.0');
     await expect(page.getByTestId('stream-status')).toHaveText('connected');
     // ...and it is compatible under the default policy.
-    await expect(page.getByRole('alert')).toHaveCount(0);
+    await expect(page.getByTestId('version-banner')).toHaveCount(0);
     await expect(page.getByTestId('page-version')).toHaveText('2.0.0');
   });
 });

@@ -1,63 +1,37 @@
-//! Building and running one node: `Application::build(config)` binds the port
-//! and wires every part; `run_until_stopped` serves until the shutdown token is
-//! cancelled, then ends every version stream and waits for the server to drain.
+//! Building and running one node: `Application::build(config)` checks the
+//! site, starts the version observer and binds the port; `run_until_stopped`
+//! serves until the observer is stopped (a signal, or a test), then lets it
+//! leave the cluster, end its streams and drain.
 
-use crate::{
-    cluster::transport::{ClusterError, ClusterNode},
-    config::Config,
-    http::{
-        self,
-        listener::{StreamContext, StreamListener},
-        AppState,
-    },
-    hub::VersionHub,
-};
-use app::{
-    signal::{ClusterView, Mode, NodeInfo},
-    PageInfo,
-};
+use crate::{config::Config, http};
 use leptos::config::{Env, LeptosOptions};
-use std::{future::IntoFuture, io, net::SocketAddr, path::PathBuf, sync::Arc};
-use tokio::{net::TcpListener, sync::Semaphore};
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use std::{io, net::SocketAddr, path::PathBuf};
+use tokio::net::TcpListener;
+use version_observer::{StartError, VersionObserver};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: io::Error },
-    #[error("the site folder {0} is missing its pkg/ bundle; build it first (cargo leptos build)")]
+    #[error("the site folder {0} has no pkg/ bundle (wasm, JS, CSS): build it first (scripts/run.sh does), or point --site-root at a built site")]
     MissingSite(PathBuf),
     #[error(transparent)]
-    Cluster(#[from] ClusterError),
+    Observer(#[from] StartError),
 }
 
 /// A node, bound and ready to serve.
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
-    /// What the listener needs to serve version streams itself.
-    streams: StreamContext,
-    keepalive: std::time::Duration,
-    hub: Arc<VersionHub>,
-    cluster: Option<ClusterNode>,
-    /// Cancelled by a signal or a test: the node should stop.
-    shutdown: CancellationToken,
-    /// Cancelled once the node has left its cluster: ends every stream.
-    streams_stop: CancellationToken,
+    observer: VersionObserver,
 }
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
-        let version = config.version();
-        let node = NodeInfo {
-            id: config.node_id(),
-            version: version.clone(),
-        };
+        // Without the bundle the page would render but never hydrate.
         if !config.site_root.join("pkg").is_dir() {
-            // Without the bundle the page would render but never hydrate.
-            tracing::warn!(site_root = %config.site_root.display(), "{}",
-                StartupError::MissingSite(config.site_root.clone()));
+            return Err(StartupError::MissingSite(config.site_root.clone()));
         }
         let listener =
             TcpListener::bind(config.listen)
@@ -70,66 +44,31 @@ impl Application {
             addr: config.listen,
             source,
         })?;
-
-        let settings = config.cluster_settings();
-        let (mode, view) = match settings {
-            None => (
-                Mode::Single,
-                ClusterView::single_node(&version, config.compat),
-            ),
-            Some(_) => (
-                Mode::Cluster,
-                ClusterView {
-                    state: app::signal::ClusterState::Unknown,
-                    settled_version: None,
-                    announced_version: None,
-                    announced_revision: None,
-                    compat: config.compat,
-                },
-            ),
-        };
-        let hub = Arc::new(VersionHub::new(node.clone(), mode, view));
-        let cluster = match settings {
-            Some(settings) => {
-                Some(ClusterNode::start(settings, node.clone(), config.compat, hub.clone()).await?)
-            }
-            None => None,
-        };
-        let shutdown = CancellationToken::new();
-        let streams_stop = CancellationToken::new();
-        let state = AppState {
-            leptos_options: leptos_options(&config, addr),
-            hub: hub.clone(),
-            page: PageInfo {
-                node_id: node.id.clone(),
-                version,
-            },
-            stream_slots: Arc::new(Semaphore::new(config.max_streams as usize)),
-            shutdown: streams_stop.clone(),
-            cluster: cluster.as_ref().map(ClusterNode::status),
-        };
-        let streams = StreamContext {
-            hub: hub.clone(),
-            slots: state.stream_slots.clone(),
-            stop: streams_stop.clone(),
-            tasks: TaskTracker::new(),
-        };
-        let router = http::router(state, config.max_inflight as usize);
+        let mut builder = VersionObserver::builder(config.version())
+            .compat(config.compat)
+            .nats_opt(config.nats_settings())
+            .max_streams(config.max_streams)
+            .keepalive(config.keepalive());
+        if let Some(id) = &config.node_id {
+            builder = builder.node_id(id);
+        }
+        let observer = builder.start().await?;
+        let router = http::router(
+            &observer,
+            leptos_options(&config, addr),
+            config.max_inflight as usize,
+        );
+        let page = observer.page_info();
         tracing::info!(
-            node_id = %node.id, version = %node.version, compat = %config.compat,
-            mode = ?mode, cluster = %config.cluster,
-            nats = config.nats.as_deref().map(redact_url).unwrap_or_default(),
+            node_id = %page.node_id, version = %page.version, compat = %config.compat,
+            mode = ?observer.mode(), cluster = %config.cluster,
+            nats = config.nats.as_deref().map(version_observer::server::redact_urls).unwrap_or_default(),
             %addr, "node listening on http://{addr}"
         );
         Ok(Self {
             listener,
             router,
-            streams,
-            keepalive: config.keepalive(),
-            hub,
-            cluster,
-            shutdown,
-            streams_stop,
+            observer,
         })
     }
 
@@ -140,60 +79,27 @@ impl Application {
             .expect("a bound listener has an address")
     }
 
-    /// Cancel it to stop the node gracefully.
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
+    /// The node's version observer: [`VersionObserver::stop`] stops the node.
+    pub fn observer(&self) -> &VersionObserver {
+        &self.observer
     }
 
-    pub fn hub(&self) -> Arc<VersionHub> {
-        self.hub.clone()
-    }
-
-    /// Serves until the shutdown token is cancelled; then leaves the cluster
-    /// (nodedown, lease released, flushed), ends every stream, and drains.
+    /// Serves until the observer is stopped; it then leaves the cluster
+    /// (lease released, nodedown, flushed) and ends every stream, and only
+    /// then does the server stop accepting and drain.
     pub async fn run_until_stopped(self) -> io::Result<()> {
-        let streams_stop = self.streams_stop.clone();
-        let stream_tasks = self.streams.tasks.clone();
-        let keepalive = {
-            let (hub, interval, stop) = (self.hub.clone(), self.keepalive, streams_stop.clone());
-            tokio::spawn(async move { hub.run_keepalive(interval, stop).await })
-        };
-        // Version streams on new connections are served by the listener itself;
-        // the rest goes to axum (see `http::listener`).
-        let listener = StreamListener::new(self.listener, self.streams);
-        // `into_make_service`: serving the `Router` itself would make axum
-        // rebuild its route table for every connection (`with_state(())` per
-        // accept): kilobytes per open stream, and CPU on every accept.
-        let server = tokio::spawn(
-            axum::serve(listener, self.router.into_make_service())
-                .with_graceful_shutdown(streams_stop.clone().cancelled_owned())
-                .into_future(),
-        );
-        self.shutdown.cancelled().await;
-        if let Some(cluster) = self.cluster {
-            cluster.stop().await;
-        }
-        streams_stop.cancel();
-        server.await.map_err(io::Error::other)??;
-        stream_tasks.close();
-        stream_tasks.wait().await;
-        let _ = keepalive.await;
+        axum::serve(
+            self.observer.listener(self.listener),
+            // `into_make_service`: serving the `Router` itself would make axum
+            // rebuild its route table for every connection.
+            self.router.into_make_service(),
+        )
+        .with_graceful_shutdown(self.observer.stopped())
+        .await?;
+        self.observer.shutdown().await;
         tracing::info!("node stopped");
         Ok(())
     }
-}
-
-/// A NATS URL without its password or token, for logs.
-fn redact_url(url: &str) -> String {
-    url.split(',')
-        .map(|u| match (u.find("://"), u.rfind('@')) {
-            (Some(scheme), Some(at)) if at > scheme => {
-                format!("{}://***@{}", &u[..scheme], &u[at + 1..])
-            }
-            _ => u.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// Leptos' own runtime options. cargo-leptos passes `LEPTOS_*` variables when it
@@ -215,19 +121,4 @@ fn leptos_options(config: &Config, addr: SocketAddr) -> LeptosOptions {
         .env(env)
         .reload_port(reload_port)
         .build()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn urls_are_redacted_for_logs() {
-        assert_eq!(
-            super::redact_url("nats://u:secret@h:4222"),
-            "nats://***@h:4222"
-        );
-        assert_eq!(
-            super::redact_url("tls://tok@a:1,nats://b:2"),
-            "tls://***@a:1,nats://b:2"
-        );
-    }
 }

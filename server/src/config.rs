@@ -2,10 +2,13 @@
 //! environment variable (a flag wins over its variable). Every value is checked
 //! here, so a bad one stops start-up with a message that names it.
 
-use app::compat::Compat;
 use clap::Parser;
 use semver::Version;
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use version_observer::{
+    core::{protocol, timing::streams},
+    Compat, NatsSettings, Timings,
+};
 
 /// The version this binary was built as.
 pub const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -44,7 +47,7 @@ pub struct Config {
     pub site_root: PathBuf,
 
     /// Most open version streams (SSE clients); more are refused with 503.
-    #[arg(long, env = "VO_MAX_STREAMS", value_name = "N", default_value_t = 100_000,
+    #[arg(long, env = "VO_MAX_STREAMS", value_name = "N", default_value_t = streams::MAX_STREAMS,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_streams: u32,
 
@@ -70,29 +73,29 @@ pub struct Config {
     pub cluster: String,
 
     /// A node not heard from for this long is gone (crash detection).
-    #[arg(long, env = "VO_NODE_TIMEOUT_MS", value_name = "MS", default_value_t = 3_000,
-          value_parser = clap::value_parser!(u64).range(300..=600_000))]
+    #[arg(long, env = "VO_NODE_TIMEOUT_MS", value_name = "MS", default_value_t = ms(Timings::DEFAULT.node_timeout),
+          value_parser = range(0))]
     pub node_timeout_ms: u64,
 
     /// The monitor's lease: a crashed monitor is replaced within about this long + 1 s.
-    #[arg(long, env = "VO_LEASE_MS", value_name = "MS", default_value_t = 5_000,
-          value_parser = clap::value_parser!(u64).range(500..=600_000))]
+    #[arg(long, env = "VO_LEASE_MS", value_name = "MS", default_value_t = ms(Timings::DEFAULT.lease),
+          value_parser = range(1))]
     pub lease_ms: u64,
 
     /// How long a collection round waits for replies (one hung node cannot stall it longer).
-    #[arg(long, env = "VO_ROUND_TIMEOUT_MS", value_name = "MS", default_value_t = 500,
-          value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    #[arg(long, env = "VO_ROUND_TIMEOUT_MS", value_name = "MS", default_value_t = ms(Timings::DEFAULT.round_timeout),
+          value_parser = range(2))]
     pub round_timeout_ms: u64,
 
     /// The monitor re-checks the cluster at least this often, changes or not.
-    #[arg(long, env = "VO_SAFETY_INTERVAL_MS", value_name = "MS", default_value_t = 10_000,
-          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    #[arg(long, env = "VO_SAFETY_INTERVAL_MS", value_name = "MS", default_value_t = ms(Timings::DEFAULT.safety_interval),
+          value_parser = range(3))]
     pub safety_interval_ms: u64,
 
     /// Seconds between keep-alive comments on every version stream (one timer
     /// for the node). The default stays under the 55-60 s idle timeouts of
     /// common proxies and load balancers.
-    #[arg(long, env = "VO_KEEPALIVE_SECS", value_name = "SECS", default_value_t = 30,
+    #[arg(long, env = "VO_KEEPALIVE_SECS", value_name = "SECS", default_value_t = streams::KEEPALIVE.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub keepalive_secs: u64,
 }
@@ -105,33 +108,46 @@ impl Config {
         })
     }
 
-    /// This node's id, generated once per process when not configured.
-    pub fn node_id(&self) -> String {
-        self.node_id.clone().unwrap_or_else(default_node_id)
-    }
-
     pub fn keepalive(&self) -> Duration {
         Duration::from_secs(self.keepalive_secs)
     }
 
-    /// The cluster settings, when the node runs in cluster mode.
-    pub fn cluster_settings(&self) -> Option<crate::cluster::transport::ClusterSettings> {
-        let url = self.nats.clone()?;
-        Some(crate::cluster::transport::ClusterSettings {
-            url,
-            creds: self.nats_creds.clone(),
-            cluster: self.cluster.clone(),
+    /// The cluster's timings.
+    pub fn timings(&self) -> Timings {
+        Timings {
             node_timeout: Duration::from_millis(self.node_timeout_ms),
             lease: Duration::from_millis(self.lease_ms),
             round_timeout: Duration::from_millis(self.round_timeout_ms),
             safety_interval: Duration::from_millis(self.safety_interval_ms),
-        })
+        }
+    }
+
+    /// How the node reaches its cluster, in cluster mode.
+    pub fn nats_settings(&self) -> Option<NatsSettings> {
+        let mut settings = NatsSettings::new(self.nats.clone()?)
+            .cluster(&self.cluster)
+            .timings(self.timings());
+        if let Some(creds) = &self.nats_creds {
+            settings = settings.credentials_file(creds);
+        }
+        Some(settings)
     }
 
     /// A configuration with every default, for tests and embedding.
     pub fn defaults() -> Self {
         Self::parse_from(["version-observer"])
     }
+}
+
+/// A duration in whole milliseconds, for flag defaults.
+const fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+/// The allowed range of the `index`-th timing ([`Timings::RANGES_MS`]).
+fn range(index: usize) -> clap::builder::RangedU64ValueParser {
+    let (_, min, max) = Timings::RANGES_MS[index];
+    clap::value_parser!(u64).range(min..=max)
 }
 
 fn parse_version(value: &str) -> Result<Version, String> {
@@ -141,31 +157,13 @@ fn parse_version(value: &str) -> Result<Version, String> {
 }
 
 fn parse_node_id(value: &str) -> Result<String, String> {
-    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    if value.is_empty() || value.len() > 64 || !value.chars().all(ok_char) {
-        return Err("use 1 to 64 letters, digits, '.', '_' or '-'".into());
-    }
+    protocol::valid_node_id(value)?;
     Ok(value.to_owned())
 }
 
 fn parse_cluster_name(value: &str) -> Result<String, String> {
-    crate::cluster::protocol::valid_cluster_name(value)?;
+    protocol::valid_cluster_name(value)?;
     Ok(value.to_owned())
-}
-
-fn default_node_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_default();
-    let host: String = host
-        .trim()
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .take(40)
-        .collect();
-    let host = if host.is_empty() { "node".into() } else { host };
-    format!("{host}-{}-{:04x}", std::process::id(), fastrand::u16(..))
 }
 
 #[cfg(test)]
@@ -184,7 +182,9 @@ mod tests {
         assert_eq!(c.version(), Version::parse(BUILD_VERSION).unwrap());
         assert_eq!(c.site_root, PathBuf::from("target/site"));
         assert_eq!(c.keepalive(), std::time::Duration::from_secs(30));
-        assert!(c.cluster_settings().is_none(), "single node by default");
+        assert!(c.nats_settings().is_none(), "single node by default");
+        assert_eq!(c.timings(), Timings::DEFAULT);
+        assert_eq!(c.max_streams, streams::MAX_STREAMS);
     }
 
     #[test]
@@ -198,11 +198,11 @@ mod tests {
             "2000",
         ])
         .unwrap();
-        let s = c.cluster_settings().unwrap();
-        assert_eq!(s.url, "nats://u:p@127.0.0.1:4222");
-        assert_eq!(s.cluster, "shop");
-        assert_eq!(s.lease, Duration::from_millis(2_000));
-        assert_eq!(s.node_timeout, Duration::from_millis(3_000));
+        let s = c.nats_settings().unwrap();
+        assert_eq!(s.redacted_urls(), "nats://***@127.0.0.1:4222");
+        assert_eq!(s.cluster_name(), "shop");
+        assert_eq!(c.timings().lease, Duration::from_millis(2_000));
+        assert_eq!(c.timings().node_timeout, Timings::DEFAULT.node_timeout);
     }
 
     #[test]
@@ -234,12 +234,5 @@ mod tests {
         assert!(err.contains("'a.b'"), "{err}");
         let err = parse(&["--nats-creds", "x.creds"]).unwrap_err().to_string();
         assert!(err.contains("--nats"), "creds need a URL: {err}");
-    }
-
-    #[test]
-    fn generated_node_ids_are_valid_and_distinct() {
-        let (a, b) = (default_node_id(), default_node_id());
-        assert!(parse_node_id(&a).is_ok(), "{a}");
-        assert_eq!(a.rsplit_once('-').unwrap().0, b.rsplit_once('-').unwrap().0);
     }
 }

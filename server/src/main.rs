@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use version_observer::{telemetry, Application, Config};
+use version_observer_node::{telemetry, Application, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -12,7 +12,7 @@ async fn main() -> anyhow::Result<()> {
     let app = Application::build(config)
         .await
         .context("version-observer could not start")?;
-    version_observer::shutdown::cancel_on_signal(app.shutdown_token());
+    tokio::spawn(app.observer().stop_on_signal());
     app.run_until_stopped()
         .await
         .context("version-observer stopped with an error")

@@ -152,6 +152,15 @@ pub fn valid_cluster_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Node ids travel in every message and show in logs and status pages.
+pub fn valid_node_id(id: &str) -> Result<(), String> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if id.is_empty() || id.len() > 64 || !id.chars().all(ok) {
+        return Err("use 1 to 64 letters, digits, '.', '_' or '-'".into());
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PresenceKind {
     Up,

@@ -1,73 +1,46 @@
-//! The HTTP interface of a node: the server-rendered page, the JSON API, the
-//! version stream and the static site files.
+//! The node's HTTP interface, built on version-observer's public API: the
+//! observer's routes, plus the node's own page, health check, static site
+//! files, page cache and request limit.
 //!
-//! | route                      | what                                       |
-//! |----------------------------|--------------------------------------------|
+//! | route                      | what                                             |
+//! |----------------------------|--------------------------------------------------|
 //! | `GET /`                    | the page (Leptos SSR once, then from memory; hydrated by WASM) |
-//! | `GET /api/version`         | this node and its cluster view, as JSON     |
-//! | `GET /api/version/events`  | the same, as Server-Sent Events             |
-//! | `GET /api/cluster`         | members, leader, state (cluster mode)       |
-//! | `GET /healthz`             | liveness                                    |
-//! | `GET /pkg/*`, other files  | the built site (wasm, JS, CSS, assets)      |
+//! | `GET /api/version`         | the observer: this node and its cluster view     |
+//! | `GET /api/version/events`  | the observer: the same, as Server-Sent Events    |
+//! | `GET /api/cluster`         | the observer: members, monitor, state, record    |
+//! | `GET /healthz`             | liveness                                         |
+//! | `GET /pkg/*`, other files  | the built site (wasm, JS, CSS, assets)           |
 //!
 //! Overload is refused, never queued without bound: streams beyond
-//! `--max-streams` and other requests beyond `--max-inflight` get a 503 with
-//! `Retry-After`.
+//! `--max-streams` (the observer) and other requests beyond
+//! `--max-inflight` (one limit for the whole node, [`limit`]) get a 503
+//! with `Retry-After`.
 
-mod api;
-pub mod listener;
+mod limit;
 mod page_cache;
-mod sse;
 
-use crate::hub::VersionHub;
-use app::{shell, App, PageInfo};
+use app::{shell, App};
 use axum::{
-    error_handling::HandleErrorLayer,
-    extract::FromRef,
-    http::{header, HeaderValue, StatusCode},
-    response::{IntoResponse, Response},
+    http::{header, HeaderValue},
+    response::IntoResponse,
     routing::get,
-    BoxError, Router,
+    Router,
 };
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
-use std::sync::Arc;
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
-use tower::ServiceBuilder;
 use tower_http::set_header::SetResponseHeaderLayer;
-
-/// What every handler can reach.
-#[derive(Clone, FromRef)]
-pub struct AppState {
-    pub leptos_options: LeptosOptions,
-    pub hub: Arc<VersionHub>,
-    pub page: PageInfo,
-    /// One permit per open version stream.
-    pub stream_slots: Arc<Semaphore>,
-    /// Cancelled when the node stops; ends every stream so shutdown can finish.
-    pub shutdown: CancellationToken,
-    /// The cluster status, in cluster mode.
-    pub cluster: Option<tokio::sync::watch::Receiver<crate::cluster::transport::ClusterStatus>>,
-}
+use version_observer::{VersionObserver, VersionObserverRoutes};
 
 /// Builds the node's router.
-pub fn router(state: AppState, max_inflight: usize) -> Router {
+pub fn router(observer: &VersionObserver, options: LeptosOptions, max_inflight: usize) -> Router {
     let routes = generate_route_list(App);
-    let page = state.page.clone();
-    let options = state.leptos_options.clone();
-
     let pages = Router::new()
-        .route("/api/version", get(api::version))
-        .route("/api/cluster", get(api::cluster))
-        .route("/healthz", get(api::healthz))
-        .leptos_routes_with_context(
-            &state,
-            routes,
-            move || provide_context(page.clone()),
-            move || shell(options.clone()),
-        )
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .route("/healthz", get(healthz))
+        .leptos_routes_with_context(&options, routes, observer.context(), {
+            let options = options.clone();
+            move || shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler(shell))
         .layer(axum::middleware::from_fn_with_state(
             page_cache::PageCache::default(),
             page_cache::serve,
@@ -79,25 +52,20 @@ pub fn router(state: AppState, max_inflight: usize) -> Router {
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-cache"),
         ))
-        .layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(|_: BoxError| async { overloaded() }))
-                .load_shed()
-                .concurrency_limit(max_inflight),
-        );
-
+        .with_state(options);
     Router::new()
-        .route(app::EVENTS_PATH, get(sse::version_events))
+        .version_observer_routes(observer)
         .merge(pages)
-        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            limit::InflightLimit::new(max_inflight),
+            limit::enforce,
+        ))
 }
 
-/// The response for a node that is at capacity.
-pub(crate) fn overloaded() -> Response {
+/// `GET /healthz`: the process serves HTTP.
+async fn healthz() -> impl IntoResponse {
     (
-        StatusCode::SERVICE_UNAVAILABLE,
-        [(header::RETRY_AFTER, "2")],
-        "overloaded, retry shortly\n",
+        [(header::CONTENT_TYPE, "application/json")],
+        "{\"status\":\"ok\"}",
     )
-        .into_response()
 }

@@ -149,11 +149,14 @@ pub struct Dropped {
     pub malformed: u64,
     /// Version requests whose reply subject is not an inbox.
     pub bad_reply_subject: u64,
+    /// Messages on a subject no node publishes on (or a reply to no round).
+    pub unknown_subject: u64,
 }
 
 impl Dropped {
+    /// All of them.
     pub fn total(&self) -> u64 {
-        self.malformed + self.bad_reply_subject
+        self.malformed + self.bad_reply_subject + self.unknown_subject
     }
 }
 
@@ -355,10 +358,10 @@ impl Coordinator {
             self.publish_presence(PresenceKind::Up, now);
             self.next_heartbeat = Some(now + self.timings.heartbeat_interval());
         }
-        match self.buckets {
-            Buckets::Open => self.reread = true,
-            Buckets::Closed { .. } => self.buckets = Buckets::Closed { retry_at: now },
-            Buckets::Opening => {}
+        // Open the buckets again (creating what is missing): a NATS restart
+        // may have lost the lease bucket (memory storage), or anything else.
+        if self.buckets != Buckets::Opening {
+            self.buckets = Buckets::Closed { retry_at: now };
         }
         self.step(now);
     }
@@ -405,7 +408,11 @@ impl Coordinator {
                     self.on_reply(round, answer, now);
                 }
             }
-            Subject::Other => {}
+            Subject::Other => {
+                self.dropped.unknown_subject += 1;
+                self.changes += 1;
+                tracing::warn!(%subject, dropped = self.dropped.total(), "dropping a message on an unknown subject");
+            }
         }
         self.step(now);
     }
@@ -450,6 +457,7 @@ impl Coordinator {
                 }
             }
             (purpose, Err(e)) => {
+                self.reopen_if_unavailable(&e, now);
                 match purpose {
                     LeasePurpose::Acquire => {
                         tracing::debug!(error = %e, "lease held elsewhere")
@@ -489,6 +497,7 @@ impl Coordinator {
             },
             Err(e) => {
                 tracing::debug!(error = %e, "cannot read the settled record");
+                self.reopen_if_unavailable(&e, now);
                 if matches!(self.settle, Some(Settle::Reading { .. })) && fresh {
                     // Try the decision again with the next round.
                     self.settle = None;
@@ -532,7 +541,8 @@ impl Coordinator {
             }
             (Ok(_), None) => self.reread = true,
             (Err(e), _) => {
-                tracing::warn!(error = %e, "the settled record changed under us; re-reading");
+                self.reopen_if_unavailable(&e, now);
+                tracing::warn!(error = %e, "the settled record was not written; re-reading");
                 self.reread = true;
                 self.scheduler.collect_now(now);
             }
@@ -575,6 +585,9 @@ impl Coordinator {
         at(self.next_heartbeat);
         let leader = self.election.is_leader(now);
         if self.connected {
+            if self.buckets != Buckets::Open && leader {
+                at(self.election.next_deadline());
+            }
             match self.buckets {
                 Buckets::Closed { retry_at } => at(Some(retry_at)),
                 Buckets::Opening => {}
@@ -660,6 +673,16 @@ impl Coordinator {
     }
 
     // ---- internals ------------------------------------------------------
+
+    /// A KV call that could not complete may mean the bucket (or its
+    /// stream) is gone: open the buckets again, creating what is missing.
+    fn reopen_if_unavailable(&mut self, error: &KvError, now: Instant) {
+        if matches!(error, KvError::Unavailable(_)) && self.buckets == Buckets::Open {
+            self.buckets = Buckets::Closed {
+                retry_at: now + BUCKET_RETRY,
+            };
+        }
+    }
 
     fn decode<T: serde::de::DeserializeOwned>(
         &mut self,
@@ -877,6 +900,12 @@ impl Coordinator {
                     lease: self.lease_bucket(),
                     state: self.state_bucket(),
                 });
+            }
+        }
+        if self.buckets != Buckets::Open {
+            // No lease calls now: a leader still steps down on its own clock.
+            if let (_, Some(change)) = self.election.poll(now) {
+                self.role_changed(change, now);
             }
         }
         if self.buckets == Buckets::Open {

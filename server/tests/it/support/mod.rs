@@ -1,49 +1,76 @@
 //! Helpers shared by the integration tests: start a node on a free port, and
 //! read a Server-Sent Events stream event by event.
 
-#![allow(dead_code)]
-
 pub mod cluster;
 
 use futures::StreamExt;
 use std::{net::SocketAddr, time::Duration};
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-use version_observer::{hub::VersionHub, Application, Config};
+use version_observer::VersionObserver;
+use version_observer_node::{Application, Config};
 
 /// Long enough for a loaded CI machine, short enough to fail fast.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
 pub struct TestNode {
     pub addr: SocketAddr,
-    pub hub: std::sync::Arc<VersionHub>,
-    pub shutdown: CancellationToken,
+    pub observer: VersionObserver,
     task: Option<JoinHandle<std::io::Result<()>>>,
+    _site: SiteDir,
+}
+
+/// A site folder with an (empty) `pkg/` bundle: enough for a node to start.
+struct SiteDir(std::path::PathBuf);
+
+impl SiteDir {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "vo-site-{}-{:x}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(dir.join("pkg")).expect("a scratch site folder");
+        Self(dir)
+    }
+}
+
+impl Drop for SiteDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl TestNode {
-    /// Starts a node with these flags (plus `--listen 127.0.0.1:0`).
+    /// Starts a node with these flags (plus `--listen 127.0.0.1:0` and a
+    /// scratch `--site-root`).
     pub async fn start(flags: &[&str]) -> Self {
-        let args = ["version-observer", "--listen", "127.0.0.1:0"]
-            .into_iter()
-            .chain(flags.iter().copied());
+        let site = SiteDir::new();
+        let site_root = site.0.to_string_lossy().into_owned();
+        let args = [
+            "version-observer",
+            "--listen",
+            "127.0.0.1:0",
+            "--site-root",
+            &site_root,
+        ]
+        .into_iter()
+        .chain(flags.iter().copied());
         let config = <Config as clap::Parser>::parse_from(args);
         let app = Application::build(config).await.expect("node starts");
         let addr = app.local_addr();
-        let hub = app.hub();
-        let shutdown = app.shutdown_token();
+        let observer = app.observer().clone();
         let task = tokio::spawn(app.run_until_stopped());
         Self {
             addr,
-            hub,
-            shutdown,
+            observer,
             task: Some(task),
+            _site: site,
         }
     }
 
     /// Stops the node gracefully and waits (up to [`DEADLINE`]) for it to finish.
     pub async fn stop(mut self) -> std::io::Result<()> {
-        self.shutdown.cancel();
+        self.observer.stop();
         let task = self.task.take().expect("stopped once");
         tokio::time::timeout(DEADLINE, task)
             .await
@@ -58,7 +85,7 @@ impl TestNode {
 
 impl Drop for TestNode {
     fn drop(&mut self) {
-        self.shutdown.cancel();
+        self.observer.stop();
     }
 }
 

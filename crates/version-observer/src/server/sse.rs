@@ -6,18 +6,17 @@
 //! sequence number); the first also carries a `retry:` hint with
 //! per-connection jitter (a browser keeps it for later reconnects), so that
 //! after a node restart its many tabs do not all reconnect in the same
-//! instant. Every `--keepalive-secs` each stream gets a comment (one timer
+//! instant. Every keep-alive interval each stream gets a comment (one timer
 //! for the whole node, see [`VersionHub::run_keepalive`]).
 //!
 //! A stream reaches the node one of two ways, and both send the bytes of
 //! [`events`]:
 //! - on a new connection (how load balancers and most clients open one), the
-//!   node's listener serves it itself, lean ([`super::listener`]);
+//!   observer's listener serves it itself, lean ([`super::listener`]);
 //! - on a connection that already carried another request, through axum and
 //!   hyper: [`version_events`] below.
 
-use super::{overloaded, AppState};
-use crate::hub::{Snapshot, VersionHub};
+use super::{hub::VersionHub, observer::VersionObserver, routes::overloaded};
 use axum::{
     body::Body,
     extract::State,
@@ -28,37 +27,32 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use std::{convert::Infallible, time::Duration};
 use tokio_util::sync::CancellationToken;
+use version_observer_core::timing::streams::RETRY_BASE;
 
-/// Reconnect delay hint: this much, plus up to the same again at random.
-const RETRY_BASE: Duration = Duration::from_millis(1_000);
 /// What an idle stream sends every keep-alive interval: an empty comment.
-pub const KEEPALIVE: &[u8] = b":\n\n";
-pub const CONTENT_TYPE: &str = "text/event-stream";
+pub(crate) const KEEPALIVE: &[u8] = b":\n\n";
 
 /// A reconnect hint for one connection.
-pub fn retry_hint() -> Duration {
+fn retry_hint() -> Duration {
     RETRY_BASE + RETRY_BASE.mul_f64(fastrand::f64())
 }
 
-/// The first event of a stream: the retry hint, then the current report.
-pub fn first_event(snapshot: &Snapshot, retry: Duration) -> Bytes {
-    let mut event = format!("retry: {}\n", retry.as_millis()).into_bytes();
-    event.extend_from_slice(&snapshot.event);
-    event.into()
-}
-
 /// Everything a stream sends, until `stop` is cancelled or the hub is gone:
-/// the current report at once, each change, and a comment at every
-/// keep-alive tick of the hub. Change events are the hub's shared bytes; the
-/// stream owns no timer.
-pub fn events(
+/// the retry hint and the current report at once, each change, and a comment
+/// at every keep-alive tick of the hub. Change events are the hub's shared
+/// bytes; the stream owns no timer.
+pub(crate) fn events(
     hub: &VersionHub,
     stop: CancellationToken,
 ) -> impl Stream<Item = Bytes> + Send + 'static {
     let mut reports = hub.subscribe();
     let mut ticks = hub.keepalive();
     ticks.mark_unchanged();
-    let first = first_event(&reports.borrow_and_update(), retry_hint());
+    let first = {
+        let mut event = format!("retry: {}\n", retry_hint().as_millis()).into_bytes();
+        event.extend_from_slice(&reports.borrow_and_update().event);
+        Bytes::from(event)
+    };
     let rest = futures::stream::unfold(
         (reports, ticks, stop),
         |(mut reports, mut ticks, stop)| async move {
@@ -80,20 +74,20 @@ pub fn events(
 }
 
 /// The headers every stream response carries.
-pub const HEADERS: [(header::HeaderName, &str); 3] = [
-    (header::CONTENT_TYPE, CONTENT_TYPE),
+pub(crate) const HEADERS: [(header::HeaderName, &str); 3] = [
+    (header::CONTENT_TYPE, "text/event-stream"),
     (header::CACHE_CONTROL, "no-cache"),
     // Tell reverse proxies (nginx) not to buffer the stream.
     (header::HeaderName::from_static("x-accel-buffering"), "no"),
 ];
 
 /// The stream on a connection that already served another request.
-pub async fn version_events(State(state): State<AppState>) -> Response {
-    let Ok(slot) = state.stream_slots.clone().try_acquire_owned() else {
-        tracing::warn!("refusing a version stream: --max-streams reached");
+pub(crate) async fn version_events(State(observer): State<VersionObserver>) -> Response {
+    let streams = observer.streams();
+    let Some(slot) = streams.try_slot() else {
         return overloaded();
     };
-    let body = events(&state.hub, state.shutdown.clone())
+    let body = events(&streams.hub, streams.stop.clone())
         // The slot is released when the stream is dropped (client gone or shutdown).
         .map(move |bytes| {
             let _held = &slot;

@@ -5,15 +5,15 @@
 //! serialized (and encoded as a server-sent event) once per change, not once
 //! per client: every stream writes the same shared bytes.
 
-use app::signal::{ClusterView, Mode, NodeInfo, VersionReport};
 use bytes::Bytes;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use version_observer_core::{ClusterView, Mode, NodeInfo, VersionReport};
 
 /// One published state of the node's version signal.
 #[derive(Debug, Clone)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// Increases by one with every change; the SSE event id.
     pub seq: u64,
     pub report: Arc<VersionReport>,
@@ -39,7 +39,7 @@ impl Snapshot {
 
 /// Holds the node's current [`VersionReport`] and fans changes out.
 #[derive(Debug)]
-pub struct VersionHub {
+pub(crate) struct VersionHub {
     tx: watch::Sender<Snapshot>,
     /// Bumped every keep-alive interval by one task for the whole node: an
     /// idle stream needs no timer of its own, only this receiver.
@@ -47,7 +47,7 @@ pub struct VersionHub {
 }
 
 impl VersionHub {
-    pub fn new(node: NodeInfo, mode: Mode, cluster: ClusterView) -> Self {
+    pub(crate) fn new(node: NodeInfo, mode: Mode, cluster: ClusterView) -> Self {
         let (tx, _) = watch::channel(Snapshot::new(
             1,
             VersionReport {
@@ -61,7 +61,7 @@ impl VersionHub {
     }
 
     /// Publishes a new cluster view; returns whether anything changed.
-    pub fn publish(&self, cluster: ClusterView) -> bool {
+    pub(crate) fn publish(&self, cluster: ClusterView) -> bool {
         self.tx.send_if_modified(|current| {
             if current.report.cluster == cluster {
                 return false;
@@ -75,26 +75,30 @@ impl VersionHub {
         })
     }
 
-    pub fn current(&self) -> Snapshot {
+    pub(crate) fn current(&self) -> Snapshot {
         self.tx.borrow().clone()
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<Snapshot> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Snapshot> {
         self.tx.subscribe()
     }
 
     /// Changes at every keep-alive tick.
-    pub fn keepalive(&self) -> watch::Receiver<u64> {
+    pub(crate) fn keepalive(&self) -> watch::Receiver<u64> {
         self.keepalive.subscribe()
     }
 
     /// One keep-alive tick: every idle stream sends a comment.
-    pub fn tick_keepalive(&self) {
+    pub(crate) fn tick_keepalive(&self) {
         self.keepalive.send_modify(|tick| *tick += 1);
     }
 
     /// Ticks every `interval` until `stop`: one timer for all streams.
-    pub async fn run_keepalive(&self, interval: std::time::Duration, stop: CancellationToken) {
+    pub(crate) async fn run_keepalive(
+        &self,
+        interval: std::time::Duration,
+        stop: CancellationToken,
+    ) {
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -109,8 +113,7 @@ impl VersionHub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use app::{compat::Compat, signal::ClusterState};
-    use semver::Version;
+    use version_observer_core::{ClusterState, Compat, Version};
 
     fn hub() -> VersionHub {
         let v = Version::new(1, 0, 0);

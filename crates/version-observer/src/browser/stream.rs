@@ -1,20 +1,18 @@
-//! Browser-only plumbing: the `EventSource` that carries the version signal, and
-//! the `localStorage` slot for the notes field.
+//! The browser's `EventSource` that carries the version signal.
 //!
 //! The browser reconnects an `EventSource` by itself after a network error, using
 //! the server's `retry:` hint. After an HTTP error (a load balancer's 502 while
 //! every node restarts, a node's 503 when it is full) it gives up for good, so
 //! [`VersionStream`] opens a fresh one with capped, jittered backoff.
 
-use crate::signal::VersionReport;
 use std::{
     cell::{Cell, RefCell},
     rc::{Rc, Weak},
 };
+use version_observer_core::VersionReport;
 use wasm_bindgen::{prelude::Closure, JsCast};
 use web_sys::{Event, EventSource, MessageEvent};
 
-const NOTES_KEY: &str = "version-observer.notes";
 const BACKOFF_START_MS: i32 = 1_000;
 const BACKOFF_MAX_MS: i32 = 30_000;
 
@@ -162,20 +160,4 @@ impl Drop for VersionStream {
 
 fn js_random() -> f64 {
     js_sys::Math::random()
-}
-
-fn local_storage() -> Option<web_sys::Storage> {
-    web_sys::window()?.local_storage().ok()?
-}
-
-/// The notes saved by an earlier page, if any.
-pub fn load_note() -> Option<String> {
-    local_storage()?.get_item(NOTES_KEY).ok()?
-}
-
-/// Saves the notes; a full or disabled storage only loses the convenience.
-pub fn save_note(text: &str) {
-    if let Some(storage) = local_storage() {
-        let _ = storage.set_item(NOTES_KEY, text);
-    }
 }

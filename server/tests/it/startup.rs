@@ -3,8 +3,18 @@
 
 use std::{net::TcpListener, process::Command};
 
+/// A site folder with a `pkg/` bundle, so that only the flag under test is wrong.
+fn site() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("vo-startup-site-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("pkg")).unwrap();
+    dir
+}
+
 fn run(args: &[&str]) -> (i32, String) {
+    let site = site();
     let out = Command::new(env!("CARGO_BIN_EXE_version-observer"))
+        .arg("--site-root")
+        .arg(&site)
         .args(args)
         .env_remove("VO_APP_VERSION")
         .env_remove("VO_LISTEN")
@@ -47,6 +57,37 @@ fn a_port_in_use_is_a_clear_error() {
         stderr.contains(&format!("cannot listen on {addr}")),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_missing_site_is_a_clear_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_version-observer"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--site-root",
+            "/nonexistent/site",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/site"), "{stderr}");
+    assert!(stderr.contains("pkg/"), "{stderr}");
+}
+
+#[test]
+fn a_bad_nats_url_stops_startup_naming_it() {
+    for bad in [
+        "localhost:4222",
+        "nats://a:1,,nats://b:2",
+        "nats://u:secret@h:99999",
+    ] {
+        let (code, stderr) = run(&["--listen", "127.0.0.1:0", "--nats", bad]);
+        assert_ne!(code, 0, "{bad} was accepted");
+        assert!(stderr.contains("invalid NATS URL"), "{bad}: {stderr}");
+        assert!(!stderr.contains("secret"), "the password leaked: {stderr}");
+    }
 }
 
 #[test]

@@ -1,64 +1,72 @@
-//! The node's listener: version streams on new connections are served here,
-//! lean; every other connection goes to axum.
+//! The observer's listener: version streams on new connections are served
+//! here, lean; every other connection goes to axum.
 //!
 //! Why: a version stream stays open for days and sends a few hundred bytes a
 //! day. hyper keeps an 8 KiB read buffer and an 8 KiB write buffer for every
 //! HTTP/1.1 connection for as long as it is open (its minimum), which would be
 //! most of what an open stream costs. So for each new connection the listener
-//! looks at the first request line without consuming it (`peek`): if it is
-//! `GET /api/version/events`, the node answers it itself, holding only the
-//! socket and two receivers (reports, keep-alive ticks); anything else is handed to axum
-//! untouched. A stream asked for on a connection that already carried other
-//! requests still works, through axum ([`super::sse::version_events`]); both
-//! send the same bytes.
+//! reads the first bytes of the request line: if it is
+//! `GET /api/version/events`, the observer answers it itself, holding only the
+//! socket and two receivers (reports, keep-alive ticks); anything else is
+//! handed to axum with the bytes already read replayed in front of the socket
+//! ([`Connection`]). A stream asked for on a connection that already carried
+//! other requests still works, through axum ([`super::sse::version_events`]);
+//! both send the same bytes.
+//!
+//! Reading never polls: each read waits for the socket, and a connection
+//! that sends nothing useful within [`REQUEST_TIMEOUT`] is closed. At most
+//! [`MAX_CLASSIFYING`] connections are read this way at once; beyond that a
+//! new connection goes to axum unread.
 //!
 //! The lean response is `HTTP/1.1 200` with the stream's headers and
 //! `connection: close`: the body runs until either side closes, so no
 //! chunked framing is needed.
 
-use super::sse;
-use crate::hub::VersionHub;
+use super::{observer::Streams, sse};
 use futures::StreamExt;
-use std::{io, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    io,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf},
     net::{TcpListener, TcpStream},
     sync::{mpsc, Semaphore},
 };
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use version_observer_core::paths;
 
-/// The request line prefix of a version stream.
-const STREAM_REQUEST: &[u8] = b"GET /api/version/events";
 /// How long a new connection may take to send its request head.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest request head the lean path reads.
 const MAX_HEAD: usize = 8 * 1024;
+/// Connections whose first bytes are awaited at once.
+pub const MAX_CLASSIFYING: usize = 4_096;
+/// How long a stream may take to accept one write before it is dropped (a
+/// reader that stopped reading).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What the lean streams need from the node.
-#[derive(Clone)]
-pub struct StreamContext {
-    pub hub: Arc<VersionHub>,
-    pub slots: Arc<Semaphore>,
-    /// Cancelled when the node stops: ends every stream.
-    pub stop: CancellationToken,
-    /// Every lean stream's task, so shutdown can wait for them.
-    pub tasks: TaskTracker,
-}
-
-/// Accepts connections; serves version streams, passes the rest to axum.
+/// A TCP listener that serves version streams itself; see the
+/// [module docs](self). Made by [`VersionObserver::listener`](crate::VersionObserver::listener)
+/// and handed to `axum::serve`.
 pub struct StreamListener {
     tcp: TcpListener,
-    context: StreamContext,
-    others_tx: mpsc::Sender<(TcpStream, SocketAddr)>,
-    others: mpsc::Receiver<(TcpStream, SocketAddr)>,
+    streams: Arc<Streams>,
+    classifying: Arc<Semaphore>,
+    others_tx: mpsc::Sender<(Connection, SocketAddr)>,
+    others: mpsc::Receiver<(Connection, SocketAddr)>,
 }
 
 impl StreamListener {
-    pub fn new(tcp: TcpListener, context: StreamContext) -> Self {
+    pub(crate) fn new(tcp: TcpListener, streams: Arc<Streams>) -> Self {
         let (others_tx, others) = mpsc::channel(1024);
         Self {
             tcp,
-            context,
+            streams,
+            classifying: Arc::new(Semaphore::new(MAX_CLASSIFYING)),
             others_tx,
             others,
         }
@@ -66,10 +74,10 @@ impl StreamListener {
 }
 
 impl axum::serve::Listener for StreamListener {
-    type Io = TcpStream;
+    type Io = Connection;
     type Addr = SocketAddr;
 
-    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+    async fn accept(&mut self) -> (Connection, SocketAddr) {
         loop {
             tokio::select! {
                 Some(other) = self.others.recv() => return other,
@@ -79,18 +87,24 @@ impl axum::serve::Listener for StreamListener {
                         if let Err(e) = tcp.set_nodelay(true) {
                             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
                         }
-                        let (context, others) = (self.context.clone(), self.others_tx.clone());
-                        self.context.tasks.spawn(async move {
-                            let stream = tokio::select! {
+                        let Ok(permit) = self.classifying.clone().try_acquire_owned() else {
+                            return (Connection::plain(tcp), addr);
+                        };
+                        let (streams, others) = (self.streams.clone(), self.others_tx.clone());
+                        self.streams.tasks.spawn(async move {
+                            let first = tokio::select! {
                                 // A connection still silent when the node stops
                                 // must not hold the shutdown up.
-                                _ = context.stop.cancelled() => return,
-                                stream = is_version_stream(&tcp) => stream,
+                                _ = streams.stop.cancelled() => return,
+                                first = read_start(tcp) => first,
                             };
-                            if stream {
-                                serve_stream(tcp, context).await;
-                            } else {
-                                let _ = others.send((tcp, addr)).await;
+                            drop(permit);
+                            match first {
+                                Some((tcp, start, true)) => serve_stream(tcp, start, &streams).await,
+                                Some((tcp, start, false)) => {
+                                    let _ = others.send((Connection { prefix: start, at: 0, tcp }, addr)).await;
+                                }
+                                None => {}
                             }
                         });
                     }
@@ -105,6 +119,76 @@ impl axum::serve::Listener for StreamListener {
     }
 }
 
+/// A connection handed to axum: the bytes the listener read first, then the
+/// socket.
+pub struct Connection {
+    prefix: Vec<u8>,
+    at: usize,
+    tcp: TcpStream,
+}
+
+impl Connection {
+    fn plain(tcp: TcpStream) -> Self {
+        Self {
+            prefix: Vec::new(),
+            at: 0,
+            tcp,
+        }
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.at < this.prefix.len() {
+            let rest = &this.prefix[this.at..];
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            this.at += n;
+            if this.at == this.prefix.len() {
+                this.prefix = Vec::new();
+                this.at = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+}
+
 /// Like axum's own listener: a connection that failed on its way in is
 /// nobody's problem; anything else (e.g. out of file descriptors) is logged
 /// and waited out, rather than retried in a tight loop.
@@ -116,57 +200,61 @@ async fn accept_failed(e: io::Error) {
     ) {
         return;
     }
-    tracing::error!(error = %e, "cannot accept a connection; pausing for 1 s");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tracing::error!(error = %e, "cannot accept a connection; pausing for 100 ms");
+    tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
-/// Whether the first request on `tcp` is a version stream, judged on its
-/// first bytes (peeked: nothing is consumed, so axum reads them as usual).
-async fn is_version_stream(tcp: &TcpStream) -> bool {
-    let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
-    let mut start = [0u8; 32];
-    loop {
-        let peeked = tokio::time::timeout_at(deadline, tcp.peek(&mut start)).await;
-        let Ok(Ok(n)) = peeked else {
-            return false;
-        };
-        match classify(&start[..n]) {
-            Some(verdict) => return verdict,
-            // Only part of the request line so far: wait a little for the rest.
-            None if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(5)).await // peek does not wait for *more* bytes
+/// Reads until the first bytes tell whether this is a version stream;
+/// returns the socket, the bytes read, and the verdict. `None`: closed, or
+/// silent past the timeout.
+async fn read_start(mut tcp: TcpStream) -> Option<(TcpStream, Vec<u8>, bool)> {
+    let mut start = Vec::with_capacity(64);
+    let read = async {
+        let mut chunk = [0u8; 512];
+        loop {
+            if let Some(verdict) = classify(&start) {
+                return Some(verdict);
             }
-            None => return false,
+            match tcp.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => start.extend_from_slice(&chunk[..n]),
+            }
         }
-    }
+    };
+    let verdict = tokio::time::timeout(REQUEST_TIMEOUT, read).await.ok()??;
+    Some((tcp, start, verdict))
 }
 
 /// `Some(true)`: a version stream; `Some(false)`: something else; `None`: too
-/// few bytes to tell (an empty read means closed: something else).
-fn classify(start: &[u8]) -> Option<bool> {
-    if start.is_empty() {
+/// few bytes to tell.
+pub(crate) fn classify(start: &[u8]) -> Option<bool> {
+    let request = stream_request_line();
+    let known = start.len().min(request.len());
+    if start[..known] != request[..known] {
         return Some(false);
     }
-    let known = start.len().min(STREAM_REQUEST.len());
-    if start[..known] != STREAM_REQUEST[..known] {
-        return Some(false);
-    }
-    match start.get(STREAM_REQUEST.len()) {
+    match start.get(request.len()) {
         Some(b' ') | Some(b'?') => Some(true),
         Some(_) => Some(false),
         None => None,
     }
 }
 
+/// `GET /api/version/events`: the request line's start.
+fn stream_request_line() -> &'static [u8] {
+    static LINE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    LINE.get_or_init(|| format!("GET {}", paths::EVENTS).into_bytes())
+}
+
 /// Why a lean request was not served.
 #[derive(Debug, PartialEq, Eq)]
-enum BadRequest {
+pub(crate) enum BadRequest {
     TooLarge,
     Malformed,
 }
 
 /// Checks a request head (everything up to the blank line).
-fn check_head(head: &[u8]) -> Result<(), BadRequest> {
+pub(crate) fn check_head(head: &[u8]) -> Result<(), BadRequest> {
     let line_end = head
         .windows(2)
         .position(|w| w == b"\r\n")
@@ -175,7 +263,10 @@ fn check_head(head: &[u8]) -> Result<(), BadRequest> {
     let mut parts = line.split(' ');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
         (Some("GET"), Some(target), Some("HTTP/1.1" | "HTTP/1.0"), None)
-            if target == "/api/version/events" || target.starts_with("/api/version/events?") =>
+            if target == paths::EVENTS
+                || target
+                    .strip_prefix(paths::EVENTS)
+                    .is_some_and(|q| q.starts_with('?')) =>
         {
             Ok(())
         }
@@ -183,9 +274,8 @@ fn check_head(head: &[u8]) -> Result<(), BadRequest> {
     }
 }
 
-/// Reads the request head, up to and including the blank line.
-async fn read_head(tcp: &mut TcpStream) -> Result<(), BadRequest> {
-    let mut head = Vec::with_capacity(512);
+/// Reads the rest of the request head, after the `start` already read.
+async fn read_head(tcp: &mut TcpStream, mut head: Vec<u8>) -> Result<(), BadRequest> {
     let mut chunk = [0u8; 512];
     let read = async {
         loop {
@@ -212,8 +302,8 @@ const BAD: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection
 const TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
 
 /// One lean version stream, from request to close.
-async fn serve_stream(mut tcp: TcpStream, context: StreamContext) {
-    if let Err(bad) = read_head(&mut tcp).await {
+async fn serve_stream(mut tcp: TcpStream, start: Vec<u8>, streams: &Streams) {
+    if let Err(bad) = read_head(&mut tcp, start).await {
         let answer = if bad == BadRequest::TooLarge {
             TOO_LARGE
         } else {
@@ -222,24 +312,25 @@ async fn serve_stream(mut tcp: TcpStream, context: StreamContext) {
         let _ = tcp.write_all(answer).await;
         return;
     }
-    let Ok(_slot) = context.slots.clone().try_acquire_owned() else {
-        tracing::warn!("refusing a version stream: --max-streams reached");
+    let Some(_slot) = streams.try_slot() else {
         let _ = tcp.write_all(BUSY).await;
         return;
     };
     if tcp.write_all(OK_HEAD).await.is_err() {
         return;
     }
-    let mut events = std::pin::pin!(sse::events(&context.hub, context.stop.clone()));
+    let mut events = std::pin::pin!(sse::events(&streams.hub, streams.stop.clone()));
     let mut ignored = [0u8; 64];
     loop {
         tokio::select! {
             next = events.next() => {
                 let Some(bytes) = next else { break };
                 tokio::select! {
-                    written = tcp.write_all(&bytes) => if written.is_err() { break },
+                    written = tokio::time::timeout(WRITE_TIMEOUT, tcp.write_all(&bytes)) => {
+                        if !matches!(written, Ok(Ok(()))) { break }
+                    }
                     // A client that stopped reading must not hold up shutdown.
-                    _ = context.stop.cancelled() => break,
+                    _ = streams.stop.cancelled() => break,
                 }
             }
             // The client sends nothing after its request: a read that
@@ -272,8 +363,8 @@ mod tests {
         assert_eq!(classify(b"GET / HTTP/1.1\r\n"), Some(false));
         assert_eq!(classify(b"POST /api/version/events HTTP/1.1"), Some(false));
         assert_eq!(classify(b"\x16\x03\x01"), Some(false), "TLS is not ours");
-        assert_eq!(classify(b""), Some(false), "closed before a byte");
         // Not enough yet: wait for more.
+        assert_eq!(classify(b""), None);
         assert_eq!(classify(b"GET /api/ver"), None);
         assert_eq!(classify(b"GET /api/version/events"), None);
     }

@@ -1,0 +1,3 @@
+//! The browser side (feature `hydrate`): the event stream behind the hook.
+
+pub(crate) mod stream;

@@ -1,0 +1,65 @@
+//! # version-observer
+//!
+//! Tell open browser tabs of a Leptos app when its servers have settled on
+//! an incompatible version, and offer a reload: once, at the right moment,
+//! even while a rolling deploy runs mixed versions across a cluster.
+//!
+//! - **In the browser**: [`VersionBanner`] (the default UI) or
+//!   [`use_version_observer`] (signals for your own UI).
+//! - **On the server** (feature `ssr`): a [`VersionObserver`] built from
+//!   typed settings, its routes for your axum router
+//!   ([`VersionObserverRoutes`]), an optional lean [`StreamListener`], and,
+//!   with [`NatsSettings`], a cluster node that coordinates with the others
+//!   over NATS: only a version that every live node runs, and that is
+//!   incompatible with the last announced one, is announced.
+//!
+//! Features: `ssr` for your server build, `hydrate` for your wasm build
+//! (never both), as in any Leptos app.
+//!
+//! ```no_run
+//! # #[cfg(feature = "ssr")]
+//! # async fn server() -> anyhow::Result<()> {
+//! use axum::Router;
+//! use version_observer::{VersionObserver, VersionObserverRoutes};
+//!
+//! let observer = VersionObserver::builder(env!("CARGO_PKG_VERSION").parse()?)
+//!     .start()
+//!     .await?;
+//! let app: Router = Router::new()
+//!     // your routes, with `observer.context()` for your Leptos routes
+//!     .version_observer_routes(&observer);
+//! let tcp = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(observer.listener(tcp), app.into_make_service())
+//!     .with_graceful_shutdown(observer.stop_on_signal())
+//!     .await?;
+//! observer.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! The protocol, the compatibility policy and the cluster state machines
+//! live in [`core`] (`version-observer-core`): plain data, no I/O.
+
+#![warn(missing_docs)]
+
+pub use version_observer_core as core;
+pub use version_observer_core::{
+    banner::PageKnowledge, status::ClusterStatus, ClusterState, ClusterView, Compat, Mode,
+    NodeInfo, Timings, Version, VersionReport,
+};
+
+mod ui;
+pub use ui::{
+    reload_page, use_version_observer, use_version_observer_with_options, PageInfo,
+    UseVersionObserverOptions, UseVersionObserverReturn, VersionBanner,
+};
+
+#[cfg(feature = "hydrate")]
+mod browser;
+
+#[cfg(feature = "ssr")]
+pub mod server;
+#[cfg(feature = "ssr")]
+pub use server::{
+    NatsSettings, ObserverBuilder, StartError, StreamListener, VersionObserver,
+    VersionObserverRoutes,
+};

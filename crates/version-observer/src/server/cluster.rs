@@ -1,0 +1,511 @@
+//! The NATS driver of a cluster node. It only moves bytes: messages and KV
+//! results into the [`Coordinator`], the coordinator's actions out to NATS,
+//! JetStream KV and the browsers' [`VersionHub`](super::hub::VersionHub).
+//! Every decision is the coordinator's (in `version-observer-core`, tested
+//! without NATS on simulated time).
+//!
+//! One task runs the loop. KV calls run in tasks of their own, bounded by
+//! [`Timings::kv_timeout`], and report back over a channel, so a slow
+//! JetStream never holds up presence handling; publishes are bounded too, so
+//! a long outage (a full client queue) cannot hang the loop or the shutdown.
+
+use super::{
+    observer::Streams,
+    settings::{NatsSettings, StartError, UrlAuth},
+};
+use async_nats::{
+    jetstream::{self, kv},
+    Client, ConnectErrorKind, ConnectOptions, Event,
+};
+use bytes::Bytes;
+use futures::{FutureExt, StreamExt};
+use std::{
+    future::Future,
+    sync::Arc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
+use tokio_util::sync::CancellationToken;
+use version_observer_core::{
+    cluster::{Action, BucketSpec, Coordinator, Identity, KvError, LeaseCall},
+    protocol::{Names, LEASE_KEY, STATE_KEY},
+    status::ClusterStatus,
+    Compat, NodeInfo,
+};
+
+/// How long start-up waits for the first connection and record read, so a
+/// browser that connects right after start-up gets the announced version at
+/// once. With NATS down the node starts anyway (state `unknown`).
+const STARTUP_WAIT: Duration = Duration::from_secs(2);
+/// The longest a single publish may wait for room in the client's queue.
+const PUBLISH_TIMEOUT: Duration = Duration::from_millis(250);
+/// How long a leaving node waits for its last messages to reach NATS.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+/// The status shows members' ages: refreshed at least this often.
+const STATUS_REFRESH: Duration = Duration::from_secs(1);
+/// Messages handled in one go before the loop looks at its other inputs.
+const BATCH: usize = 256;
+
+/// A running cluster node.
+pub(crate) struct ClusterNode {
+    status: watch::Receiver<ClusterStatus>,
+    leave: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl ClusterNode {
+    /// Connects (in the background if NATS is not reachable yet) and starts
+    /// the loop. Fails only on bad settings or refused credentials.
+    pub(crate) async fn start(
+        settings: NatsSettings,
+        node: NodeInfo,
+        compat: Compat,
+        streams: Arc<Streams>,
+    ) -> Result<Self, StartError> {
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let client = connect(&settings, &node.id, events_tx).await?;
+        let incarnation = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let coordinator = Coordinator::new(
+            Identity {
+                id: node.id.clone(),
+                version: node.version.clone(),
+                incarnation,
+            },
+            Names::new(&settings.cluster),
+            client.new_inbox(),
+            compat,
+            settings.timings,
+            Instant::now(),
+        );
+        let (status_tx, status) = watch::channel(coordinator.status(Instant::now()));
+        let (ready_tx, mut ready) = watch::channel(false);
+        let leave = CancellationToken::new();
+        let driver = Driver {
+            js: jetstream::new(client.clone()),
+            client,
+            coordinator,
+            kv_timeout: settings.timings.kv_timeout(),
+            buckets: None,
+            streams,
+            status_tx,
+            ready_tx,
+            events,
+        };
+        let task = tokio::spawn(driver.run(leave.clone()));
+        let _ = tokio::time::timeout(STARTUP_WAIT, ready.wait_for(|r| *r)).await;
+        Ok(Self {
+            status,
+            leave,
+            task,
+        })
+    }
+
+    pub(crate) fn status(&self) -> watch::Receiver<ClusterStatus> {
+        self.status.clone()
+    }
+
+    /// Leaves gracefully: hands the lease back, says nodedown, flushes.
+    pub(crate) async fn leave(self) {
+        self.leave.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// Connects to NATS. A first attempt without retries tells refused
+/// credentials (a start-up error, named once) from a server that is not
+/// there yet (then the client keeps trying in the background).
+async fn connect(
+    settings: &NatsSettings,
+    node_id: &str,
+    events: mpsc::UnboundedSender<Event>,
+) -> Result<Client, StartError> {
+    let (addrs, auth) = settings.server_addrs()?;
+    let servers = settings.redacted_urls();
+    let timings = settings.timings;
+    let options = || async {
+        let events = events.clone();
+        let mut options = ConnectOptions::new()
+            .name(format!("version-observer {node_id}"))
+            // Silence (dropped packets) is noticed within about one node
+            // timeout: two unanswered pings mark the connection stale.
+            .ping_interval(timings.node_timeout / 2)
+            .connection_timeout(timings.node_timeout.min(Duration::from_secs(5)))
+            .max_reconnects(None)
+            .reconnect_delay_callback(|attempt| {
+                // Capped, jittered exponential backoff.
+                let base = Duration::from_millis(100).saturating_mul(1 << attempt.min(5) as u32);
+                base.min(Duration::from_secs(2)) + Duration::from_millis(fastrand::u64(0..100))
+            })
+            .event_callback(move |event| {
+                let events = events.clone();
+                async move {
+                    let _ = events.send(event);
+                }
+            });
+        options = match &auth {
+            UrlAuth::None => options,
+            UrlAuth::UserPassword(user, pass) => {
+                options.user_and_password(user.clone(), pass.clone())
+            }
+            UrlAuth::Token(token) => options.token(token.clone()),
+        };
+        if let Some(path) = &settings.root_certificates {
+            if !path.is_file() {
+                return Err(StartError::File {
+                    what: "CA certificates",
+                    path: path.clone(),
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+                });
+            }
+            options = options.add_root_certificates(path.clone());
+        }
+        if let Some(path) = &settings.credentials {
+            options = options
+                .credentials_file(path)
+                .await
+                .map_err(|source| StartError::File {
+                    what: "NATS credentials file",
+                    path: path.clone(),
+                    source,
+                })?;
+        }
+        Ok(options)
+    };
+    let first = tokio::time::timeout(STARTUP_WAIT, options().await?.connect(addrs.clone())).await;
+    match first {
+        Ok(Ok(client)) => return Ok(client),
+        Ok(Err(e))
+            if matches!(
+                e.kind(),
+                ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication
+            ) =>
+        {
+            return Err(StartError::Unauthorized {
+                server: servers,
+                reason: e.to_string(),
+            });
+        }
+        Ok(Err(e)) if e.kind() == ConnectErrorKind::Tls => {
+            return Err(StartError::Connect {
+                server: servers,
+                reason: e.to_string(),
+            });
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(servers, error = %e, "NATS is not reachable yet; serving as `unknown` and retrying in the background");
+        }
+        Err(_) => {
+            tracing::warn!(
+                servers,
+                "NATS did not answer in time; serving as `unknown` and retrying in the background"
+            );
+        }
+    }
+    options()
+        .await?
+        .retry_on_initial_connect()
+        .connect(addrs)
+        .await
+        .map_err(|e| StartError::Connect {
+            server: servers,
+            reason: e.to_string(),
+        })
+}
+
+/// What a KV task reports back.
+enum KvResult {
+    Buckets(Result<Box<(kv::Store, kv::Store)>, KvError>),
+    Lease(Result<u64, KvError>),
+    Record(Result<Option<(u64, Bytes)>, KvError>),
+    Written(Result<u64, KvError>),
+}
+
+struct Driver {
+    client: Client,
+    js: jetstream::Context,
+    coordinator: Coordinator,
+    kv_timeout: Duration,
+    /// (lease, state), once open.
+    buckets: Option<(kv::Store, kv::Store)>,
+    streams: Arc<Streams>,
+    status_tx: watch::Sender<ClusterStatus>,
+    ready_tx: watch::Sender<bool>,
+    events: mpsc::UnboundedReceiver<Event>,
+}
+
+impl Driver {
+    async fn run(mut self, leave: CancellationToken) {
+        let [all, inbox] = self.coordinator.subscriptions();
+        let (mut all, mut inbox) = match (
+            self.client.subscribe(all).await,
+            self.client.subscribe(inbox).await,
+        ) {
+            (Ok(a), Ok(i)) => (a, i),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "cannot subscribe to the cluster's subjects");
+                return;
+            }
+        };
+        let (kv_tx, mut kv_rx) = mpsc::unbounded_channel();
+        if self.client.connection_state() == async_nats::connection::State::Connected {
+            self.coordinator.handle_connected(Instant::now());
+        }
+        let mut leaving = false;
+        let mut shown_changes = 0;
+        let mut shown_at = Instant::now();
+        loop {
+            self.execute(&kv_tx).await;
+            let now = Instant::now();
+            if self.coordinator.changes() != shown_changes
+                || now.saturating_duration_since(shown_at) >= STATUS_REFRESH
+            {
+                shown_changes = self.coordinator.changes();
+                shown_at = now;
+                self.status_tx.send_replace(self.coordinator.status(now));
+            }
+            if self.coordinator.is_ready() {
+                self.ready_tx
+                    .send_if_modified(|r| !std::mem::replace(r, true));
+            }
+            if leaving && self.coordinator.has_left() {
+                break;
+            }
+            let wake = self
+                .coordinator
+                .poll_timeout(now)
+                .map_or(shown_at + STATUS_REFRESH, |t| {
+                    t.min(shown_at + STATUS_REFRESH)
+                })
+                .max(now + Duration::from_millis(1));
+            tokio::select! {
+                _ = leave.cancelled(), if !leaving => {
+                    leaving = true;
+                    self.coordinator.begin_leave(Instant::now());
+                }
+                Some(event) = self.events.recv() => self.on_event(event),
+                Some(message) = all.next() => {
+                    self.on_message(&message);
+                    for _ in 0..BATCH {
+                        let Some(Some(message)) = all.next().now_or_never() else { break };
+                        self.on_message(&message);
+                    }
+                }
+                Some(message) = inbox.next() => {
+                    self.on_message(&message);
+                    for _ in 0..BATCH {
+                        let Some(Some(message)) = inbox.next().now_or_never() else { break };
+                        self.on_message(&message);
+                    }
+                }
+                Some(result) = kv_rx.recv() => self.on_kv(result),
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    self.coordinator.handle_timeout(Instant::now());
+                }
+            }
+        }
+        self.execute(&kv_tx).await;
+        let _ = tokio::time::timeout(FLUSH_TIMEOUT, self.client.flush()).await;
+    }
+
+    fn on_event(&mut self, event: Event) {
+        let now = Instant::now();
+        match event {
+            Event::Connected => {
+                tracing::info!(cluster = %self.coordinator.names().cluster(), "connected to NATS");
+                self.coordinator.handle_connected(now);
+            }
+            Event::Disconnected => {
+                tracing::warn!("disconnected from NATS; cluster state unknown until it returns");
+                self.coordinator.handle_disconnected(now);
+            }
+            Event::ServerError(e) => tracing::warn!(error = %e, "NATS server error"),
+            Event::ClientError(e) => tracing::warn!(error = %e, "NATS client error"),
+            other => tracing::debug!(event = %other, "NATS event"),
+        }
+    }
+
+    fn on_message(&mut self, message: &async_nats::Message) {
+        self.coordinator.handle_message(
+            message.subject.as_str(),
+            message.reply.as_ref().map(|r| r.as_str()),
+            &message.payload,
+            Instant::now(),
+        );
+    }
+
+    fn on_kv(&mut self, result: KvResult) {
+        let now = Instant::now();
+        match result {
+            KvResult::Buckets(Ok(stores)) => {
+                self.buckets = Some(*stores);
+                self.coordinator.handle_buckets(Ok(()), now);
+            }
+            KvResult::Buckets(Err(e)) => self.coordinator.handle_buckets(Err(e), now),
+            KvResult::Lease(r) => self.coordinator.handle_lease(r, now),
+            KvResult::Record(r) => self.coordinator.handle_record(r, now),
+            KvResult::Written(r) => self.coordinator.handle_record_written(r, now),
+        }
+    }
+
+    /// Carries out what the coordinator asks for.
+    async fn execute(&mut self, kv_tx: &mpsc::UnboundedSender<KvResult>) {
+        while let Some(action) = self.coordinator.poll_action() {
+            match action {
+                Action::View(view) => {
+                    self.streams.hub.publish(view);
+                }
+                Action::Publish {
+                    subject,
+                    reply,
+                    payload,
+                } => {
+                    let sent = match reply {
+                        Some(reply) => {
+                            tokio::time::timeout(
+                                PUBLISH_TIMEOUT,
+                                self.client.publish_with_reply(subject, reply, payload),
+                            )
+                            .await
+                        }
+                        None => {
+                            tokio::time::timeout(
+                                PUBLISH_TIMEOUT,
+                                self.client.publish(subject, payload),
+                            )
+                            .await
+                        }
+                    };
+                    if !matches!(sent, Ok(Ok(()))) {
+                        tracing::debug!("a message was not sent (NATS unreachable)");
+                    }
+                }
+                Action::OpenBuckets { lease, state } => {
+                    let js = self.js.clone();
+                    self.spawn_kv(kv_tx, KvResult::Buckets, async move {
+                        let lease = open_bucket(&js, lease).await?;
+                        let state = open_bucket(&js, state).await?;
+                        Ok(Box::new((lease, state)))
+                    });
+                }
+                Action::Lease(call) => {
+                    let Some((lease, _)) = self.buckets.clone() else {
+                        let _ = kv_tx.send(KvResult::Lease(Err(unavailable("no buckets"))));
+                        continue;
+                    };
+                    self.spawn_kv(kv_tx, KvResult::Lease, async move {
+                        match call {
+                            LeaseCall::Create { value } => {
+                                lease.create(LEASE_KEY, value).await.map_err(|e| {
+                                    if e.kind() == kv::CreateErrorKind::AlreadyExists {
+                                        KvError::Conflict(e.to_string())
+                                    } else {
+                                        unavailable(e)
+                                    }
+                                })
+                            }
+                            LeaseCall::Update { revision, value } => lease
+                                .update(LEASE_KEY, value, revision)
+                                .await
+                                .map_err(update_error),
+                            LeaseCall::Delete { revision } => lease
+                                .delete_expect_revision(LEASE_KEY, Some(revision))
+                                .await
+                                .map(|()| revision)
+                                .map_err(unavailable),
+                        }
+                    });
+                }
+                Action::ReadRecord => {
+                    let Some((_, state)) = self.buckets.clone() else {
+                        let _ = kv_tx.send(KvResult::Record(Err(unavailable("no buckets"))));
+                        continue;
+                    };
+                    self.spawn_kv(kv_tx, KvResult::Record, async move {
+                        let entry = state.entry(STATE_KEY).await.map_err(unavailable)?;
+                        Ok(entry
+                            .filter(|e| e.operation == kv::Operation::Put)
+                            .map(|e| (e.revision, e.value)))
+                    });
+                }
+                Action::WriteRecord {
+                    expected_revision,
+                    value,
+                } => {
+                    let Some((_, state)) = self.buckets.clone() else {
+                        let _ = kv_tx.send(KvResult::Written(Err(unavailable("no buckets"))));
+                        continue;
+                    };
+                    self.spawn_kv(kv_tx, KvResult::Written, async move {
+                        match expected_revision {
+                            Some(revision) => state
+                                .update(STATE_KEY, value, revision)
+                                .await
+                                .map_err(update_error),
+                            None => state.create(STATE_KEY, value).await.map_err(|e| {
+                                if e.kind() == kv::CreateErrorKind::AlreadyExists {
+                                    KvError::Conflict(e.to_string())
+                                } else {
+                                    unavailable(e)
+                                }
+                            }),
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    /// Runs one KV call in a task of its own, bounded by the KV timeout.
+    fn spawn_kv<T: Send + 'static>(
+        &self,
+        results: &mpsc::UnboundedSender<KvResult>,
+        wrap: fn(Result<T, KvError>) -> KvResult,
+        call: impl Future<Output = Result<T, KvError>> + Send + 'static,
+    ) {
+        let (results, timeout) = (results.clone(), self.kv_timeout);
+        tokio::spawn(async move {
+            let result = tokio::time::timeout(timeout, call)
+                .await
+                .unwrap_or_else(|_| Err(unavailable("timed out")));
+            let _ = results.send(wrap(result));
+        });
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> KvError {
+    KvError::Unavailable(e.to_string())
+}
+
+fn update_error(e: kv::UpdateError) -> KvError {
+    if e.kind() == kv::UpdateErrorKind::WrongLastRevision {
+        KvError::Conflict(e.to_string())
+    } else {
+        unavailable(e)
+    }
+}
+
+/// Opens a bucket, creating it as `spec` says when it does not exist.
+async fn open_bucket(js: &jetstream::Context, spec: BucketSpec) -> Result<kv::Store, KvError> {
+    if let Ok(store) = js.get_key_value(spec.name.clone()).await {
+        return Ok(store);
+    }
+    js.create_key_value(kv::Config {
+        bucket: spec.name,
+        description: spec.description.into(),
+        history: spec.history,
+        max_age: spec.max_age.unwrap_or_default(),
+        storage: if spec.in_memory {
+            jetstream::stream::StorageType::Memory
+        } else {
+            jetstream::stream::StorageType::File
+        },
+        ..Default::default()
+    })
+    .await
+    .map_err(unavailable)
+}

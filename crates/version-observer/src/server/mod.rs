@@ -1,0 +1,27 @@
+//! The server side (feature `ssr`): the observer, its routes, its lean
+//! stream listener and the NATS cluster node.
+//!
+//! - [`observer`]: [`VersionObserver`], its builder and lifecycle;
+//! - [`settings`]: [`ObserverBuilder`] and [`NatsSettings`], checked at start;
+//! - [`routes`]: [`VersionObserverRoutes`], the extension trait on `Router`;
+//! - [`listener`]: [`StreamListener`], version streams served without hyper's buffers;
+//! - `hub`: the node's report, fanned out to every stream;
+//! - `sse`: the event stream's bytes;
+//! - `cluster`: the NATS driver of the sans-IO coordinator.
+
+mod cluster;
+mod hub;
+pub mod listener;
+pub mod observer;
+pub mod routes;
+pub mod settings;
+mod signal;
+mod sse;
+
+pub use listener::{Connection, StreamListener};
+pub use observer::VersionObserver;
+pub use routes::VersionObserverRoutes;
+pub use settings::{redact_urls, NatsSettings, ObserverBuilder, StartError, DEFAULT_CLUSTER};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,378 @@
+//! [`VersionObserver`]: one node's version signal, its streams, and (with
+//! NATS) its cluster node, with one lifecycle: start, serve, stop.
+
+use super::{
+    cluster::ClusterNode,
+    hub::VersionHub,
+    listener::StreamListener,
+    settings::{ObserverBuilder, StartError},
+};
+use crate::ui::PageInfo;
+use std::{
+    future::Future,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+use tokio::{
+    net::TcpListener,
+    sync::{watch, OwnedSemaphorePermit, Semaphore},
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use version_observer_core::{
+    protocol::{RecordKind, SettledNotice, SettledRecord},
+    status::{ClusterStatus, MemberStatus},
+    ClusterState, ClusterView, Compat, Mode, NodeInfo, Version,
+};
+
+/// How long leaving the cluster may take before the streams end anyway.
+const LEAVE_BOUND: Duration = Duration::from_secs(3);
+
+/// One node's version observer: what it tells its browsers, the streams that
+/// carry it, and, in cluster mode, the NATS node that decides it.
+///
+/// Cheap to clone (it is a handle). Build it with [`builder`](Self::builder),
+/// add [its routes](crate::VersionObserverRoutes) to your router, give its
+/// [`context`](Self::context) to your Leptos routes, serve, and
+/// [`shutdown`](Self::shutdown) when done:
+///
+/// ```no_run
+/// use axum::Router;
+/// use version_observer::{VersionObserver, VersionObserverRoutes};
+///
+/// # async fn demo() -> anyhow::Result<()> {
+/// let observer = VersionObserver::builder(env!("CARGO_PKG_VERSION").parse()?)
+///     .start()
+///     .await?;
+/// let app: Router = Router::new().version_observer_routes(&observer);
+/// let tcp = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+/// axum::serve(observer.listener(tcp), app.into_make_service())
+///     .with_graceful_shutdown(observer.stop_on_signal())
+///     .await?;
+/// observer.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct VersionObserver {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    page: PageInfo,
+    mode: Mode,
+    compat: Compat,
+    streams: Arc<Streams>,
+    cluster: Option<watch::Receiver<ClusterStatus>>,
+    /// Cancelled to ask the observer to stop.
+    stop: CancellationToken,
+    /// Background work: the lifecycle, the keep-alive timer, the cluster node.
+    tasks: TaskTracker,
+}
+
+/// What every version stream needs, whichever way it is served.
+pub(crate) struct Streams {
+    pub(crate) hub: VersionHub,
+    slots: Arc<Semaphore>,
+    /// Cancelled once the node has left its cluster: ends every stream.
+    pub(crate) stop: CancellationToken,
+    /// Every lean stream's task (and every connection still being
+    /// classified), so shutdown can wait for them.
+    pub(crate) tasks: TaskTracker,
+    refused: RateLimitedCount,
+}
+
+impl Streams {
+    /// A slot for one more stream, or `None` at `max_streams` (counted, and
+    /// logged at most once a second with the count).
+    pub(crate) fn try_slot(&self) -> Option<OwnedSemaphorePermit> {
+        let slot = self.slots.clone().try_acquire_owned().ok();
+        if slot.is_none() {
+            if let Some(refused) = self.refused.bump() {
+                tracing::warn!(refused, "refusing version streams: max_streams reached");
+            }
+        }
+        slot
+    }
+}
+
+/// A counter whose log line is rate-limited: a flood of refusals must not
+/// flood the log.
+struct RateLimitedCount {
+    total: AtomicU64,
+    logged_at_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl RateLimitedCount {
+    fn new() -> Self {
+        Self {
+            total: AtomicU64::new(0),
+            logged_at_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Counts one; returns the total when it is time to log it.
+    fn bump(&self) -> Option<u64> {
+        let total = self.total.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = self.epoch.elapsed().as_millis() as u64 + 1_000;
+        let last = self.logged_at_ms.load(Ordering::Relaxed);
+        (now >= last + 1_000
+            && self
+                .logged_at_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok())
+        .then_some(total)
+    }
+}
+
+impl VersionObserver {
+    /// Starts building an observer for a node that runs `version` (your
+    /// build's version, e.g. `env!("CARGO_PKG_VERSION").parse()?`).
+    pub fn builder(version: Version) -> ObserverBuilder {
+        ObserverBuilder::new(version)
+    }
+
+    pub(crate) async fn start(settings: ObserverBuilder) -> Result<Self, StartError> {
+        let node_id = settings.validate()?;
+        let node = NodeInfo {
+            id: node_id,
+            version: settings.version.clone(),
+        };
+        let (mode, view) = match &settings.nats {
+            None => (
+                Mode::Single,
+                ClusterView::single_node(&node.version, settings.compat),
+            ),
+            Some(_) => (
+                Mode::Cluster,
+                ClusterView {
+                    state: ClusterState::Unknown,
+                    settled_version: None,
+                    announced_version: None,
+                    announced_revision: None,
+                    compat: settings.compat,
+                },
+            ),
+        };
+        let streams = Arc::new(Streams {
+            hub: VersionHub::new(node.clone(), mode, view),
+            slots: Arc::new(Semaphore::new(settings.max_streams as usize)),
+            stop: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            refused: RateLimitedCount::new(),
+        });
+        let cluster = match &settings.nats {
+            Some(nats) => Some(
+                ClusterNode::start(nats.clone(), node.clone(), settings.compat, streams.clone())
+                    .await?,
+            ),
+            None => None,
+        };
+        let stop = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        {
+            let streams = streams.clone();
+            let interval = settings.keepalive;
+            tasks.spawn(async move {
+                let stop = streams.stop.clone();
+                streams.hub.run_keepalive(interval, stop).await
+            });
+        }
+        let status = cluster.as_ref().map(ClusterNode::status);
+        {
+            // The lifecycle: on stop, leave the cluster (lease back,
+            // nodedown), then end every stream.
+            let (stop, streams) = (stop.clone(), streams.clone());
+            tasks.spawn(async move {
+                stop.cancelled().await;
+                if let Some(cluster) = cluster {
+                    if tokio::time::timeout(LEAVE_BOUND, cluster.leave())
+                        .await
+                        .is_err()
+                    {
+                        tracing::warn!("leaving the cluster took too long; stopping anyway");
+                    }
+                }
+                streams.stop.cancel();
+            });
+        }
+        tracing::info!(node_id = %node.id, version = %node.version, compat = %settings.compat,
+            mode = ?mode, "version observer started");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                page: PageInfo {
+                    node_id: node.id,
+                    version: node.version,
+                },
+                mode,
+                compat: settings.compat,
+                streams,
+                cluster: status,
+                stop,
+                tasks,
+            }),
+        })
+    }
+
+    /// This node's id and version, as rendered into pages.
+    pub fn page_info(&self) -> &PageInfo {
+        &self.inner.page
+    }
+
+    /// `single` or `cluster`.
+    pub fn mode(&self) -> Mode {
+        self.inner.mode
+    }
+
+    /// What this node tells its browsers right now.
+    pub fn report(&self) -> version_observer_core::VersionReport {
+        (*self.inner.streams.hub.current().report).clone()
+    }
+
+    /// Provides this node's [`PageInfo`] to the components that render a
+    /// page: hand it to `leptos_routes_with_context`.
+    ///
+    /// ```no_run
+    /// # use axum::Router;
+    /// # use leptos::prelude::*;
+    /// # use leptos_axum::{generate_route_list, LeptosRoutes};
+    /// # fn demo(observer: version_observer::VersionObserver, options: LeptosOptions) {
+    /// # #[component] fn App() -> impl IntoView { () }
+    /// # fn shell(_: LeptosOptions) -> impl IntoView { () }
+    /// let app: Router = Router::new()
+    ///     .leptos_routes_with_context(&options, generate_route_list(App), observer.context(), {
+    ///         let options = options.clone();
+    ///         move || shell(options.clone())
+    ///     })
+    ///     .with_state(options);
+    /// # }
+    /// ```
+    pub fn context(&self) -> impl Fn() + Clone + Send + Sync + 'static {
+        let page = self.inner.page.clone();
+        move || leptos::prelude::provide_context(page.clone())
+    }
+
+    /// Wraps `tcp` so that version streams on new connections are served by
+    /// the observer itself, holding only the socket (about 2 KiB each rather
+    /// than hyper's 16 KiB of buffers); every other connection goes to your
+    /// router as usual. Optional: plain `axum::serve(tcp, app)` works too.
+    pub fn listener(&self, tcp: TcpListener) -> StreamListener {
+        StreamListener::new(tcp, self.inner.streams.clone())
+    }
+
+    /// Asks the observer to stop: it leaves its cluster (hands the monitor
+    /// lease back, says nodedown), then ends every stream. Returns at once;
+    /// [`stopped`](Self::stopped) resolves when that is done.
+    pub fn stop(&self) {
+        self.inner.stop.cancel();
+    }
+
+    /// Resolves once the observer has left its cluster and its streams are
+    /// ending: hand it to axum's `with_graceful_shutdown`, so the node stops
+    /// taking requests only after the cluster knows it is gone.
+    pub fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.inner.streams.stop.clone().cancelled_owned()
+    }
+
+    /// [`stop`](Self::stop) on the first SIGINT or SIGTERM, and resolve like
+    /// [`stopped`](Self::stopped).
+    pub fn stop_on_signal(&self) -> impl Future<Output = ()> + Send + 'static {
+        let observer = self.clone();
+        async move {
+            tokio::select! {
+                signal = super::signal::terminated() => {
+                    tracing::info!(signal, "stopping");
+                    observer.stop();
+                }
+                _ = observer.inner.stop.cancelled() => {}
+            }
+            observer.stopped().await
+        }
+    }
+
+    /// Stops (if not asked already) and waits until everything the observer
+    /// runs has finished: the cluster node, the keep-alive timer and every
+    /// stream served by its [`listener`](Self::listener).
+    pub async fn shutdown(self) {
+        self.stop();
+        let inner = &self.inner;
+        inner.tasks.close();
+        inner.tasks.wait().await;
+        inner.streams.tasks.close();
+        inner.streams.tasks.wait().await;
+        tracing::info!("version observer stopped");
+    }
+
+    /// This node's view of its cluster (`GET /api/cluster`). A single node is
+    /// its own cluster: it leads, and its version is its baseline.
+    pub fn cluster_status(&self) -> ClusterStatus {
+        if let Some(status) = &self.inner.cluster {
+            return status.borrow().clone();
+        }
+        let page = &self.inner.page;
+        ClusterStatus {
+            cluster: None,
+            node_id: page.node_id.clone(),
+            connected: false,
+            leader: Some(page.node_id.clone()),
+            this_node_leads: true,
+            state: ClusterState::Settled,
+            settled_version: Some(page.version.clone()),
+            announced: Some(SettledNotice {
+                revision: 0,
+                record: SettledRecord {
+                    version: page.version.clone(),
+                    previous: None,
+                    kind: RecordKind::Baseline,
+                    fence: 0,
+                    leader: page.node_id.clone(),
+                    at_ms: 0,
+                },
+            }),
+            members: vec![MemberStatus {
+                id: page.node_id.clone(),
+                version: page.version.clone(),
+                last_seen_ms_ago: 0,
+                leader: true,
+            }],
+            last_round: None,
+            dropped_messages: 0,
+        }
+    }
+
+    /// The compatibility policy this node applies.
+    pub fn compat(&self) -> Compat {
+        self.inner.compat
+    }
+
+    pub(crate) fn streams(&self) -> &Arc<Streams> {
+        &self.inner.streams
+    }
+}
+
+impl std::fmt::Debug for VersionObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VersionObserver")
+            .field("node", &self.inner.page)
+            .field("mode", &self.inner.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_logged_at_most_once_a_second() {
+        let count = RateLimitedCount::new();
+        assert_eq!(count.bump(), Some(1));
+        for _ in 0..1000 {
+            assert_eq!(count.bump(), None);
+        }
+        assert_eq!(count.total.load(Ordering::Relaxed), 1001);
+    }
+}

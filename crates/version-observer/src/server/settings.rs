@@ -1,0 +1,468 @@
+//! Typed settings: how an observer is built ([`ObserverBuilder`]) and how
+//! it reaches its cluster ([`NatsSettings`]). Everything is checked when the
+//! observer starts, and a bad value stops it with a [`StartError`] naming
+//! the value.
+
+use super::observer::VersionObserver;
+use std::{path::PathBuf, time::Duration};
+use version_observer_core::{
+    protocol::{valid_cluster_name, valid_node_id},
+    timing::{streams, TimingError},
+    Compat, Timings, Version,
+};
+
+/// Builds a [`VersionObserver`]; start from [`VersionObserver::builder`].
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), version_observer::StartError> {
+/// use version_observer::{Compat, NatsSettings, VersionObserver};
+/// let observer = VersionObserver::builder("2.1.0".parse().unwrap())
+///     .node_id("web-1")
+///     .compat(Compat::Minor)
+///     .nats(NatsSettings::new("nats://nats.internal:4222").cluster("shop"))
+///     .start()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "call .start() to run the observer"]
+pub struct ObserverBuilder {
+    pub(crate) version: Version,
+    pub(crate) node_id: Option<String>,
+    pub(crate) compat: Compat,
+    pub(crate) nats: Option<NatsSettings>,
+    pub(crate) max_streams: u32,
+    pub(crate) keepalive: Duration,
+}
+
+impl ObserverBuilder {
+    pub(crate) fn new(version: Version) -> Self {
+        Self {
+            version,
+            node_id: None,
+            compat: Compat::default(),
+            nats: None,
+            max_streams: streams::MAX_STREAMS,
+            keepalive: streams::KEEPALIVE,
+        }
+    }
+
+    /// This node's name in its cluster: 1 to 64 letters, digits, `.`, `_`
+    /// or `-` [default: `<hostname>-<pid>-<random>`].
+    pub fn node_id(mut self, id: impl Into<String>) -> Self {
+        self.node_id = Some(id.into());
+        self
+    }
+
+    /// Which version changes make open pages stale [default: [`Compat::Major`]].
+    pub fn compat(mut self, compat: Compat) -> Self {
+        self.compat = compat;
+        self
+    }
+
+    /// Coordinate with other nodes over NATS [default: none, a single node
+    /// that is its own cluster].
+    pub fn nats(mut self, nats: NatsSettings) -> Self {
+        self.nats = Some(nats);
+        self
+    }
+
+    /// Like [`nats`](Self::nats), for an optional setting.
+    pub fn nats_opt(mut self, nats: Option<NatsSettings>) -> Self {
+        self.nats = nats;
+        self
+    }
+
+    /// Most open version streams; more are refused with `503` [default: 100,000].
+    pub fn max_streams(mut self, max: u32) -> Self {
+        self.max_streams = max;
+        self
+    }
+
+    /// How often every open stream gets a keep-alive comment (one timer for
+    /// the node) [default: 30 s, under common proxies' 60 s idle timeout].
+    pub fn keepalive(mut self, interval: Duration) -> Self {
+        self.keepalive = interval;
+        self
+    }
+
+    /// Checks the settings and starts the observer (and, with NATS, its
+    /// cluster node, which connects in the background: a node starts and
+    /// serves even while NATS is down).
+    pub async fn start(self) -> Result<VersionObserver, StartError> {
+        VersionObserver::start(self).await
+    }
+
+    pub(crate) fn validate(&self) -> Result<String, StartError> {
+        let node_id = match &self.node_id {
+            Some(id) => {
+                valid_node_id(id).map_err(|reason| StartError::NodeId {
+                    value: id.clone(),
+                    reason,
+                })?;
+                id.clone()
+            }
+            None => default_node_id(),
+        };
+        if self.max_streams == 0 {
+            return Err(StartError::Setting("max_streams must be at least 1".into()));
+        }
+        if self.keepalive.is_zero() {
+            return Err(StartError::Setting(
+                "keepalive must be longer than 0".into(),
+            ));
+        }
+        if let Some(nats) = &self.nats {
+            valid_cluster_name(&nats.cluster).map_err(|reason| StartError::Cluster {
+                value: nats.cluster.clone(),
+                reason,
+            })?;
+            nats.timings.validate()?;
+            nats.server_addrs()?;
+        }
+        Ok(node_id)
+    }
+}
+
+/// How a node reaches its cluster over NATS.
+///
+/// ```
+/// use version_observer::{NatsSettings, Timings};
+/// use std::time::Duration;
+/// let nats = NatsSettings::new("nats://user:secret@nats-1:4222,nats://nats-2:4222")
+///     .cluster("shop-prod")
+///     .timings(Timings { lease: Duration::from_secs(10), ..Timings::DEFAULT });
+/// ```
+#[derive(Clone)]
+pub struct NatsSettings {
+    pub(crate) urls: String,
+    pub(crate) cluster: String,
+    pub(crate) credentials: Option<PathBuf>,
+    pub(crate) root_certificates: Option<PathBuf>,
+    pub(crate) timings: Timings,
+}
+
+impl std::fmt::Debug for NatsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsSettings")
+            .field("urls", &redact_urls(&self.urls))
+            .field("cluster", &self.cluster)
+            .field("credentials", &self.credentials)
+            .field("root_certificates", &self.root_certificates)
+            .field("timings", &self.timings)
+            .finish()
+    }
+}
+
+/// The cluster name nodes use unless told otherwise.
+pub const DEFAULT_CLUSTER: &str = "default";
+
+impl NatsSettings {
+    /// One NATS URL or several, comma-separated (a NATS cluster):
+    /// `nats://host:4222`, `tls://host:4222`, with a user and password
+    /// (`nats://user:pass@host:4222`) or a token (`nats://token@host:4222`)
+    /// in the first URL that has any.
+    pub fn new(urls: impl Into<String>) -> Self {
+        Self {
+            urls: urls.into(),
+            cluster: DEFAULT_CLUSTER.into(),
+            credentials: None,
+            root_certificates: None,
+            timings: Timings::DEFAULT,
+        }
+    }
+
+    /// Namespaces every subject and KV bucket, so several apps or
+    /// environments can share one NATS: 1 to 32 letters, digits, `_` or `-`
+    /// [default: `default`].
+    pub fn cluster(mut self, name: impl Into<String>) -> Self {
+        self.cluster = name.into();
+        self
+    }
+
+    /// A NATS credentials file (a user JWT and its NKey seed, as `nsc`
+    /// writes it).
+    pub fn credentials_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.credentials = Some(path.into());
+        self
+    }
+
+    /// A PEM file of CA certificates to trust for `tls://` servers (for a
+    /// private CA).
+    pub fn root_certificates(mut self, path: impl Into<PathBuf>) -> Self {
+        self.root_certificates = Some(path.into());
+        self
+    }
+
+    /// The cluster's timings; every node of a cluster should use the same
+    /// [default: [`Timings::DEFAULT`]].
+    pub fn timings(mut self, timings: Timings) -> Self {
+        self.timings = timings;
+        self
+    }
+
+    /// The cluster name.
+    pub fn cluster_name(&self) -> &str {
+        &self.cluster
+    }
+
+    /// The URLs without any password or token, for logs.
+    pub fn redacted_urls(&self) -> String {
+        redact_urls(&self.urls)
+    }
+
+    /// Every server address, checked; and the credentials found in them.
+    pub(crate) fn server_addrs(
+        &self,
+    ) -> Result<(Vec<async_nats::ServerAddr>, UrlAuth), StartError> {
+        let mut addrs = Vec::new();
+        let mut auth = UrlAuth::None;
+        for url in self.urls.split(',').map(str::trim) {
+            let bad = |reason: String| StartError::NatsUrl {
+                value: redact_urls(url),
+                reason,
+            };
+            if url.is_empty() {
+                return Err(bad("empty URL in the list".into()));
+            }
+            if !url.contains("://") {
+                return Err(bad("expected nats://host:port or tls://host:port".into()));
+            }
+            let addr: async_nats::ServerAddr = url
+                .parse()
+                .map_err(|e: std::io::Error| bad(e.to_string()))?;
+            if !matches!(addr.scheme(), "nats" | "tls" | "ws" | "wss") {
+                return Err(bad(format!(
+                    "unknown scheme {:?}: use nats:// or tls://",
+                    addr.scheme()
+                )));
+            }
+            if addr.host().is_empty() {
+                return Err(bad("no host".into()));
+            }
+            if matches!(auth, UrlAuth::None) {
+                auth = match (addr.username(), addr.password()) {
+                    (Some(user), Some(pass)) => UrlAuth::UserPassword(decode(user), decode(pass)),
+                    (Some(token), None) => UrlAuth::Token(decode(token)),
+                    _ => UrlAuth::None,
+                };
+            }
+            addrs.push(addr);
+        }
+        Ok((addrs, auth))
+    }
+}
+
+/// Credentials written into a URL.
+#[derive(Clone)]
+pub(crate) enum UrlAuth {
+    None,
+    UserPassword(String, String),
+    Token(String),
+}
+
+impl std::fmt::Debug for UrlAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            UrlAuth::None => "None",
+            UrlAuth::UserPassword(..) => "UserPassword(***)",
+            UrlAuth::Token(_) => "Token(***)",
+        })
+    }
+}
+
+/// Percent-decoding of a URL's user or password part.
+fn decode(part: &str) -> String {
+    let bytes = part.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap_or_else(|_| part.to_owned())
+}
+
+/// URLs without their password or token, for logs and errors.
+pub fn redact_urls(urls: &str) -> String {
+    urls.split(',')
+        .map(|u| match (u.find("://"), u.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}://***@{}", &u[..scheme], &u[at + 1..])
+            }
+            _ => u.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(40)
+        .collect();
+    let host = if host.is_empty() { "node".into() } else { host };
+    format!("{host}-{}-{:04x}", std::process::id(), fastrand::u16(..))
+}
+
+/// Why an observer could not start. Every variant names the value at fault
+/// (never a password or token).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The node id is not 1 to 64 letters, digits, `.`, `_` or `-`.
+    #[error("invalid node id {value:?}: {reason}")]
+    NodeId {
+        /// The id given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The cluster name is not 1 to 32 letters, digits, `_` or `-`.
+    #[error("invalid cluster name {value:?}: {reason}")]
+    Cluster {
+        /// The name given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A NATS URL does not parse.
+    #[error("invalid NATS URL {value:?}: {reason}")]
+    NatsUrl {
+        /// The URL given, without its password or token.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A cluster timing is out of its range.
+    #[error("invalid timing: {0}")]
+    Timing(#[from] TimingError),
+    /// Another setting is out of its range.
+    #[error("invalid setting: {0}")]
+    Setting(String),
+    /// A file the settings name cannot be read.
+    #[error("cannot read {what} {path}: {source}")]
+    File {
+        /// Which file it is.
+        what: &'static str,
+        /// Its path.
+        path: PathBuf,
+        /// Why it cannot be read.
+        source: std::io::Error,
+    },
+    /// NATS refused the node's credentials.
+    #[error("NATS at {server} refused this node's credentials ({reason}); check the user and password, token or credentials file")]
+    Unauthorized {
+        /// The servers, without passwords or tokens.
+        server: String,
+        /// What the server said.
+        reason: String,
+    },
+    /// NATS cannot be used at all (e.g. a TLS failure).
+    #[error("cannot use NATS at {server}: {reason}")]
+    Connect {
+        /// The servers, without passwords or tokens.
+        server: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_and_named_without_secrets() {
+        let ok = NatsSettings::new("nats://a:4222, tls://b:4443,nats://c");
+        assert_eq!(ok.server_addrs().unwrap().0.len(), 3);
+        for bad in [
+            "",
+            "nats://",
+            "localhost:4222",
+            "http://h:1",
+            "nats://h:99999",
+            "nats://a:1,,nats://b:2",
+        ] {
+            let err = NatsSettings::new(bad)
+                .server_addrs()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("invalid NATS URL"), "{bad}: {err}");
+        }
+        let err = NatsSettings::new("nats://u:secret@h:bad")
+            .server_addrs()
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("secret"), "{err}");
+        assert!(err.contains("***@h:bad"), "{err}");
+    }
+
+    #[test]
+    fn credentials_come_from_the_url() {
+        let (_, auth) = NatsSettings::new("nats://alice:s%40cret@h:4222")
+            .server_addrs()
+            .unwrap();
+        assert!(matches!(auth, UrlAuth::UserPassword(u, p) if u == "alice" && p == "s@cret"));
+        let (_, auth) = NatsSettings::new("nats://h1:4222,nats://tok@h2:4222")
+            .server_addrs()
+            .unwrap();
+        assert!(matches!(auth, UrlAuth::Token(t) if t == "tok"));
+        let (_, auth) = NatsSettings::new("nats://h:4222").server_addrs().unwrap();
+        assert!(matches!(auth, UrlAuth::None));
+    }
+
+    #[test]
+    fn urls_are_redacted_for_logs() {
+        assert_eq!(redact_urls("nats://u:secret@h:4222"), "nats://***@h:4222");
+        assert_eq!(
+            redact_urls("tls://tok@a:1,nats://b:2"),
+            "tls://***@a:1,nats://b:2"
+        );
+        let debug = format!("{:?}", NatsSettings::new("nats://u:secret@h:4222"));
+        assert!(!debug.contains("secret"), "{debug}");
+    }
+
+    #[test]
+    fn generated_node_ids_are_valid() {
+        let id = default_node_id();
+        assert!(valid_node_id(&id).is_ok(), "{id}");
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let b = ObserverBuilder::new(Version::new(1, 0, 0));
+        let err = b.clone().node_id("a b").validate().unwrap_err().to_string();
+        assert!(err.contains("\"a b\""), "{err}");
+        let err = b
+            .clone()
+            .nats(NatsSettings::new("nats://h:1").cluster("a.b"))
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"a.b\""), "{err}");
+        let err = b
+            .nats(NatsSettings::new("nats://h:1").timings(Timings {
+                lease: Duration::from_millis(1),
+                ..Timings::DEFAULT
+            }))
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lease"), "{err}");
+    }
+}

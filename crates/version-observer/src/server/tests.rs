@@ -1,0 +1,490 @@
+//! The observer's HTTP side over real TCP on a free port: the two ways a
+//! version stream reaches a node (see [`super::listener`]): on a new
+//! connection, served lean by the listener; on a connection that already
+//! carried a request, served by axum. Raw TCP here, so each test decides
+//! which connection a request travels on. Crate-internal, so a test can
+//! push a new view through the hub without a cluster.
+
+use super::{ObserverBuilder, VersionObserver, VersionObserverRoutes};
+use axum::Router;
+use futures::StreamExt;
+use std::{future::IntoFuture, net::SocketAddr, time::Duration};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    task::JoinHandle,
+};
+use version_observer_core::{ClusterState, ClusterView, Compat, Version, VersionReport};
+
+/// Long enough for a loaded CI machine, short enough to fail fast.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// An observer's routes, served through its listener on a free port.
+struct TestNode {
+    addr: SocketAddr,
+    observer: VersionObserver,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl TestNode {
+    async fn start(builder: ObserverBuilder) -> Self {
+        let observer = builder.start().await.expect("the observer starts");
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let app: Router = Router::new().version_observer_routes(&observer);
+        let task = tokio::spawn(
+            axum::serve(observer.listener(tcp), app.into_make_service())
+                .with_graceful_shutdown(observer.stopped())
+                .into_future(),
+        );
+        Self {
+            addr,
+            observer,
+            task,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Pushes a new view to every stream, as the cluster node would.
+    fn publish(&self, view: ClusterView) -> bool {
+        self.observer.streams().hub.publish(view)
+    }
+
+    /// Stops the observer and waits (up to [`DEADLINE`]) for everything to end.
+    async fn stop(self) {
+        self.observer.stop();
+        tokio::time::timeout(DEADLINE, async {
+            self.task.await.unwrap().unwrap();
+            self.observer.shutdown().await;
+        })
+        .await
+        .expect("the node did not stop before the deadline");
+    }
+}
+
+fn version(s: &str) -> ObserverBuilder {
+    VersionObserver::builder(Version::parse(s).unwrap())
+}
+
+fn two_point_oh() -> ClusterView {
+    ClusterView {
+        state: ClusterState::Settled,
+        settled_version: Some(Version::new(2, 0, 0)),
+        announced_version: Some(Version::new(2, 0, 0)),
+        announced_revision: Some(2),
+        compat: Compat::Major,
+    }
+}
+
+/// Reads server-sent events from a streaming response.
+struct SseReader {
+    body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buffer: String,
+}
+
+/// One parsed server-sent event.
+#[derive(Debug, Default, Clone)]
+struct SseEvent {
+    id: Option<String>,
+    retry: Option<u64>,
+    data: String,
+}
+
+impl SseReader {
+    fn new(response: reqwest::Response) -> Self {
+        Self {
+            body: response.bytes_stream().boxed(),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event with data (comments are skipped), or `None` when the
+    /// stream ends. Panics after [`DEADLINE`].
+    async fn next_event(&mut self) -> Option<SseEvent> {
+        tokio::time::timeout(DEADLINE, async {
+            loop {
+                while let Some(end) = self.buffer.find("\n\n") {
+                    let block: String = self.buffer.drain(..end + 2).collect();
+                    let mut event = SseEvent::default();
+                    for line in block.lines() {
+                        if let Some(v) = line.strip_prefix("data: ") {
+                            event.data.push_str(v);
+                        } else if let Some(v) = line.strip_prefix("id: ") {
+                            event.id = Some(v.to_owned());
+                        } else if let Some(v) = line.strip_prefix("retry: ") {
+                            event.retry = v.parse().ok();
+                        }
+                    }
+                    if !event.data.is_empty() {
+                        return Some(event);
+                    }
+                }
+                match self.body.next().await {
+                    Some(Ok(chunk)) => self.buffer.push_str(&String::from_utf8_lossy(&chunk)),
+                    Some(Err(_)) | None => return None,
+                }
+            }
+        })
+        .await
+        .expect("no server-sent event before the deadline")
+    }
+}
+
+struct Raw {
+    tcp: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    async fn connect(node: &TestNode) -> Self {
+        Self {
+            tcp: TcpStream::connect(node.addr).await.unwrap(),
+            buf: Vec::new(),
+        }
+    }
+
+    async fn send(&mut self, text: &str) {
+        self.tcp.write_all(text.as_bytes()).await.unwrap();
+    }
+
+    /// Everything received up to and including `pattern` (consumed).
+    async fn until(&mut self, pattern: &str) -> String {
+        let pattern = pattern.as_bytes();
+        tokio::time::timeout(DEADLINE, async {
+            loop {
+                if let Some(at) = self.buf.windows(pattern.len()).position(|w| w == pattern) {
+                    let taken: Vec<u8> = self.buf.drain(..at + pattern.len()).collect();
+                    return String::from_utf8_lossy(&taken).into_owned();
+                }
+                let mut chunk = [0u8; 4096];
+                let n = self.tcp.read(&mut chunk).await.unwrap();
+                assert!(
+                    n > 0,
+                    "closed; so far: {}",
+                    String::from_utf8_lossy(&self.buf)
+                );
+                self.buf.extend_from_slice(&chunk[..n]);
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "nothing like {:?} arrived",
+                String::from_utf8_lossy(pattern)
+            )
+        })
+    }
+
+    /// A stream asked for on a connection that first served `/api/version`
+    /// (so it goes through axum, not the lean path); returns its head.
+    async fn reused_stream(node: &TestNode) -> (Self, String) {
+        let mut raw = Self::connect(node).await;
+        raw.send("GET /api/version HTTP/1.1\r\nHost: node\r\n\r\n")
+            .await;
+        raw.until("\"compat\"").await;
+        raw.until("}}").await;
+        raw.send(STREAM).await;
+        let head = raw.until("\r\n\r\n").await.to_ascii_lowercase();
+        (raw, head)
+    }
+
+    /// Whether the server closes the connection (after whatever is pending).
+    async fn closes(&mut self) -> bool {
+        tokio::time::timeout(DEADLINE, async {
+            let mut chunk = [0u8; 4096];
+            loop {
+                match self.tcp.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return true,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .unwrap_or(false)
+    }
+}
+
+const STREAM: &str =
+    "GET /api/version/events HTTP/1.1\r\nHost: node\r\nAccept: text/event-stream\r\n\r\n";
+
+/// The `id:` and `data:` lines of the next event (the retry hint aside).
+fn event_body(text: &str) -> String {
+    text.lines()
+        .filter(|l| l.starts_with("id: ") || l.starts_with("data: "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_ways_in_send_the_same_events_and_end_at_shutdown() {
+    let node = TestNode::start(version("1.0.0").keepalive(Duration::from_secs(3600))).await;
+
+    let mut lean = Raw::connect(&node).await;
+    lean.send(STREAM).await;
+    let lean_head = lean.until("\r\n\r\n").await.to_ascii_lowercase();
+    let lean_first = lean.until("\n\n").await;
+
+    let (mut reused, reused_head) = Raw::reused_stream(&node).await;
+    let reused_first = reused.until("\n\n").await;
+
+    for head in [&lean_head, &reused_head] {
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(head.contains("content-type: text/event-stream"), "{head}");
+        assert!(head.contains("cache-control: no-cache"), "{head}");
+        assert!(head.contains("x-accel-buffering: no"), "{head}");
+    }
+    assert!(
+        lean_head.contains("connection: close"),
+        "the lean way: {lean_head}"
+    );
+    assert!(
+        reused_head.contains("transfer-encoding: chunked"),
+        "through hyper: {reused_head}"
+    );
+    for first in [&lean_first, &reused_first] {
+        assert!(first.contains("retry: "), "{first}");
+        assert!(first.contains("id: 1\n"), "{first}");
+    }
+    assert_eq!(event_body(&lean_first), event_body(&reused_first));
+
+    assert!(node.publish(two_point_oh()));
+    let lean_next = lean.until("\n\n").await;
+    let reused_next = reused.until("\n\n").await;
+    assert!(
+        lean_next.contains("\"announced_version\":\"2.0.0\""),
+        "{lean_next}"
+    );
+    assert_eq!(event_body(&lean_next), event_body(&reused_next));
+    assert!(
+        !lean_next.contains("retry: "),
+        "the hint comes once: {lean_next}"
+    );
+
+    node.observer.stop();
+    assert!(
+        lean.closes().await,
+        "the lean stream should end at shutdown"
+    );
+    assert!(
+        reused.closes().await,
+        "the hyper stream should end at shutdown"
+    );
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_line_that_arrives_in_pieces_is_still_a_stream() {
+    let node = TestNode::start(version("1.2.3")).await;
+    let mut raw = Raw::connect(&node).await;
+    raw.send("GET /api/ver").await;
+    tokio::time::sleep(Duration::from_millis(50)).await; // the gap between the two packets is the point
+    raw.send("sion/events HTTP/1.1\r\nHost: node\r\n\r\n").await;
+    assert!(raw.until("\r\n\r\n").await.starts_with("HTTP/1.1 200"));
+    assert!(raw
+        .until("\n\n")
+        .await
+        .contains("\"announced_version\":\"1.2.3\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookalike_paths_are_left_to_the_router() {
+    let node = TestNode::start(version("1.0.0")).await;
+    for (request, status) in [
+        (
+            "GET /api/version/eventsX HTTP/1.1\r\nHost: n\r\n\r\n",
+            "HTTP/1.1 404",
+        ),
+        (
+            "GET /api/version HTTP/1.1\r\nHost: n\r\n\r\n",
+            "HTTP/1.1 200",
+        ),
+        (
+            "POST /api/version/events HTTP/1.1\r\nHost: n\r\ncontent-length: 0\r\n\r\n",
+            "HTTP/1.1 405",
+        ),
+    ] {
+        let mut raw = Raw::connect(&node).await;
+        raw.send(request).await;
+        let head = raw.until("\r\n\r\n").await;
+        assert!(head.starts_with(status), "{request:?} -> {head}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_stream_requests_are_answered_and_closed() {
+    let node = TestNode::start(version("1.0.0")).await;
+    let mut raw = Raw::connect(&node).await;
+    raw.send("GET /api/version/events HTTP/2.0\r\n\r\n").await;
+    assert!(raw.until("\r\n\r\n").await.starts_with("HTTP/1.1 400"));
+    assert!(raw.closes().await);
+
+    let mut raw = Raw::connect(&node).await;
+    let huge = format!(
+        "GET /api/version/events HTTP/1.1\r\nX-Filler: {}\r\n\r\n",
+        "a".repeat(9_000)
+    );
+    raw.send(&huge).await;
+    assert!(raw.until("\r\n\r\n").await.starts_with("HTTP/1.1 431"));
+    assert!(raw.closes().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_node_refuses_both_ways_cleanly() {
+    let node = TestNode::start(version("1.0.0").max_streams(1)).await;
+    let mut held = Raw::connect(&node).await;
+    held.send(STREAM).await;
+    held.until("\n\n").await;
+
+    let mut lean = Raw::connect(&node).await;
+    lean.send(STREAM).await;
+    let head = lean.until("\r\n\r\n").await.to_ascii_lowercase();
+    assert!(
+        head.starts_with("http/1.1 503") && head.contains("retry-after: 2"),
+        "{head}"
+    );
+
+    let (_reused, head) = Raw::reused_stream(&node).await;
+    assert!(
+        head.starts_with("http/1.1 503") && head.contains("retry-after: 2"),
+        "{head}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_streams_both_ways_get_keepalive_comments() {
+    let node = TestNode::start(version("1.0.0").keepalive(Duration::from_secs(1))).await;
+    let mut lean = Raw::connect(&node).await;
+    lean.send(STREAM).await;
+    lean.until("\n\n").await;
+    let (mut reused, _) = Raw::reused_stream(&node).await;
+    reused.until("\n\n").await;
+    // Nothing changes, so the next thing each stream sends is a comment.
+    for stream in [&mut lean, &mut reused] {
+        let next = stream.until("\n\n").await;
+        assert!(
+            next.ends_with(":\n\n"),
+            "expected a keep-alive comment, got {next:?}"
+        );
+        assert!(!next.contains("data:"), "{next:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_speaks_does_not_hold_up_shutdown() {
+    let node = TestNode::start(version("1.0.0")).await;
+    let _silent = Raw::connect(&node).await;
+    // Let the listener take it in before the node is told to stop.
+    tokio::time::sleep(Duration::from_millis(50)).await; // ordering, not a condition
+    let started = std::time::Instant::now();
+    node.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "shutdown waited {:?} for a silent connection",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_event_arrives_at_once_with_id_and_retry() {
+    let node = TestNode::start(version("1.0.0").keepalive(Duration::from_secs(3600))).await;
+    let response = reqwest::get(node.url("/api/version/events")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    assert_eq!(response.headers()["x-accel-buffering"], "no");
+    // Keep-alives are an hour apart here: only an event sent on connect arrives.
+    let first = SseReader::new(response)
+        .next_event()
+        .await
+        .expect("a first event");
+    assert_eq!(first.id.as_deref(), Some("1"));
+    let retry = first.retry.expect("a retry hint");
+    assert!((1_000..=2_000).contains(&retry), "retry {retry}");
+    let report: VersionReport = serde_json::from_str(&first.data).unwrap();
+    assert_eq!(
+        report.cluster,
+        ClusterView::single_node(&Version::new(1, 0, 0), Compat::Major)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_are_pushed_to_every_open_stream() {
+    let node = TestNode::start(version("1.0.0")).await;
+    let mut a = SseReader::new(reqwest::get(node.url("/api/version/events")).await.unwrap());
+    let mut b = SseReader::new(reqwest::get(node.url("/api/version/events")).await.unwrap());
+    a.next_event().await.unwrap();
+    b.next_event().await.unwrap();
+    assert!(node.publish(two_point_oh()));
+    assert!(
+        !node.publish(two_point_oh()),
+        "an unchanged view is not news"
+    );
+    for stream in [&mut a, &mut b] {
+        let event = stream.next_event().await.expect("the change");
+        assert_eq!(event.id.as_deref(), Some("2"));
+        let report: VersionReport = serde_json::from_str(&event.data).unwrap();
+        assert_eq!(report.cluster, two_point_oh());
+    }
+    assert_eq!(node.observer.report().cluster, two_point_oh());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_freed_slot_is_taken_again() {
+    let node = TestNode::start(version("1.0.0").max_streams(1)).await;
+    let mut first = SseReader::new(reqwest::get(node.url("/api/version/events")).await.unwrap());
+    first.next_event().await.unwrap();
+    let refused = reqwest::get(node.url("/api/version/events")).await.unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "2");
+    assert_eq!(
+        reqwest::get(node.url("/api/version"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // Closing the first stream frees its slot (the server notices asynchronously).
+    drop(first);
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let r = reqwest::get(node.url("/api/version/events")).await.unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slot was never released"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval, not a wait for a condition
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_node_is_its_own_cluster() {
+    let node = TestNode::start(version("1.4.0").node_id("solo")).await;
+    let status: serde_json::Value = reqwest::get(node.url("/api/cluster"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["cluster"], serde_json::Value::Null);
+    assert_eq!(status["leader"], "solo");
+    assert_eq!(status["this_node_leads"], true);
+    assert_eq!(status["state"], "settled");
+    assert_eq!(status["announced"]["record"]["version"], "1.4.0");
+    assert_eq!(status["announced"]["record"]["kind"], "baseline");
+    assert_eq!(status["members"][0]["id"], "solo");
+    let report: VersionReport = reqwest::get(node.url("/api/version"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        report.cluster.announced_version,
+        Some(Version::new(1, 4, 0))
+    );
+}

@@ -1,0 +1,9 @@
+//! The reference node's integration tests, in one binary (one link, one
+//! build): the real `version-observer` binary's start-up errors, the node's
+//! HTTP interface in-process on a free port, and cluster coordination with a
+//! real nats-server and real node processes (through the lab).
+
+mod cluster;
+mod http;
+mod startup;
+mod support;
