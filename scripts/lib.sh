@@ -159,7 +159,8 @@ build_site() { # [--release]
 # Every native package, for one cargo call to build, lint and test them all
 # (the wasm `frontend` is built by cargo-leptos above). In one call, the
 # `version-observer` crate is built once, with the `ssr` feature the node asks for.
-NATIVE_PACKAGES=(-p version-observer-core -p version-observer -p app -p version-observer-node -p vo-lab -p vo-bench)
+NATIVE_PACKAGES=(-p version-observer-core -p version-observer -p app -p version-observer-node -p vo-lab -p vo-bench
+  -p vo-example-todo --features vo-example-todo/ssr)
 
 # The node binary, vo-lab (nats-server + nodes + nginx on loopback),
 # vo-bench (the benchmarks) and whatever else the arguments ask for, in one

@@ -1,0 +1,93 @@
+// The example app (examples/todo): a different Leptos app that embeds the
+// version-observer crate the way the README says. Its page shows the banner
+// after a major redeploy, with no reload, and its own features keep working.
+import { ChildProcess, spawn } from 'node:child_process';
+import * as path from 'node:path';
+import { expect, test } from '@playwright/test';
+import { freePort, REPO_ROOT, waitFor } from './support/node';
+
+const BINARY = process.env.VO_TODO_BIN ?? path.join(REPO_ROOT, 'target', 'debug', 'todo');
+
+/** The example's server, configured the Leptos way (LEPTOS_* variables). */
+class TodoApp {
+  private child?: ChildProcess;
+  readonly logs: string[] = [];
+
+  constructor(readonly port: number, readonly version: string) {}
+
+  get url() {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  async start() {
+    const child = spawn(BINARY, [], {
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {
+        ...process.env,
+        APP_VERSION: this.version,
+        LEPTOS_SITE_ADDR: `127.0.0.1:${this.port}`,
+        LEPTOS_SITE_ROOT: 'target/site-todo',
+        LEPTOS_OUTPUT_NAME: 'version-observer',
+        LEPTOS_ENV: 'PROD',
+      },
+    });
+    child.stdout?.on('data', (d) => this.logs.push(String(d)));
+    child.stderr?.on('data', (d) => this.logs.push(String(d)));
+    this.child = child;
+    await waitFor(`the todo app ${this.version}`, async () => {
+      if (child.exitCode !== null) throw new Error(`the todo app exited:\n${this.logs.join('')}`);
+      const r = await fetch(`${this.url}/api/version`);
+      return r.ok && (await r.json()).node.version === this.version;
+    });
+  }
+
+  async stop() {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await exited;
+  }
+}
+
+test.describe('the example app', () => {
+  let app: TodoApp | undefined;
+
+  test.afterEach(async () => {
+    await app?.stop();
+    app = undefined;
+  });
+
+  test('its server function and routes work, and a major redeploy shows the banner without a reload', async ({ page }) => {
+    const port = await freePort();
+    app = new TodoApp(port, '1.0.0');
+    await app.start();
+    await page.goto(app.url);
+    await expect(page.getByRole('heading', { name: 'Todos' })).toBeVisible();
+
+    // Hydrated: the form goes through the server function without a page load.
+    await page.getByTestId('todo-input').fill('buy milk');
+    await page.getByTestId('todo-add').click();
+    await expect(page.getByTestId('todo-list')).toContainText('buy milk');
+    await page.getByRole('link', { name: 'About' }).click();
+    await expect(page.getByTestId('about')).toBeVisible();
+    await expect(page.getByTestId('version-banner')).toHaveCount(0);
+
+    // A major redeploy on the same port.
+    await page.evaluate(() => ((window as any).__sameDocument = true));
+    await app.stop();
+    app = new TodoApp(port, '2.0.0');
+    await app.start();
+
+    const banner = page.getByTestId('version-banner');
+    await expect(banner).toContainText('2.0.0', { timeout: 15_000 });
+    await expect(banner).toHaveAttribute('role', 'status');
+    // No reload happened: the marker set on the old document is still there.
+    expect(await page.evaluate(() => (window as any).__sameDocument)).toBe(true);
+
+    await banner.getByRole('button', { name: 'Reload' }).click();
+    await waitFor('the reloaded page', async () => (await page.evaluate(() => (window as any).__sameDocument)) !== true);
+    await expect(page.getByTestId('version-banner')).toHaveCount(0);
+  });
+});

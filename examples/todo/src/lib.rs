@@ -1,0 +1,113 @@
+//! A small todo list with two routes and a Leptos server function: a stand-in
+//! for "your app", embedding version-observer the way the README's "Add it to
+//! your app" section says.
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{Route, Router, Routes, A},
+    path,
+};
+use version_observer::VersionBanner;
+
+/// The HTML document (server only).
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="leptos" href="/pkg/version-observer.css"/>
+        <Title text="Todo"/>
+        <Router>
+            // The one line for the banner:
+            <VersionBanner/>
+            <nav class="todo-nav">
+                <A href="/">"Todos"</A>
+                <A href="/about">"About"</A>
+            </nav>
+            <main class="todo-main">
+                <Routes fallback=|| "Not found.">
+                    <Route path=path!("") view=Todos/>
+                    <Route path=path!("about") view=About/>
+                </Routes>
+            </main>
+        </Router>
+    }
+}
+
+/// Adds a todo, on the server.
+#[server]
+pub async fn add_todo(text: String) -> Result<Vec<String>, ServerFnError> {
+    let mut todos = store::TODOS.lock().unwrap();
+    let text = text.trim();
+    if !text.is_empty() {
+        todos.push(text.to_owned());
+    }
+    Ok(todos.clone())
+}
+
+/// Every todo, from the server.
+#[server]
+pub async fn list_todos() -> Result<Vec<String>, ServerFnError> {
+    Ok(store::TODOS.lock().unwrap().clone())
+}
+
+#[cfg(feature = "ssr")]
+mod store {
+    pub static TODOS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+}
+
+#[component]
+fn Todos() -> impl IntoView {
+    let add = ServerAction::<AddTodo>::new();
+    let todos = Resource::new(move || add.version().get(), |_| list_todos());
+    view! {
+        <h1>"Todos"</h1>
+        <ActionForm action=add attr:class="todo-form">
+            <input type="text" name="text" placeholder="What needs doing?" data-testid="todo-input"/>
+            <button type="submit" data-testid="todo-add">"Add"</button>
+        </ActionForm>
+        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+            <ul class="todo-list" data-testid="todo-list">
+                {move || todos.get().map(|list| {
+                    list.unwrap_or_default()
+                        .into_iter()
+                        .map(|t| view! { <li>{t}</li> })
+                        .collect_view()
+                })}
+            </ul>
+        </Suspense>
+    }
+}
+
+#[component]
+fn About() -> impl IntoView {
+    view! {
+        <h1>"About"</h1>
+        <p data-testid="about">"A todo list that knows when it is out of date."</p>
+    }
+}
+
+/// The wasm entry point.
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(App);
+}
