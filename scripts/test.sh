@@ -22,6 +22,9 @@ build_binaries --all-targets
 say "cargo clippy (native crates, all targets, warnings are errors)"
 cargo clippy "${NATIVE_PACKAGES[@]}" --all-targets -- -D warnings
 
+say "cargo doc (the crates' API docs; warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p version-observer-core -p version-observer --features version-observer/ssr
+
 say "cargo test: unit and integration tests"
 cargo test "${NATIVE_PACKAGES[@]}"
 

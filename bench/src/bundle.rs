@@ -1,11 +1,14 @@
 //! 7. WASM bundle: the `.wasm`, `.js` and `.css` the browser downloads, raw,
-//!    gzip (level 9) and brotli (quality 11), as a server would precompress them.
+//!    gzip (level 9) and brotli (quality 11), as a server would precompress them;
+//!    and what embedding version-observer costs a host app: the example app's
+//!    wasm (`examples/todo`) against the same app without it
+//!    (`bench/embedding-baseline`, the example's source less the banner).
 
 use crate::report::{Goal, Report};
 use anyhow::Context;
 use std::{io::Write, path::Path};
 
-pub fn run(report: &mut Report, pkg: &Path) -> anyhow::Result<()> {
+pub fn run(report: &mut Report, pkg: &Path, example: &Path, baseline: &Path) -> anyhow::Result<()> {
     report.section("7 bundle", "7. WASM bundle: what a browser downloads");
     report.input("folder", pkg.display());
     let wasm = std::fs::read(pkg.join("version-observer.wasm"))
@@ -31,14 +34,65 @@ pub fn run(report: &mut Report, pkg: &Path) -> anyhow::Result<()> {
     ] {
         let bytes = std::fs::read(pkg.join(file))
             .with_context(|| format!("reading {file} (build the site first)"))?;
-        let (gz, br) = (gzip(&bytes)?, brotli(&bytes)?);
         report.figure(&format!("{file} raw"), kb(bytes.len()), "KB", None);
-        report.figure(&format!("{file} gzip"), kb(gz), "KB", None);
-        report.figure(&format!("{file} brotli"), kb(br), "KB", goal);
+        if release {
+            let (gz, br) = (gzip(&bytes)?, brotli(&bytes)?);
+            report.figure(&format!("{file} gzip"), kb(gz), "KB", None);
+            report.figure(&format!("{file} brotli"), kb(br), "KB", goal);
+        }
     }
     if !release {
+        // Compressing megabytes of debug wasm at brotli's best takes minutes
+        // and says nothing about what users download.
         report.note(
-            "a debug bundle: the goal is for the release bundle (scripts/bench.sh builds it)",
+            "a debug bundle: not compressed, no goal applies (scripts/bench.sh builds release)",
+        );
+    }
+    embedding(report, example, baseline, release)
+}
+
+/// The bytes the banner (and everything of version-observer it pulls in)
+/// adds to a host app's wasm.
+fn embedding(
+    report: &mut Report,
+    example: &Path,
+    baseline: &Path,
+    release: bool,
+) -> anyhow::Result<()> {
+    report.input("host app with the banner", example.display());
+    report.input("the same app without it", baseline.display());
+    let read = |dir: &Path| {
+        std::fs::read(dir.join("version-observer.wasm")).with_context(|| {
+            format!(
+                "reading {}/version-observer.wasm (build the sites first)",
+                dir.display()
+            )
+        })
+    };
+    let (with, without) = (read(example)?, read(baseline)?);
+    let raw = with.len() as f64 - without.len() as f64;
+    report.figure("example app wasm raw", kb(with.len()), "KB", None);
+    report.figure(
+        "without version-observer raw",
+        kb(without.len()),
+        "KB",
+        None,
+    );
+    report.figure("the banner adds, raw", raw / 1000.0, "KB", None);
+    if release {
+        let (with_br, without_br) = (brotli(&with)?, brotli(&without)?);
+        report.figure("example app wasm brotli", kb(with_br), "KB", None);
+        report.figure(
+            "without version-observer brotli",
+            kb(without_br),
+            "KB",
+            None,
+        );
+        report.figure(
+            "the banner adds, brotli",
+            (with_br as f64 - without_br as f64) / 1000.0,
+            "KB",
+            Some(Goal::AtMost(20.0)),
         );
     }
     Ok(())

@@ -15,7 +15,8 @@ use std::{
 use version_observer_core::protocol::{
     encode, Names, RecordKind, SettledNotice, SettledRecord, STATE_KEY,
 };
-use vo_lab::{wait, NodeConfig, NodeProcess, Timings};
+use version_observer_core::Timings;
+use vo_lab::{wait, NodeConfig, NodeProcess};
 
 /// Long enough for a cluster to warm up and settle with default timings.
 pub const SETTLE: Duration = Duration::from_secs(30);

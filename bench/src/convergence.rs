@@ -27,8 +27,11 @@ use anyhow::Context;
 use async_nats::jetstream;
 use futures::StreamExt;
 use std::{path::Path, time::Duration};
-use version_observer_core::protocol::{LeaseHolder, Names, LEASE_KEY};
-use vo_lab::{NatsServer, NodeProcess, Timings};
+use version_observer_core::{
+    protocol::{LeaseHolder, Names, LEASE_KEY},
+    Timings,
+};
+use vo_lab::{NatsServer, NodeProcess};
 
 const OLD: &str = "0.1.0";
 const NEW: &str = "1.0.0";
@@ -94,7 +97,9 @@ pub async fn run(report: &mut Report, binary: &Path, runs: usize) -> anyhow::Res
         "timings (product defaults)",
         format!(
             "node timeout {} ms, lease {} ms, round timeout {} ms",
-            TIMINGS.node_timeout_ms, TIMINGS.lease_ms, TIMINGS.round_timeout_ms
+            TIMINGS.node_timeout.as_millis(),
+            TIMINGS.lease.as_millis(),
+            TIMINGS.round_timeout.as_millis()
         ),
     );
     let nats = NatsServer::start().await?;
@@ -165,7 +170,7 @@ pub async fn run(report: &mut Report, binary: &Path, runs: usize) -> anyhow::Res
         heard.await??;
         let total = sys::ms_between(t0, announced);
         crash_total.push(total);
-        crash_margin.push(total - TIMINGS.node_timeout_ms as f64);
+        crash_margin.push(total - TIMINGS.node_timeout.as_secs_f64() * 1_000.0);
         stop_all([n3, n4]).await;
         duplicates(report, &watch, &cluster);
     }
@@ -175,8 +180,8 @@ pub async fn run(report: &mut Report, binary: &Path, runs: usize) -> anyhow::Res
         "a crashed node expires {} ms after its last heartbeat (they come every {} ms); \
          the node killed here had just sent one (it was resumed from a pause a moment \
          before), so the margin is the time of detection, round and announcement",
-        TIMINGS.node_timeout_ms,
-        TIMINGS.node_timeout_ms / 3,
+        TIMINGS.node_timeout.as_millis(),
+        TIMINGS.heartbeat_interval().as_millis(),
     ));
     Ok(())
 }
@@ -191,7 +196,8 @@ pub async fn failover(report: &mut Report, binary: &Path, runs: usize) -> anyhow
         "timings (product defaults)",
         format!(
             "lease {} ms, node timeout {} ms",
-            TIMINGS.lease_ms, TIMINGS.node_timeout_ms
+            TIMINGS.lease.as_millis(),
+            TIMINGS.node_timeout.as_millis()
         ),
     );
     let nats = NatsServer::start().await?;
@@ -228,7 +234,7 @@ pub async fn failover(report: &mut Report, binary: &Path, runs: usize) -> anyhow
         stop_all([n2, n3]).await;
         duplicates(report, &watch, &cluster);
     }
-    let bound = (TIMINGS.lease_ms + 1_000) as f64;
+    let bound = (TIMINGS.lease + Duration::from_secs(1)).as_secs_f64() * 1_000.0;
     report.distribution(
         "kill -9 -> new monitor holds lease",
         &to_lease,

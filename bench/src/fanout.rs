@@ -23,7 +23,8 @@ use tokio::{
     process::Command,
     sync::{mpsc, Semaphore},
 };
-use vo_lab::{process::raise_fd_limit, NatsServer, Timings};
+use version_observer_core::Timings;
+use vo_lab::{process::raise_fd_limit, NatsServer};
 
 /// Connections one load-generator process holds.
 pub const PER_WORKER: usize = 15_000;
@@ -77,7 +78,8 @@ async fn one_size(
     // No rounds during the measurement: the node is its cluster's monitor,
     // and a round would answer our announcement with a rollback.
     let timings = Timings {
-        safety_interval_ms: 3_600_000,
+        // The longest the node accepts (Timings::RANGES_MS).
+        safety_interval: Duration::from_secs(3_600),
         ..Timings::DEFAULT
     };
     let mut node = cluster::start_node(binary, nats, &cluster, "fanout", OLD, timings).await?;

@@ -108,6 +108,14 @@ struct RunArgs {
     /// The built site's pkg folder (the bundle benchmark).
     #[arg(long, default_value = "target/site/pkg")]
     pkg: PathBuf,
+
+    /// The example app's pkg folder (the embedding cost, in the bundle benchmark).
+    #[arg(long, default_value = "target/site-todo/pkg")]
+    example_pkg: PathBuf,
+
+    /// The example app without version-observer (bench/embedding-baseline).
+    #[arg(long, default_value = "target/site-todo-without-banner/pkg")]
+    baseline_pkg: PathBuf,
 }
 
 fn pick<T: Clone>(given: Option<T>, size: Size, smoke: T, full: T) -> T {
@@ -272,7 +280,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         bench!("ssr", ssr::run(&mut report, &binary, &ssr).await);
     }
     if selected(Bench::Bundle) {
-        bench!("bundle", bundle::run(&mut report, &args.pkg));
+        bench!(
+            "bundle",
+            bundle::run(
+                &mut report,
+                &args.pkg,
+                &args.example_pkg,
+                &args.baseline_pkg
+            )
+        );
     }
 
     println!();

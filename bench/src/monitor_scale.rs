@@ -18,10 +18,11 @@ use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
-use version_observer_core::protocol::{
-    encode, Names, Presence, PresenceKind, VersionReply, VersionRequest,
+use version_observer_core::{
+    protocol::{encode, Names, Presence, PresenceKind, VersionReply, VersionRequest, INBOX_PREFIX},
+    Timings,
 };
-use vo_lab::{wait, NatsServer, Timings};
+use vo_lab::{wait, NatsServer};
 
 const VERSION: &str = "1.0.0";
 /// Simulated members per NATS connection.
@@ -38,7 +39,7 @@ pub async fn run(
         "4. Monitor scale: one collection round over M members",
     );
     let timings = Timings {
-        safety_interval_ms: 500,
+        safety_interval: Duration::from_millis(500),
         ..Timings::DEFAULT
     };
     report.input("rounds sampled per size", rounds);
@@ -46,7 +47,8 @@ pub async fn run(
         "monitor timings",
         format!(
             "safety interval {} ms (a round at least that often), round timeout {} ms",
-            timings.safety_interval_ms, timings.round_timeout_ms
+            timings.safety_interval.as_millis(),
+            timings.round_timeout.as_millis()
         ),
     );
     let nats = NatsServer::start().await?;
@@ -54,7 +56,8 @@ pub async fn run(
         let cluster = format!("scale{m}");
         let names = Names::new(&cluster);
         let observer = Observer::start(&nats.url(), &names).await?;
-        let members = Simulated::start(&nats.url(), &names, m, timings.node_timeout_ms / 3).await?;
+        let members =
+            Simulated::start(&nats.url(), &names, m, timings.heartbeat_interval()).await?;
         let mut node =
             cluster::start_node(binary, &nats.url(), &cluster, "monitor", VERSION, timings).await?;
         let expected = m + 1;
@@ -139,7 +142,12 @@ struct Simulated {
 }
 
 impl Simulated {
-    async fn start(url: &str, names: &Names, m: usize, heartbeat_ms: u64) -> anyhow::Result<Self> {
+    async fn start(
+        url: &str,
+        names: &Names,
+        m: usize,
+        heartbeat: Duration,
+    ) -> anyhow::Result<Self> {
         let mut tasks = Vec::new();
         let version: semver::Version = VERSION.parse()?;
         for first in (0..m).step_by(PER_CONNECTION) {
@@ -185,7 +193,7 @@ impl Simulated {
                 for p in &presences {
                     let _ = client.publish(up.clone(), p.clone()).await;
                 }
-                let mut ticker = tokio::time::interval(Duration::from_millis(heartbeat_ms));
+                let mut ticker = tokio::time::interval(heartbeat);
                 loop {
                     ticker.tick().await;
                     for p in &presences {
@@ -226,7 +234,7 @@ impl Observer {
     async fn start(url: &str, names: &Names) -> anyhow::Result<Self> {
         let client = async_nats::connect(url).await?;
         let mut requests = client.subscribe(names.version_request()).await?;
-        let mut inboxes = client.subscribe("_INBOX.>").await?;
+        let mut inboxes = client.subscribe(format!("{INBOX_PREFIX}>")).await?;
         client.flush().await?;
         let seen: Arc<Mutex<Seen>> = Arc::default();
         let sink = seen.clone();

@@ -24,7 +24,8 @@ use std::{
     time::Duration,
 };
 use tokio::sync::{mpsc, Semaphore};
-use vo_lab::{process::raise_fd_limit, NatsServer, Timings};
+use version_observer_core::Timings;
+use vo_lab::{process::raise_fd_limit, NatsServer};
 
 const OLD: &str = "1.0.0";
 const NEW: &str = "2.0.0";
@@ -58,7 +59,8 @@ pub async fn run(report: &mut Report, binary: &Path, args: &Args) -> anyhow::Res
     let client = async_nats::connect(nats.url()).await?;
     let cluster = "polling";
     let timings = Timings {
-        safety_interval_ms: 3_600_000,
+        // The longest the node accepts (Timings::RANGES_MS).
+        safety_interval: Duration::from_secs(3_600),
         ..Timings::DEFAULT
     };
     let mut polled =

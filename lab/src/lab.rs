@@ -7,8 +7,9 @@ use crate::{
     free_port,
     nats::NatsServer,
     nginx::{Nginx, Site},
-    node::{NodeConfig, NodeProcess, Timings},
+    node::{NodeConfig, NodeProcess},
     scratch::ScratchDir,
+    timings::Timings,
     LabError,
 };
 use futures::StreamExt;
@@ -21,6 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 use tokio::task::JoinHandle;
+use version_observer_core::protocol::{decode, Names, SettledNotice};
 
 /// How to build a lab.
 #[derive(Debug, Clone)]
@@ -53,7 +55,8 @@ impl LabConfig {
     }
 }
 
-/// One announcement seen on `vo.<cluster>.announce`.
+/// One announcement seen on the cluster's announce subject
+/// ([`Names::announce`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Announcement {
     /// Milliseconds since the lab started.
@@ -301,7 +304,7 @@ async fn watch_announcements(
         .await
         .map_err(|e| LabError::Nats(e.to_string()))?;
     let mut subscription = client
-        .subscribe(format!("vo.{cluster}.announce"))
+        .subscribe(Names::new(cluster).announce())
         .await
         .map_err(|e| LabError::Nats(e.to_string()))?;
     client
@@ -312,16 +315,24 @@ async fn watch_announcements(
         let _client = client;
         while let Some(message) = subscription.next().await {
             let at_ms = started.elapsed().as_millis() as u64;
-            let notice: Value = serde_json::from_slice(&message.payload).unwrap_or(Value::Null);
-            let record = &notice["record"];
-            let text = |v: &Value| v.as_str().map(str::to_owned);
-            sink.lock().expect("not poisoned").push(Announcement {
-                at_ms,
-                version: text(&record["version"]).unwrap_or_else(|| "?".into()),
-                previous: text(&record["previous"]),
-                revision: notice["revision"].as_u64().unwrap_or(0),
-                leader: text(&record["leader"]).unwrap_or_default(),
-            });
+            let announcement = match decode::<SettledNotice>(&message.payload) {
+                Ok(notice) => Announcement {
+                    at_ms,
+                    version: notice.record.version.to_string(),
+                    previous: notice.record.previous.map(|v| v.to_string()),
+                    revision: notice.revision,
+                    leader: notice.record.leader,
+                },
+                // Not a notice: still counted, so a stray message shows.
+                Err(_) => Announcement {
+                    at_ms,
+                    version: "?".into(),
+                    previous: None,
+                    revision: 0,
+                    leader: String::new(),
+                },
+            };
+            sink.lock().expect("not poisoned").push(announcement);
         }
     }))
 }

@@ -2,9 +2,11 @@
 //! everyone who needs a cluster (the demo, the Rust cluster tests, the
 //! Playwright scenes through `vo-lab serve`, and the benchmarks).
 //!
-//! - [`nats`]: a `nats-server` with JetStream on a free port, its store in a
-//!   scratch folder;
+//! - [`nats`]: a `nats-server` with JetStream on a port it picks itself, its
+//!   store in a scratch folder;
 //! - [`node`]: one `version-observer` process, its flags, and its HTTP views;
+//! - [`timings`]: the cluster timings nodes get: the product's defaults (the
+//!   core's `Timings::DEFAULT`) or a shorter preset for tests;
 //! - [`nginx`]: Debian's nginx as a round-robin, SSE-friendly load balancer (or
 //!   a static file server, to compare with);
 //! - [`lab`]: all three together, with named node slots behind nginx and a log
@@ -21,13 +23,15 @@ pub mod nginx;
 pub mod node;
 pub mod process;
 pub mod scratch;
+pub mod timings;
 pub mod tools;
 pub mod wait;
 
 pub use lab::{Lab, LabConfig};
 pub use nats::NatsServer;
 pub use nginx::Nginx;
-pub use node::{NodeConfig, NodeProcess, Timings};
+pub use node::{NodeConfig, NodeProcess};
+pub use timings::Timings;
 
 use std::{path::PathBuf, process::ExitStatus};
 
@@ -85,7 +89,9 @@ impl LabError {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (bound, read, released).
+/// A free TCP port on 127.0.0.1 (bound, read, released), for the processes
+/// that cannot pick their own and report it (nodes, nginx). Racy: another
+/// process may take it before ours binds it; nats-server picks its own.
 pub fn free_port() -> Result<u16, LabError> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")
         .map_err(|e| LabError::io("cannot find a free port", e))?;

@@ -1,8 +1,17 @@
-//! A real `nats-server` with JetStream, on a free loopback port, its store in a
-//! scratch folder (so a restart keeps the KV buckets), killed when dropped.
+//! A real `nats-server` with JetStream on loopback, its store in a scratch
+//! folder (so a restart keeps the KV buckets), killed when dropped.
+//!
+//! The server picks its own ports (`-p -1`, `-m -1`) and writes them to a
+//! ports file (`--ports_file_dir`), which the lab reads: no port is chosen
+//! here and then raced for. A restart asks for the ports learned the first
+//! time, so clients reconnect to the same URL.
 
-use crate::{free_port, process::Managed, scratch::ScratchDir, tools, wait, LabError};
-use std::time::Duration;
+use crate::{process::Managed, scratch::ScratchDir, tools, wait, LabError};
+use serde::Deserialize;
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 use tokio::{io::AsyncReadExt, net::TcpStream, process::Command};
 
 /// How long a nats-server may take to accept clients.
@@ -10,10 +19,16 @@ const READY: Duration = Duration::from_secs(15);
 
 #[derive(Debug)]
 pub struct NatsServer {
-    port: u16,
-    monitor_port: Option<u16>,
+    ports: Ports,
     scratch: ScratchDir,
     process: Option<Managed>,
+}
+
+/// The ports a server listens on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ports {
+    client: u16,
+    monitoring: Option<u16>,
 }
 
 impl NatsServer {
@@ -24,55 +39,54 @@ impl NatsServer {
     /// With `monitoring`, the server also serves its HTTP monitoring endpoints
     /// (`/varz` counts messages), on [`monitoring_url`](Self::monitoring_url).
     pub async fn start_with(monitoring: bool) -> Result<Self, LabError> {
-        let mut server = Self {
-            port: free_port()?,
-            monitor_port: if monitoring { Some(free_port()?) } else { None },
-            scratch: ScratchDir::new("vo-nats")?,
-            process: None,
-        };
-        server.restart().await?;
-        Ok(server)
+        let scratch = ScratchDir::new("vo-nats")?;
+        let ports_dir = scratch.join("ports");
+        std::fs::create_dir_all(&ports_dir)
+            .map_err(|e| LabError::io(format!("cannot create {}", ports_dir.display()), e))?;
+        // -1: a random free port, chosen by the server itself.
+        let mut command = command(&scratch, "-1", monitoring.then_some("-1"));
+        command.arg("--ports_file_dir").arg(&ports_dir);
+        let mut process = Managed::spawn("nats-server", command, &scratch.join("nats.log"))?;
+        let ports = wait::eventually("nats-server to write its ports file", READY, async || {
+            if let Some(status) = process.exited() {
+                return Some(Err(exited(&process, status)));
+            }
+            read_ports_file(&ports_dir, process.pid()?, monitoring).map(Ok)
+        })
+        .await??;
+        ready(&mut process, ports.client).await?;
+        Ok(Self {
+            ports,
+            scratch,
+            process: Some(process),
+        })
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.ports.client
     }
 
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        format!("nats://127.0.0.1:{}", self.ports.client)
     }
 
     pub fn monitoring_url(&self) -> Option<String> {
-        self.monitor_port
+        self.ports
+            .monitoring
             .map(|port| format!("http://127.0.0.1:{port}"))
     }
 
-    /// (Re)starts on the same port and store: JetStream data survives.
+    /// Restarts on the same ports and store: JetStream data survives, and
+    /// clients reconnect to the same URL.
     pub async fn restart(&mut self) -> Result<(), LabError> {
         self.stop().await;
-        let mut command = Command::new(tools::nats_server());
-        command
-            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string()])
-            .arg("-sd")
-            .arg(self.scratch.join("store"));
-        if let Some(port) = self.monitor_port {
-            command.args(["-m", &port.to_string()]);
-        }
+        let client = self.ports.client.to_string();
+        let monitoring = self.ports.monitoring.map(|port| port.to_string());
+        let command = command(&self.scratch, &client, monitoring.as_deref());
         let mut process = Managed::spawn("nats-server", command, &self.scratch.join("nats.log"))?;
-        let port = self.port;
-        let ready = wait::eventually("nats-server to accept clients", READY, async || {
-            if let Some(status) = process.exited() {
-                return Some(Err(LabError::Exited {
-                    name: "nats-server".into(),
-                    status,
-                    logs: process.logs(),
-                }));
-            }
-            greets(port).await.then_some(Ok(()))
-        })
-        .await;
+        let ready = ready(&mut process, self.ports.client).await;
         self.process = Some(process);
-        ready?
+        ready
     }
 
     /// Kills the server (clients see the connection drop, as in a crash).
@@ -85,6 +99,86 @@ impl NatsServer {
     pub fn logs(&self) -> String {
         self.process.as_ref().map(Managed::logs).unwrap_or_default()
     }
+}
+
+/// The command line of a server on `client` (a port, or `-1`) and, when
+/// given, `monitoring`, its store in `scratch`.
+fn command(scratch: &ScratchDir, client: &str, monitoring: Option<&str>) -> Command {
+    let mut command = Command::new(tools::nats_server());
+    command
+        .args(["-js", "-a", "127.0.0.1", "-p", client])
+        .arg("-sd")
+        .arg(scratch.join("store"));
+    if let Some(port) = monitoring {
+        command.args(["-m", port]);
+    }
+    command
+}
+
+fn exited(process: &Managed, status: std::process::ExitStatus) -> LabError {
+    LabError::Exited {
+        name: "nats-server".into(),
+        status,
+        logs: process.logs(),
+    }
+}
+
+/// Waits until the server on `port` greets clients (or fails if it exits).
+async fn ready(process: &mut Managed, port: u16) -> Result<(), LabError> {
+    wait::eventually("nats-server to accept clients", READY, async || {
+        if let Some(status) = process.exited() {
+            return Some(Err(exited(process, status)));
+        }
+        greets(port).await.then_some(Ok(()))
+    })
+    .await?
+}
+
+/// What nats-server writes with `--ports_file_dir`: the URLs it listens on.
+#[derive(Debug, Deserialize)]
+struct PortsFile {
+    #[serde(default)]
+    nats: Vec<String>,
+    #[serde(default)]
+    monitoring: Vec<String>,
+}
+
+/// The ports of the server with process id `pid`, once its ports file in
+/// `dir` (`<executable>_<pid>.ports`) is complete: it names the client port,
+/// and the monitoring port when `monitoring` was asked for. `None` until then.
+fn read_ports_file(dir: &Path, pid: u32, monitoring: bool) -> Option<Ports> {
+    let text = std::fs::read_to_string(ports_file(dir, pid)?).ok()?;
+    parse_ports(&text, monitoring)
+}
+
+/// The ports file of process `pid` in `dir`, if it has been written.
+fn ports_file(dir: &Path, pid: u32) -> Option<PathBuf> {
+    let suffix = format!("_{pid}.ports");
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|entry| entry.path())
+        .find(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.ends_with(&suffix))
+        })
+}
+
+/// The ports in a ports file's text; `None` while it is incomplete.
+fn parse_ports(text: &str, monitoring: bool) -> Option<Ports> {
+    let file: PortsFile = serde_json::from_str(text).ok()?;
+    let port = |urls: &[String]| {
+        urls.iter()
+            .find_map(|url| reqwest::Url::parse(url).ok()?.port())
+    };
+    let client = port(&file.nats)?;
+    let monitoring = if monitoring {
+        Some(port(&file.monitoring)?)
+    } else {
+        None
+    };
+    Some(Ports { client, monitoring })
 }
 
 /// Whether a NATS server on `port` sends its `INFO` greeting.
@@ -102,4 +196,39 @@ async fn greets(port: u16) -> bool {
         tokio::time::timeout(Duration::from_millis(500), stream.read_exact(&mut hello)).await,
         Ok(Ok(_)) if &hello == b"INFO "
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ports_file_names_the_client_and_monitoring_ports() {
+        let text = r#"{"nats":["nats://127.0.0.1:33249"],"monitoring":["http://127.0.0.1:39929"]}"#;
+        assert_eq!(
+            parse_ports(text, true),
+            Some(Ports {
+                client: 33249,
+                monitoring: Some(39929)
+            })
+        );
+        assert_eq!(
+            parse_ports(text, false),
+            Some(Ports {
+                client: 33249,
+                monitoring: None
+            })
+        );
+    }
+
+    #[test]
+    fn an_incomplete_ports_file_is_not_read_yet() {
+        assert_eq!(parse_ports("", false), None);
+        assert_eq!(parse_ports(r#"{"nats":["nats://127.0.0.1:4"#, false), None);
+        assert_eq!(
+            parse_ports(r#"{"nats":["nats://127.0.0.1:4222"]}"#, true),
+            None,
+            "monitoring was asked for"
+        );
+    }
 }

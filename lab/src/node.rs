@@ -1,7 +1,13 @@
 //! One `version-observer` process, started with flags the way an operator
 //! would, and read through its own HTTP interface.
 
-use crate::{free_port, process::Managed, scratch::ScratchDir, wait, LabError};
+use crate::{
+    free_port,
+    process::Managed,
+    scratch::ScratchDir,
+    timings::{self, Timings},
+    wait, LabError,
+};
 use serde_json::Value;
 use std::{path::PathBuf, process::ExitStatus, time::Duration};
 use tokio::process::Command;
@@ -10,46 +16,6 @@ use tokio::process::Command;
 const READY: Duration = Duration::from_secs(20);
 /// How long a node may take to leave its cluster and exit after SIGTERM.
 const GRACE: Duration = Duration::from_secs(10);
-
-/// The cluster timing flags of a node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timings {
-    pub node_timeout_ms: u64,
-    pub lease_ms: u64,
-    pub round_timeout_ms: u64,
-    pub safety_interval_ms: u64,
-}
-
-impl Timings {
-    /// The product's defaults (what an operator gets without flags).
-    pub const DEFAULT: Timings = Timings {
-        node_timeout_ms: 3_000,
-        lease_ms: 5_000,
-        round_timeout_ms: 500,
-        safety_interval_ms: 10_000,
-    };
-
-    /// Crash detection in 1 s and failover in about 2 s, so tests stay short.
-    pub const FAST: Timings = Timings {
-        node_timeout_ms: 1_000,
-        lease_ms: 2_000,
-        round_timeout_ms: 300,
-        safety_interval_ms: 2_000,
-    };
-
-    pub fn args(&self) -> Vec<String> {
-        vec![
-            "--node-timeout-ms".into(),
-            self.node_timeout_ms.to_string(),
-            "--lease-ms".into(),
-            self.lease_ms.to_string(),
-            "--round-timeout-ms".into(),
-            self.round_timeout_ms.to_string(),
-            "--safety-interval-ms".into(),
-            self.safety_interval_ms.to_string(),
-        ]
-    }
-}
 
 /// How to start one node.
 #[derive(Debug, Clone)]
@@ -137,7 +103,7 @@ impl NodeConfig {
         if let Some(nats) = &self.nats {
             args.extend(["--nats".into(), nats.clone()]);
             args.extend(["--cluster".into(), self.cluster.clone()]);
-            args.extend(self.timings.args());
+            args.extend(timings::node_flags(&self.timings));
         }
         args.extend(self.args.iter().cloned());
         args
@@ -324,7 +290,7 @@ mod tests {
     fn a_cluster_node_gets_nats_and_its_timings() {
         let config = NodeConfig::new("vo", "n2", "2.0.0-rc.1")
             .nats("nats://127.0.0.1:4222", "lab")
-            .timings(Timings::FAST);
+            .timings(timings::FAST);
         let line = config.command_line(4001).join(" ");
         assert!(
             line.contains(

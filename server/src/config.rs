@@ -1,10 +1,21 @@
-//! The node's configuration: command-line flags, each also read from a `VO_*`
-//! environment variable (a flag wins over its variable). Every value is checked
-//! here, so a bad one stops start-up with a message that names it.
+//! The node's configuration, typed and layered: built-in defaults, then the
+//! configuration file (`Leptos.toml` in the working directory when present,
+//! or the file `--config` names), then `VO_*` environment variables, then
+//! command-line flags; each layer wins over the ones before it. The file's
+//! keys are the flags' long names (`listen = "0.0.0.0:3000"`,
+//! `node-timeout-ms = 3000`), so there is one list of settings and one
+//! validation for all layers: every value, wherever it comes from, is checked
+//! here, and a bad one stops start-up with a message that names it (and the
+//! file, when it came from there).
 
-use clap::Parser;
+use clap::{parser::ValueSource, CommandFactory, FromArgMatches, Parser};
 use semver::Version;
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    ffi::OsString,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 use version_observer::{
     core::{protocol, timing::streams},
     Compat, NatsSettings, Timings,
@@ -17,6 +28,11 @@ pub const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");
 #[derive(Debug, Clone, Parser)]
 #[command(name = "version-observer", version, about, long_about = None)]
 pub struct Config {
+    /// Configuration file: TOML, keys are these flags' long names
+    /// [default: Leptos.toml in the working directory, if present].
+    #[arg(long, env = "VO_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// Address to serve HTTP on (port 0 picks a free port).
     #[arg(long, env = "VO_LISTEN", default_value = "127.0.0.1:3000")]
     pub listen: SocketAddr,
@@ -65,6 +81,10 @@ pub struct Config {
     /// NATS credentials file (JWT and NKey seed), for decentralized auth.
     #[arg(long, env = "VO_NATS_CREDS", value_name = "FILE", requires = "nats")]
     pub nats_creds: Option<PathBuf>,
+
+    /// PEM file of CA certificates to trust for tls:// NATS servers (a private CA).
+    #[arg(long, env = "VO_NATS_CA", value_name = "FILE", requires = "nats")]
+    pub nats_ca: Option<PathBuf>,
 
     /// Cluster name: namespaces every subject and KV bucket, so several apps or
     /// environments can share one NATS.
@@ -130,13 +150,124 @@ impl Config {
         if let Some(creds) = &self.nats_creds {
             settings = settings.credentials_file(creds);
         }
+        if let Some(ca) = &self.nats_ca {
+            settings = settings.root_certificates(ca);
+        }
         Some(settings)
     }
 
-    /// A configuration with every default, for tests and embedding.
+    /// A configuration with every built-in default (no file, no environment
+    /// variables but those set).
     pub fn defaults() -> Self {
         Self::parse_from(["version-observer"])
     }
+
+    /// The node's configuration from this process's flags, environment and
+    /// configuration file; exits with a message naming the bad value (and
+    /// its file) if one is bad.
+    pub fn load() -> Self {
+        Self::load_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// [`load`](Self::load) for these arguments (the first is the program name).
+    pub fn load_from<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let matches = Self::command().try_get_matches_from(&args)?;
+        let explicit = matches.get_one::<PathBuf>("config").cloned();
+        let path = match explicit {
+            Some(path) => path,
+            None if Path::new(DEFAULT_FILE).is_file() => PathBuf::from(DEFAULT_FILE),
+            None => return Self::from_arg_matches(&matches),
+        };
+        let from_file = file_args(&path, |id| {
+            // A setting given as a flag or in the environment wins over the file.
+            matches!(
+                matches.value_source(id),
+                None | Some(ValueSource::DefaultValue)
+            )
+        })?;
+        let mut layered = args.clone();
+        layered.extend(from_file.into_iter().map(OsString::from));
+        Self::try_parse_from(&layered).map_err(|e| {
+            Self::command().error(
+                clap::error::ErrorKind::ValueValidation,
+                format!(
+                    "in {}: {}",
+                    path.display(),
+                    strip_error_prefix(&e.to_string())
+                ),
+            )
+        })
+    }
+}
+
+/// The configuration file read by default, from the working directory.
+pub const DEFAULT_FILE: &str = "Leptos.toml";
+
+/// The file's settings as `--flag=value` arguments, for the flags `wanted`
+/// says the file may still set. Unknown keys and values that are not
+/// strings or numbers are errors naming the key and the file.
+fn file_args(path: &Path, wanted: impl Fn(&str) -> bool) -> Result<Vec<String>, clap::Error> {
+    let fail =
+        |message: String| Config::command().error(clap::error::ErrorKind::InvalidValue, message);
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        fail(format!(
+            "cannot read the configuration file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| fail(format!("{} is not valid TOML: {e}", path.display())))?;
+    let command = Config::command();
+    let mut args = Vec::new();
+    for (key, value) in table {
+        let Some(arg) = command
+            .get_arguments()
+            .find(|a| a.get_long() == Some(key.as_str()) && a.get_id() != "config")
+        else {
+            let known: Vec<&str> = command
+                .get_arguments()
+                .filter_map(|a| a.get_long())
+                .filter(|l| !matches!(*l, "config" | "help" | "version"))
+                .collect();
+            return Err(fail(format!(
+                "unknown setting '{key}' in {}; the settings are the flags' long names: {}",
+                path.display(),
+                known.join(", ")
+            )));
+        };
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(n) => n.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            other => {
+                return Err(fail(format!(
+                    "'{key}' in {} must be a string or a number, not {}",
+                    path.display(),
+                    other.type_str()
+                )))
+            }
+        };
+        if wanted(arg.get_id().as_str()) {
+            args.push(format!("--{key}={value}"));
+        }
+    }
+    Ok(args)
+}
+
+/// clap's own "error: " prefix, which the re-wrapped message gets again.
+fn strip_error_prefix(message: &str) -> &str {
+    let message = message.trim();
+    let message = message.strip_prefix("error: ").unwrap_or(message);
+    message
+        .split("\n\nFor more information")
+        .next()
+        .unwrap_or(message)
 }
 
 /// A duration in whole milliseconds, for flag defaults.
@@ -234,5 +365,72 @@ mod tests {
         assert!(err.contains("'a.b'"), "{err}");
         let err = parse(&["--nats-creds", "x.creds"]).unwrap_err().to_string();
         assert!(err.contains("--nats"), "creds need a URL: {err}");
+    }
+
+    /// A scratch configuration file, removed on drop.
+    struct File(PathBuf);
+
+    impl File {
+        fn new(text: &str) -> Self {
+            let path = std::env::temp_dir().join(format!(
+                "vo-config-{}-{:x}.toml",
+                std::process::id(),
+                fastrand::u64(..)
+            ));
+            std::fs::write(&path, text).unwrap();
+            Self(path)
+        }
+
+        fn arg(&self) -> String {
+            format!("--config={}", self.0.display())
+        }
+    }
+
+    impl Drop for File {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn load(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::load_from(std::iter::once("version-observer").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_file_sets_what_flags_do_not() {
+        let file = File::new(
+            "listen = \"127.0.0.1:4000\"\napp-version = \"2.0.0\"\nnats = \"nats://n:4222\"\nlease-ms = 8000\ncluster = \"shop\"\n",
+        );
+        let c = load(&[&file.arg()]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:4000".parse().unwrap());
+        assert_eq!(c.version(), Version::new(2, 0, 0));
+        assert_eq!(c.timings().lease, Duration::from_millis(8_000));
+        assert_eq!(c.nats_settings().unwrap().cluster_name(), "shop");
+        // A flag wins over the file.
+        let c = load(&[&file.arg(), "--lease-ms", "9000"]).unwrap();
+        assert_eq!(c.timings().lease, Duration::from_millis(9_000));
+        assert_eq!(c.listen, "127.0.0.1:4000".parse().unwrap());
+    }
+
+    #[test]
+    fn bad_file_values_are_named_with_the_file() {
+        let file = File::new("app-version = \"1.0\"\n");
+        let err = load(&[&file.arg()]).unwrap_err().to_string();
+        assert!(err.contains("'1.0'"), "{err}");
+        assert!(err.contains(&file.0.display().to_string()), "{err}");
+        let file = File::new("lisen = \"x\"\n");
+        let err = load(&[&file.arg()]).unwrap_err().to_string();
+        assert!(err.contains("unknown setting 'lisen'"), "{err}");
+        assert!(err.contains("listen"), "the known names are listed: {err}");
+        let file = File::new("listen = [1]\n");
+        let err = load(&[&file.arg()]).unwrap_err().to_string();
+        assert!(err.contains("'listen'"), "{err}");
+        let file = File::new("listen = \n");
+        let err = load(&[&file.arg()]).unwrap_err().to_string();
+        assert!(err.contains("not valid TOML"), "{err}");
+        let err = load(&["--config", "/nonexistent/vo.toml"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/vo.toml"), "{err}");
     }
 }

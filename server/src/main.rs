@@ -2,16 +2,20 @@
 //! it until SIGINT or SIGTERM. Everything else lives in the library.
 
 use anyhow::Context;
-use clap::Parser;
 use version_observer_node::{telemetry, Application, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    let config = Config::load();
     telemetry::init();
-    let app = Application::build(config)
-        .await
-        .context("version-observer could not start")?;
+    // A signal during start-up (NATS slow to answer, say) stops it cleanly too.
+    let app = tokio::select! {
+        app = Application::build(config) => app.context("version-observer could not start")?,
+        signal = version_observer::server::shutdown_signal() => {
+            tracing::info!(signal, "stopped during start-up");
+            return Ok(());
+        }
+    };
     tokio::spawn(app.observer().stop_on_signal());
     app.run_until_stopped()
         .await

@@ -20,6 +20,8 @@
 //! assert_eq!(stale_page_target(&page, &view), Some(&semver::Version::new(2, 0, 0)));
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod banner;
 pub mod cluster;
 pub mod compat;

@@ -22,10 +22,24 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 /// The largest payload we try to decode.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
+/// The key, in the lease bucket ([`Names::lease_bucket`]), whose value is the
+/// current [`LeaseHolder`]; its revision is the monitor's fencing token.
 pub const LEASE_KEY: &str = "monitor";
+/// The key, in the state bucket ([`Names::state_bucket`]), whose value is the
+/// cluster's [`SettledRecord`].
 pub const STATE_KEY: &str = "settled";
 
 /// Names of everything a cluster uses on NATS.
+///
+/// ```
+/// use version_observer_core::protocol::{Names, PresenceKind, Subject};
+/// let names = Names::new("shop");
+/// assert_eq!(names.presence(PresenceKind::Heartbeat), "vo.shop.node.heartbeat");
+/// assert_eq!(names.lease_bucket(), "vo_shop_lease");
+/// let inbox = "_INBOX.abc";
+/// assert_eq!(names.classify("vo.shop.version.request", inbox), Subject::VersionRequest);
+/// assert_eq!(names.classify("_INBOX.abc.3", inbox), Subject::Reply(3));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
     cluster: String,
@@ -40,10 +54,12 @@ impl Names {
         }
     }
 
+    /// The cluster's name, as given to [`new`](Self::new).
     pub fn cluster(&self) -> &str {
         &self.cluster
     }
 
+    /// The subject of presence messages of `kind`: `vo.<cluster>.node.<kind>`.
     pub fn presence(&self, kind: PresenceKind) -> String {
         format!("vo.{}.node.{}", self.cluster, kind.as_str())
     }
@@ -90,22 +106,32 @@ impl Names {
         format!("{inbox}.{round}")
     }
 
+    /// `vo.<cluster>.version.request`: where the monitor publishes each
+    /// round's [`VersionRequest`].
     pub fn version_request(&self) -> String {
         format!("vo.{}.version.request", self.cluster)
     }
 
+    /// `vo.<cluster>.settled`: where the monitor publishes a [`SettledNotice`]
+    /// for every record it writes, baseline or announcement.
     pub fn settled(&self) -> String {
         format!("vo.{}.settled", self.cluster)
     }
 
+    /// `vo.<cluster>.announce`: where the monitor also publishes the
+    /// [`SettledNotice`] of an announcement (never of a baseline).
     pub fn announce(&self) -> String {
         format!("vo.{}.announce", self.cluster)
     }
 
+    /// `vo_<cluster>_lease`: the KV bucket that holds the monitor lease
+    /// under [`LEASE_KEY`].
     pub fn lease_bucket(&self) -> String {
         format!("vo_{}_lease", self.cluster)
     }
 
+    /// `vo_<cluster>_state`: the KV bucket that holds the settled record
+    /// under [`STATE_KEY`].
     pub fn state_bucket(&self) -> String {
         format!("vo_{}_state", self.cluster)
     }
@@ -114,7 +140,9 @@ impl Names {
 /// What a message is, by its subject ([`Names::classify`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Subject {
+    /// A presence message of this kind (`node.up`, `node.heartbeat` or `node.down`).
     Presence(PresenceKind),
+    /// The monitor asking every node for its version (`version.request`).
     VersionRequest,
     /// `settled` or `announce`: a hint that the record changed.
     Notice,
@@ -161,14 +189,20 @@ pub fn valid_node_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Which presence message a [`Presence`] is; the last token of its subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PresenceKind {
+    /// Nodeup: sent by a node each time it connects (or reconnects) to NATS.
     Up,
+    /// Sent by every connected node once every third of the node timeout.
     Heartbeat,
+    /// Nodedown: sent by a node leaving gracefully, after it has handed back
+    /// the lease if it held it.
     Down,
 }
 
 impl PresenceKind {
+    /// The kind's token in a presence subject: `up`, `heartbeat` or `down`.
     pub fn as_str(self) -> &'static str {
         match self {
             PresenceKind::Up => "up",
@@ -191,11 +225,15 @@ impl PresenceKind {
 /// A node saying it is (still) here, or leaving.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Presence {
+    /// The sender's node id ([`valid_node_id`]).
     pub id: String,
+    /// The version the sender runs.
     pub version: Version,
     /// Distinguishes restarts of the same id; larger is newer.
     pub incarnation: u64,
-    /// Whether the sender holds the monitor lease.
+    /// Whether the sender holds the monitor lease; on nodedown, whether it
+    /// held it until just now and has handed it back (so the others try to
+    /// take it at once).
     #[serde(default)]
     pub leader: bool,
 }
@@ -203,24 +241,32 @@ pub struct Presence {
 /// The monitor asking every node for its version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionRequest {
+    /// The node id of the monitor asking.
     pub leader: String,
+    /// The number of the monitor's collection round; the request's reply
+    /// subject ends with the same number ([`Names::reply_subject`]).
     pub round: u64,
 }
 
 /// A node's answer to a [`VersionRequest`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionReply {
+    /// The replying node's id.
     pub id: String,
+    /// The version the replying node runs.
     pub version: Version,
+    /// The replying node's incarnation, as in its [`Presence`] messages.
     pub incarnation: u64,
 }
 
 /// The value of the lease key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseHolder {
+    /// The node id of the node that wrote the lease key.
     pub id: String,
 }
 
+/// Whether a [`SettledRecord`] is news; `baseline` or `announcement` on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RecordKind {
@@ -234,32 +280,59 @@ pub enum RecordKind {
 /// new monitor neither forgets nor repeats it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SettledRecord {
+    /// The version the cluster settled on.
     pub version: Version,
+    /// The recorded version this one replaced, for an announcement; `None`
+    /// for a baseline.
     pub previous: Option<Version>,
+    /// Whether this is the baseline or an announcement.
     pub kind: RecordKind,
     /// The lease revision of the monitor that wrote it (its fencing token).
     pub fence: u64,
+    /// The node id of the monitor that wrote it.
     pub leader: String,
-    /// When it was written, in milliseconds since the Unix epoch.
+    /// When it was written, in milliseconds since the Unix epoch, by the
+    /// writer's wall clock (as its driver told the
+    /// [`Coordinator`](crate::cluster::Coordinator)); informational only,
+    /// nothing decides on it.
     pub at_ms: u64,
 }
 
 /// A record as written, with its KV revision (newer records have larger ones).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SettledNotice {
+    /// The KV revision of [`STATE_KEY`] that holds the record.
     pub revision: u64,
+    /// The record itself.
     pub record: SettledRecord,
 }
 
 /// Why a payload was dropped.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
+    /// The payload is longer than [`MAX_PAYLOAD`]; holds its length in bytes.
     #[error("payload of {0} bytes is over the {MAX_PAYLOAD}-byte limit")]
     TooLarge(usize),
+    /// The payload is not valid JSON for the expected message type.
     #[error("not a valid message: {0}")]
     Invalid(#[from] serde_json::Error),
 }
 
+/// Decodes a JSON payload as a `T`, refusing payloads longer than
+/// [`MAX_PAYLOAD`] before parsing. Never panics, whatever the bytes.
+///
+/// ```
+/// use version_observer_core::{protocol::{decode, encode, DecodeError, Presence}, Version};
+/// let sent = Presence {
+///     id: "web-1".into(),
+///     version: Version::new(1, 2, 0),
+///     incarnation: 7,
+///     leader: false,
+/// };
+/// let received: Presence = decode(&encode(&sent)).unwrap();
+/// assert_eq!(received, sent);
+/// assert!(matches!(decode::<Presence>(b"not json"), Err(DecodeError::Invalid(_))));
+/// ```
 pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DecodeError> {
     if payload.len() > MAX_PAYLOAD {
         return Err(DecodeError::TooLarge(payload.len()));
@@ -267,6 +340,12 @@ pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DecodeError> {
     Ok(serde_json::from_slice(payload)?)
 }
 
+/// Encodes a message as JSON, the wire format of every payload and KV value.
+///
+/// # Panics
+///
+/// If `message` cannot be serialized as JSON, which cannot happen for the
+/// message types of this module.
 pub fn encode<T: Serialize>(message: &T) -> bytes::Bytes {
     serde_json::to_vec(message)
         .expect("protocol messages always serialize")

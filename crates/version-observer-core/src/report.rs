@@ -32,6 +32,7 @@ pub enum ClusterState {
 /// The cluster as one node sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterView {
+    /// How far the live nodes agree, as far as this node can tell.
     pub state: ClusterState,
     /// The version every live node runs, when `state` is `settled`.
     pub settled_version: Option<Version>,
@@ -63,7 +64,9 @@ impl ClusterView {
 /// One node's identity.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeInfo {
+    /// The node's id: unique within its cluster, shown in logs and status pages.
     pub id: String,
+    /// The version the node runs.
     pub version: Version,
 }
 
@@ -74,6 +77,8 @@ pub struct VersionReport {
     pub node: NodeInfo,
     /// `single` (no coordination) or `cluster` (NATS).
     pub mode: Mode,
+    /// The cluster as that node sees it ([`ClusterView::single_node`] for a
+    /// single node).
     pub cluster: ClusterView,
 }
 
@@ -81,6 +86,8 @@ pub struct VersionReport {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
+    /// The node runs alone, without NATS: it is its own cluster.
     Single,
+    /// The node coordinates with the other nodes of its cluster over NATS.
     Cluster,
 }

@@ -27,9 +27,13 @@ pub struct Timings {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{name} = {value_ms} ms is out of range: use {min_ms} to {max_ms} ms")]
 pub struct TimingError {
+    /// The setting's name, as in [`Timings::RANGES_MS`] (`lease`, ...).
     pub name: &'static str,
+    /// The value given, in milliseconds (saturated at `u64::MAX`).
     pub value_ms: u64,
+    /// The smallest allowed value, in milliseconds.
     pub min_ms: u64,
+    /// The largest allowed value, in milliseconds.
     pub max_ms: u64,
 }
 

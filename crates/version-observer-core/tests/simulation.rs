@@ -94,6 +94,9 @@ enum Delivery {
         reply: Option<String>,
         payload: Bytes,
     },
+    /// A KV call reaching the server, which applies it on arrival (even if
+    /// the caller has been paused or cut off since it was sent).
+    KvCall(usize, Action),
     Buckets(usize, Result<(), KvError>),
     Lease(usize, Result<u64, KvError>),
     Record(usize, Result<Option<(u64, Bytes)>, KvError>),
@@ -101,6 +104,7 @@ enum Delivery {
 }
 
 struct Sim {
+    epoch: Instant,
     now: Instant,
     timings: Timings,
     names: Names,
@@ -112,8 +116,10 @@ struct Sim {
     state: Bucket,
     /// Every publish: (time, subject, payload).
     log: Vec<(Instant, String, Bytes)>,
-    /// Extra delay of KV answers (a slow JetStream).
+    /// Extra delay of KV calls (a slow JetStream), for every node...
     kv_delay: Duration,
+    /// ...but those named here.
+    kv_delay_of: Vec<(usize, Duration)>,
 }
 
 impl Sim {
@@ -122,8 +128,10 @@ impl Sim {
     }
 
     fn with_timings(timings: Timings) -> Self {
+        let now = Instant::now();
         Self {
-            now: Instant::now(),
+            epoch: now,
+            now,
             timings,
             names: Names::new("c"),
             nodes: Vec::new(),
@@ -134,6 +142,7 @@ impl Sim {
             state: Bucket::default(),
             log: Vec::new(),
             kv_delay: Duration::ZERO,
+            kv_delay_of: Vec::new(),
         }
     }
 
@@ -243,13 +252,14 @@ impl Sim {
 
     /// Carries out every action a node has queued.
     fn drain(&mut self, node: usize) {
+        let wall = 1_700_000_000_000 + (self.now - self.epoch).as_millis() as u64;
+        self.nodes[node].coord.set_unix_time_ms(wall);
         while let Some(action) = self.nodes[node].coord.poll_action() {
             let n = &self.nodes[node];
             if !n.running || n.paused {
                 continue;
             }
             let linked = n.linked;
-            let at = self.now + LATENCY + self.kv_delay;
             let now = self.now;
             match action {
                 Action::View(view) => self.nodes[node].views.push(view),
@@ -259,48 +269,75 @@ impl Sim {
                     reply,
                     payload,
                 } => self.route(subject, reply, payload),
-                Action::OpenBuckets { lease, state } => {
-                    let BucketSpec { max_age, .. } = lease;
-                    self.lease.max_age = max_age;
-                    self.state.max_age = state.max_age;
-                    self.send(at, Delivery::Buckets(node, Ok(())));
-                }
-                Action::Lease(call) => {
-                    let result = match call {
-                        LeaseCall::Create { value } => self.lease.create(&mut self.seq, value, now),
-                        LeaseCall::Update { revision, value } => {
-                            self.lease.update(&mut self.seq, revision, Some(value), now)
-                        }
-                        LeaseCall::Delete { revision } => {
-                            self.lease.update(&mut self.seq, revision, None, now)
-                        }
-                    };
-                    self.send(at, Delivery::Lease(node, result));
-                }
-                Action::ReadRecord => {
-                    let value = self
-                        .state
-                        .live(now)
-                        .and_then(|e| e.value.clone().map(|v| (e.revision, v)));
-                    self.send(at, Delivery::Record(node, Ok(value)));
-                }
-                Action::WriteRecord {
-                    expected_revision,
-                    value,
-                } => {
-                    let result = match expected_revision {
-                        None => self.state.create(&mut self.seq, value, now),
-                        Some(r) => self.state.update(&mut self.seq, r, Some(value), now),
-                    };
-                    self.send(at, Delivery::Written(node, result));
+                kv_call => {
+                    // Half the round trip there, half back.
+                    let half = (LATENCY + self.kv_delay(node)) / 2;
+                    self.send(now + half, Delivery::KvCall(node, kv_call));
                 }
             }
         }
     }
 
+    fn kv_delay(&self, node: usize) -> Duration {
+        self.kv_delay_of
+            .iter()
+            .find(|(n, _)| *n == node)
+            .map_or(self.kv_delay, |(_, d)| *d)
+    }
+
+    /// The KV server applies a call on arrival and answers half a round trip later.
+    fn apply_kv(&mut self, node: usize, call: Action) {
+        let now = self.now;
+        let at = now + (LATENCY + self.kv_delay(node)) / 2;
+        let answer = match call {
+            Action::OpenBuckets { lease, state } => {
+                let BucketSpec { max_age, .. } = lease;
+                self.lease.max_age = max_age;
+                self.state.max_age = state.max_age;
+                Delivery::Buckets(node, Ok(()))
+            }
+            Action::Lease(call) => Delivery::Lease(
+                node,
+                match call {
+                    LeaseCall::Create { value } => self.lease.create(&mut self.seq, value, now),
+                    LeaseCall::Update { revision, value } => {
+                        self.lease.update(&mut self.seq, revision, Some(value), now)
+                    }
+                    LeaseCall::Delete { revision } => {
+                        self.lease.update(&mut self.seq, revision, None, now)
+                    }
+                },
+            ),
+            Action::ReadRecord => {
+                let value = self
+                    .state
+                    .live(now)
+                    .and_then(|e| e.value.clone().map(|v| (e.revision, v)));
+                Delivery::Record(node, Ok(value))
+            }
+            Action::WriteRecord {
+                expected_revision,
+                value,
+            } => Delivery::Written(
+                node,
+                match expected_revision {
+                    None => self.state.create(&mut self.seq, value, now),
+                    Some(r) => self.state.update(&mut self.seq, r, Some(value), now),
+                },
+            ),
+            Action::Publish { .. } | Action::View(_) => unreachable!("not a KV call"),
+        };
+        self.send(at, answer);
+    }
+
     fn deliver(&mut self, delivery: Delivery) {
         let now = self.now;
+        if let Delivery::KvCall(node, call) = delivery {
+            self.apply_kv(node, call);
+            return;
+        }
         let node = match &delivery {
+            Delivery::KvCall(..) => unreachable!(),
             Delivery::Message { to, .. } => *to,
             Delivery::Buckets(n, _)
             | Delivery::Lease(n, _)
@@ -324,6 +361,7 @@ impl Sim {
             Delivery::Lease(_, r) => n.coord.handle_lease(r, now),
             Delivery::Record(_, r) => n.coord.handle_record(r, now),
             Delivery::Written(_, r) => n.coord.handle_record_written(r, now),
+            Delivery::KvCall(..) => unreachable!(),
         }
         self.drain(node);
     }
@@ -443,6 +481,10 @@ fn a_new_cluster_records_its_baseline_quietly() {
     let sim = settled_cluster(3, "0.1.0");
     let record = sim.record().unwrap();
     assert_eq!(record.kind, protocol::RecordKind::Baseline);
+    assert!(
+        record.at_ms > 1_700_000_000_000,
+        "stamped by the wall clock"
+    );
     assert!(sim.announcements().is_empty());
     assert_eq!(sim.leaders().len(), 1);
     for i in 0..3 {
@@ -478,6 +520,50 @@ fn a_rolling_deploy_is_announced_once_after_the_last_old_node_leaves() {
     for node in live {
         assert_eq!(sim.view(node).announced_version, Some(v("1.0.0")));
     }
+}
+
+#[test]
+fn the_monitor_leaving_last_is_announced_within_a_few_round_trips() {
+    // The last old node is the monitor, as in a real rolling deploy: its
+    // SIGTERM hands the lease over, and the next monitor announces at once,
+    // without waiting for any timer.
+    let mut sim = settled_cluster(1, "0.1.0");
+    let old = 0;
+    sim.start("n2", "1.0.0");
+    sim.start("n3", "1.0.0");
+    sim.run_for(ms(5_000));
+    assert_eq!(sim.leaders(), vec![old]);
+    assert!(sim.announcements().is_empty());
+    sim.stop(old);
+    let took = sim.run_until("the announcement", ms(5_000), |s| {
+        !s.announcements().is_empty()
+    });
+    assert!(took < ms(30), "announced {took:?} after the monitor left");
+}
+
+#[test]
+fn two_live_processes_with_one_id_both_count() {
+    // A copied deployment template: a new node started with the id of an
+    // old one that is still running. The deploy must not settle early.
+    let mut sim = settled_cluster(2, "0.1.0");
+    sim.start("n1", "1.0.0"); // n1 again, while the old n1 still runs
+    sim.stop(1); // n2 leaves
+    sim.start("n2", "1.0.0");
+    sim.run_for(ms(15_000));
+    assert!(
+        sim.announcements().is_empty(),
+        "announced with an old n1 alive"
+    );
+    let status = sim.nodes[3].coord.status(sim.now);
+    let n1s: Vec<_> = status.members.iter().filter(|m| m.id == "n1").collect();
+    assert_eq!(n1s.len(), 2, "{status:?}");
+    assert_eq!(sim.view(3).state, ClusterState::Mixed);
+    // The old n1 stops: now everything runs 1.0.0.
+    sim.stop(0);
+    sim.run_until("the announcement", ms(10_000), |s| {
+        !s.announcements().is_empty()
+    });
+    assert_eq!(sim.announcements().len(), 1);
 }
 
 #[test]
@@ -546,6 +632,27 @@ fn a_monitor_that_stops_hands_the_lease_over_at_once() {
     let down = sim.names.presence(PresenceKind::Down);
     assert_eq!(sim.published_on(&down), 1);
     assert!(sim.seq > lease_bucket_writes);
+}
+
+#[test]
+fn a_handover_is_immediate_even_when_an_acquire_is_in_flight() {
+    // The followers' KV calls are slow and the monitor's are fast, so a
+    // follower's periodic attempt, refused before the release, can still be
+    // on its way back when the monitor's nodedown arrives.
+    for offset in (0..700).step_by(10) {
+        // One follower: nobody else can step in.
+        let mut sim = settled_cluster(2, "1.0.0");
+        let leader = sim.leaders()[0];
+        sim.kv_delay = ms(150);
+        sim.kv_delay_of = vec![(leader, Duration::ZERO)];
+        sim.run_for(ms(offset));
+        sim.stop(leader);
+        let took = sim.run_until("a new monitor", ms(5_000), |s| !s.leaders().is_empty());
+        assert!(
+            took <= ms(400),
+            "offset {offset} ms: the handover took {took:?}, an attempt interval more than KV calls"
+        );
+    }
 }
 
 #[test]

@@ -8,6 +8,7 @@ import { REPO_ROOT, waitFor } from './node';
 
 const LAB_BIN = process.env.VO_LAB_BIN ?? path.join(REPO_ROOT, 'target', 'debug', 'vo-lab');
 
+/** The nodes' cluster timings, as `vo-lab serve` reports them. */
 export interface Timings {
   nodeTimeoutMs: number;
   leaseMs: number;
@@ -15,13 +16,25 @@ export interface Timings {
   safetyIntervalMs: number;
 }
 
-/** Short enough for tests, long enough for a loaded 2-core machine. */
-export const E2E_TIMINGS: Timings = {
-  nodeTimeoutMs: 1_500,
-  leaseMs: 3_000,
-  roundTimeoutMs: 300,
-  safetyIntervalMs: 2_000,
-};
+/**
+ * A timings preset of the lab (`vo-lab serve --timings`): `e2e` is short
+ * enough for tests and long enough for a loaded 2-core machine; `default` is
+ * the product's. The values live in the lab; the lab says which it used.
+ */
+export type TimingsPreset = 'default' | 'fast' | 'e2e';
+
+/** The line `vo-lab serve` prints once the lab is up. */
+interface Started {
+  control: string;
+  proxy: string;
+  nats: string;
+  timings: {
+    node_timeout_ms: number;
+    lease_ms: number;
+    round_timeout_ms: number;
+    safety_interval_ms: number;
+  };
+}
 
 export interface Announcement {
   at_ms: number;
@@ -54,15 +67,8 @@ export class Lab {
     private readonly output: string[],
   ) {}
 
-  static async start(nodes = 3, timings: Timings = E2E_TIMINGS): Promise<Lab> {
-    const args = [
-      'serve',
-      '--nodes', String(nodes),
-      '--node-timeout-ms', String(timings.nodeTimeoutMs),
-      '--lease-ms', String(timings.leaseMs),
-      '--round-timeout-ms', String(timings.roundTimeoutMs),
-      '--safety-interval-ms', String(timings.safetyIntervalMs),
-    ];
+  static async start(nodes = 3, preset: TimingsPreset = 'e2e'): Promise<Lab> {
+    const args = ['serve', '--nodes', String(nodes), '--timings', preset];
     const child = spawn(LAB_BIN, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     const output: string[] = [];
     child.stderr?.on('data', (d) => output.push(String(d)));
@@ -72,8 +78,15 @@ export class Lab {
       child.once('exit', (code) => reject(new Error(`vo-lab exited (${code}):\n${output.join('')}`)));
       child.once('error', reject);
     });
-    const urls = JSON.parse(first);
-    return new Lab(child, urls.control, urls.proxy, timings, output);
+    const started: Started = JSON.parse(first);
+    const t = started.timings;
+    const used: Timings = {
+      nodeTimeoutMs: t.node_timeout_ms,
+      leaseMs: t.lease_ms,
+      roundTimeoutMs: t.round_timeout_ms,
+      safetyIntervalMs: t.safety_interval_ms,
+    };
+    return new Lab(child, started.control, started.proxy, used, output);
   }
 
   private async call(method: 'GET' | 'POST', route: string, body?: unknown) {

@@ -3,15 +3,24 @@
 //! - `vo-lab demo`: a rolling deploy at a human pace, narrated, behind one URL
 //!   to keep open in a browser. Ctrl-C stops everything.
 //! - `vo-lab serve`: the same lab, driven over HTTP (see `vo_lab::control`);
-//!   prints one JSON line with its URLs, then serves until stopped. The
-//!   Playwright scenes use it.
+//!   prints one JSON line with its URLs and the nodes' timings, then serves
+//!   until stopped. The Playwright scenes use it (`--timings e2e`).
+//!
+//! Both take `--timings default|fast|e2e` (default: the product's defaults,
+//! from the core) and a flag per timing that overrides the preset's value.
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
-use std::{sync::Arc, time::Duration};
+use std::{str::FromStr, sync::Arc, time::Duration};
 use tokio::sync::{Mutex, Notify};
-use vo_lab::{lab::LabStatus, process::stop_signal, tools, wait, Lab, LabConfig, Timings};
+use version_observer_core::protocol::valid_cluster_name;
+use vo_lab::{
+    lab::LabStatus,
+    process::stop_signal,
+    timings::{Preset, TimingsMs},
+    tools, wait, Lab, LabConfig, Timings,
+};
 
 #[derive(Parser)]
 #[command(
@@ -27,7 +36,7 @@ struct Cli {
 enum Command {
     /// Walk through a rolling deploy at a human pace; keep a browser tab open on the printed URL.
     Demo(DemoArgs),
-    /// Start the lab and drive it over HTTP (for tests); prints {"control","proxy","nats"}.
+    /// Start the lab and drive it over HTTP (for tests); prints {"control","proxy","nats","timings"}.
     Serve(ServeArgs),
 }
 
@@ -37,20 +46,25 @@ struct LabArgs {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=20))]
     nodes: u16,
     /// The cluster name (namespaces subjects and buckets).
-    #[arg(long, default_value = "lab")]
+    #[arg(long, default_value = "lab", value_parser = parse_cluster)]
     cluster: String,
-    /// The nodes' --node-timeout-ms.
-    #[arg(long, default_value_t = Timings::DEFAULT.node_timeout_ms)]
-    node_timeout_ms: u64,
-    /// The nodes' --lease-ms.
-    #[arg(long, default_value_t = Timings::DEFAULT.lease_ms)]
-    lease_ms: u64,
-    /// The nodes' --round-timeout-ms.
-    #[arg(long, default_value_t = Timings::DEFAULT.round_timeout_ms)]
-    round_timeout_ms: u64,
-    /// The nodes' --safety-interval-ms.
-    #[arg(long, default_value_t = Timings::DEFAULT.safety_interval_ms)]
-    safety_interval_ms: u64,
+    /// The nodes' timings: `default` (the product's), `fast` (the Rust
+    /// cluster tests') or `e2e` (the browser scenes'); the flags below
+    /// override single values.
+    #[arg(long, default_value_t = Preset::Default, value_parser = preset_parser())]
+    timings: Preset,
+    /// The nodes' --node-timeout-ms [default: the preset's].
+    #[arg(long)]
+    node_timeout_ms: Option<u64>,
+    /// The nodes' --lease-ms [default: the preset's].
+    #[arg(long)]
+    lease_ms: Option<u64>,
+    /// The nodes' --round-timeout-ms [default: the preset's].
+    #[arg(long)]
+    round_timeout_ms: Option<u64>,
+    /// The nodes' --safety-interval-ms [default: the preset's].
+    #[arg(long)]
+    safety_interval_ms: Option<u64>,
     /// Another flag for every node (repeatable), e.g. --node-arg=--compat=minor.
     #[arg(long = "node-arg", allow_hyphen_values = true)]
     node_args: Vec<String>,
@@ -95,6 +109,26 @@ struct ServeArgs {
     control: std::net::SocketAddr,
 }
 
+/// `--timings`: each preset, listed with its values in `--help`.
+fn preset_parser() -> impl clap::builder::TypedValueParser<Value = Preset> {
+    use clap::builder::TypedValueParser;
+    let values = Preset::ALL.map(|preset| {
+        let t = TimingsMs::from(preset.timings());
+        clap::builder::PossibleValue::new(preset.name()).help(format!(
+            "node timeout {} ms, lease {} ms, round timeout {} ms, safety interval {} ms",
+            t.node_timeout_ms, t.lease_ms, t.round_timeout_ms, t.safety_interval_ms
+        ))
+    });
+    clap::builder::PossibleValuesParser::new(values)
+        .map(|name: String| Preset::from_str(&name).expect("a listed preset"))
+}
+
+fn parse_cluster(value: &str) -> Result<String, String> {
+    valid_cluster_name(value)
+        .map(|()| value.to_owned())
+        .map_err(|e| format!("{value:?} is not a cluster name: {e}"))
+}
+
 fn parse_version(value: &str) -> Result<String, String> {
     semver::Version::parse(value)
         .map(|v| v.to_string())
@@ -102,18 +136,26 @@ fn parse_version(value: &str) -> Result<String, String> {
 }
 
 impl LabArgs {
-    fn config(&self, proxy_port: u16) -> LabConfig {
+    /// The preset, with any single value the flags override.
+    fn timings(&self) -> anyhow::Result<Timings> {
+        let preset = TimingsMs::from(self.timings.timings());
+        let timings = Timings::from(TimingsMs {
+            node_timeout_ms: self.node_timeout_ms.unwrap_or(preset.node_timeout_ms),
+            lease_ms: self.lease_ms.unwrap_or(preset.lease_ms),
+            round_timeout_ms: self.round_timeout_ms.unwrap_or(preset.round_timeout_ms),
+            safety_interval_ms: self.safety_interval_ms.unwrap_or(preset.safety_interval_ms),
+        });
+        timings.validate()?;
+        Ok(timings)
+    }
+
+    fn config(&self, proxy_port: u16) -> anyhow::Result<LabConfig> {
         let mut config = LabConfig::new(tools::node_binary(), self.nodes.into());
         config.cluster = self.cluster.clone();
-        config.timings = Timings {
-            node_timeout_ms: self.node_timeout_ms,
-            lease_ms: self.lease_ms,
-            round_timeout_ms: self.round_timeout_ms,
-            safety_interval_ms: self.safety_interval_ms,
-        };
+        config.timings = self.timings()?;
         config.proxy_port = proxy_port;
         config.node_args = self.node_args.clone();
-        config
+        Ok(config)
     }
 }
 
@@ -135,10 +177,11 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let lab = Lab::start(args.lab.config(args.proxy_port))
+    let lab = Lab::start(args.lab.config(args.proxy_port)?)
         .await
         .context("cannot start the lab")?;
     let (proxy, nats) = (lab.proxy_url(), lab.nats_url());
+    let timings = TimingsMs::from(lab.config().timings);
     let lab = Arc::new(Mutex::new(lab));
     let shutdown = Arc::new(Notify::new());
     let listener = tokio::net::TcpListener::bind(args.control)
@@ -147,7 +190,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let control = format!("http://{}", listener.local_addr()?);
     println!(
         "{}",
-        serde_json::json!({ "control": control, "proxy": proxy, "nats": nats })
+        serde_json::json!({ "control": control, "proxy": proxy, "nats": nats, "timings": timings })
     );
     let router = vo_lab::control::router(lab.clone(), shutdown.clone());
     let stop = shutdown.clone();
@@ -167,13 +210,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    let config = args.lab.config(args.port)?;
     say(&format!(
         "starting nats-server (JetStream) and nginx on http://127.0.0.1:{}",
         args.port
     ));
-    let mut lab = Lab::start(args.lab.config(args.port))
-        .await
-        .context("cannot start the lab")?;
+    let mut lab = Lab::start(config).await.context("cannot start the lab")?;
     let outcome = tokio::select! {
         r = walk_through(&mut lab, &args) => r,
         _ = stop_signal() => { say("stopping (signal)"); Ok(()) }
@@ -189,8 +231,7 @@ async fn walk_through(lab: &mut Lab, args: &DemoArgs) -> anyhow::Result<()> {
     let slots = lab.config().slots.clone();
     let pace = Duration::from_secs(args.pace);
     let timings = lab.config().timings;
-    let settle = Duration::from_millis(timings.node_timeout_ms * 4 + timings.lease_ms)
-        + Duration::from_secs(10);
+    let settle = timings.node_timeout * 4 + timings.lease + Duration::from_secs(10);
     let mut demo = Narrator {
         lab,
         last: String::new(),
@@ -432,6 +473,38 @@ mod tests {
             }))
         );
         assert_eq!(announced(&status), Some(("0.1.0", "baseline")));
+    }
+
+    fn lab_args(line: &[&str]) -> LabArgs {
+        let cli = Cli::try_parse_from(["vo-lab"].iter().chain(line)).expect("valid flags");
+        match cli.command {
+            Command::Demo(args) => args.lab,
+            Command::Serve(args) => args.lab,
+        }
+    }
+
+    #[test]
+    fn timings_are_a_preset_with_single_values_overridden() {
+        let t = lab_args(&["demo"]).timings().unwrap();
+        assert_eq!(t, Timings::DEFAULT, "the product's defaults, from the core");
+        let t = lab_args(&["serve", "--timings", "e2e"]).timings().unwrap();
+        assert_eq!(t, vo_lab::timings::E2E);
+        let t = lab_args(&["serve", "--timings", "fast", "--lease-ms", "4000"])
+            .timings()
+            .unwrap();
+        assert_eq!(
+            t,
+            Timings {
+                lease: Duration::from_millis(4_000),
+                ..vo_lab::timings::FAST
+            }
+        );
+        let err = lab_args(&["demo", "--node-timeout-ms", "1"])
+            .timings()
+            .unwrap_err();
+        assert!(err.to_string().contains("node_timeout"), "{err}");
+        assert!(Cli::try_parse_from(["vo-lab", "demo", "--timings", "slow"]).is_err());
+        assert!(Cli::try_parse_from(["vo-lab", "demo", "--cluster", "a.b"]).is_err());
     }
 
     #[test]

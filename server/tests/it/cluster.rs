@@ -2,7 +2,7 @@
 //! processes, crashed with `kill -9` or stopped with SIGTERM.
 
 use crate::support::{
-    cluster::{eventually, nats, node, NodeProcess, LEASE_MS, NODE_TIMEOUT_MS},
+    cluster::{eventually, names, nats, node, NodeProcess, LEASE, NODE_TIMEOUT},
     SseReader,
 };
 use futures::StreamExt;
@@ -11,12 +11,16 @@ use std::{
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
-use version_observer::VersionReport;
+use version_observer::{
+    core::protocol::{decode, PresenceKind, SettledNotice},
+    VersionReport,
+};
 
 const SETTLE: Duration = Duration::from_secs(20);
 
-/// Every message on the announce subject, collected in the background.
-struct Announcements(Arc<Mutex<Vec<Value>>>);
+/// Every message on the announce subject, collected in the background
+/// (`None`: one that is not a notice).
+struct Announcements(Arc<Mutex<Vec<Option<SettledNotice>>>>);
 
 impl Announcements {
     async fn watch(nats: &str) -> Self {
@@ -25,15 +29,14 @@ impl Announcements {
             .connect(nats)
             .await
             .unwrap();
-        let mut sub = client.subscribe("vo.test.announce").await.unwrap();
+        let mut sub = client.subscribe(names().announce()).await.unwrap();
         client.flush().await.unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = seen.clone();
         tokio::spawn(async move {
             let _client = client;
             while let Some(m) = sub.next().await {
-                let v: Value = serde_json::from_slice(&m.payload).unwrap_or(Value::Null);
-                sink.lock().unwrap().push(v);
+                sink.lock().unwrap().push(decode(&m.payload).ok());
             }
         });
         Self(seen)
@@ -44,7 +47,10 @@ impl Announcements {
             .lock()
             .unwrap()
             .iter()
-            .map(|v| v["record"]["version"].as_str().unwrap_or("?").to_owned())
+            .map(|notice| match notice {
+                Some(n) => n.record.version.to_string(),
+                None => "?".to_owned(),
+            })
             .collect()
     }
 
@@ -156,7 +162,7 @@ async fn a_rolling_deploy_is_announced_once_when_settled() {
         state_on(&new[0], "mixed", 4).await;
         announced
             .none_during(
-                Duration::from_millis(NODE_TIMEOUT_MS + 500),
+                NODE_TIMEOUT + Duration::from_millis(500),
                 "versions are mixed",
             )
             .await;
@@ -206,7 +212,7 @@ async fn a_crashed_leader_mid_deploy_is_replaced_and_still_announces_once() {
     assert_ne!(next, leader);
     let failover = crashed_at.elapsed();
     assert!(
-        failover < Duration::from_millis(LEASE_MS + 3_000),
+        failover < LEASE + Duration::from_secs(3),
         "failover took {failover:?}"
     );
     announced
@@ -253,11 +259,11 @@ async fn a_crashed_last_old_node_is_detected_then_announced() {
     }
     let took = killed_at.elapsed();
     assert!(
-        took >= Duration::from_millis(NODE_TIMEOUT_MS / 2),
+        took >= NODE_TIMEOUT / 2,
         "too fast to be a timeout: {took:?}"
     );
     assert!(
-        took < Duration::from_millis(NODE_TIMEOUT_MS + 3_000),
+        took < NODE_TIMEOUT + Duration::from_secs(3),
         "detection took {took:?}"
     );
     assert_eq!(announced.versions(), vec!["1.0.0".to_string()]);
@@ -319,17 +325,20 @@ async fn garbage_on_the_cluster_subjects_is_logged_and_ignored() {
         b"{\"id\":\"x\",\"version\":\"1.0\",\"incarnation\":1}",
         &[0xff, 0x00],
     ];
+    let names = names();
+    // A presence subject of a kind no node knows: `node.*` with another last token.
+    let unknown = names.presence_all().replace('*', "other");
     for subject in [
-        "vo.test.node.up",
-        "vo.test.node.heartbeat",
-        "vo.test.node.down",
-        "vo.test.node.other",
-        "vo.test.settled",
-        "vo.test.version.request",
+        names.presence(PresenceKind::Up),
+        names.presence(PresenceKind::Heartbeat),
+        names.presence(PresenceKind::Down),
+        unknown,
+        names.settled(),
+        names.version_request(),
     ] {
         for payload in garbage {
             client
-                .publish_with_reply(subject, "garbage.inbox", payload.to_vec().into())
+                .publish_with_reply(subject.clone(), "garbage.inbox", payload.to_vec().into())
                 .await
                 .unwrap();
         }

@@ -91,6 +91,53 @@ fn a_bad_nats_url_stops_startup_naming_it() {
 }
 
 #[test]
+fn the_environment_wins_over_the_file_and_flags_over_both() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = site();
+    let file = dir.join("node.toml");
+    // The file alone would start a node on a free port...
+    std::fs::write(&file, "listen = \"127.0.0.1:0\"\napp-version = \"1.0\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_version-observer"))
+        .arg("--site-root")
+        .arg(&dir)
+        .arg("--config")
+        .arg(&file)
+        .args(["--app-version", "2.0.0"])
+        .env("VO_LISTEN", &addr)
+        .env_remove("VO_APP_VERSION")
+        .output()
+        .unwrap();
+    // ...but the environment's address wins (and the flag's version wins
+    // over the file's bad one, which is never even read).
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn leptos_toml_in_the_working_directory_is_read_and_checked() {
+    let dir = site();
+    let cwd = dir.join("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    std::fs::write(cwd.join("Leptos.toml"), "node-timeout-ms = 5\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_version-observer"))
+        .current_dir(&cwd)
+        .arg("--site-root")
+        .arg(&dir)
+        .env_remove("VO_NODE_TIMEOUT_MS")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("Leptos.toml"), "{stderr}");
+    assert!(stderr.contains("'5'"), "{stderr}");
+}
+
+#[test]
 fn help_documents_every_flag() {
     let out = Command::new(env!("CARGO_BIN_EXE_version-observer"))
         .arg("--help")
@@ -105,7 +152,19 @@ fn help_documents_every_flag() {
         "--compat",
         "--site-root",
         "--max-streams",
+        "--max-inflight",
+        "--keepalive-secs",
+        "--nats",
+        "--nats-creds",
+        "--nats-ca",
+        "--cluster",
+        "--node-timeout-ms",
+        "--lease-ms",
+        "--round-timeout-ms",
+        "--safety-interval-ms",
+        "--config",
         "VO_APP_VERSION",
+        "VO_CONFIG",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }

@@ -39,7 +39,7 @@
 
 use super::{
     election::{Election, ElectionAction, RoleChange},
-    membership::{Agreement, Change, MembershipView},
+    membership::{Agreement, Change, MembershipView, Process},
     monitor::{self, Backoff, Decision, Round, RoundOutcome, Scheduler},
 };
 use crate::{
@@ -71,15 +71,22 @@ pub const ROUND_BACKOFF: Backoff = Backoff {
 /// with the same id: larger is newer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
+    /// This node's id ([`valid_node_id`]),
+    /// sent in every presence message and version reply.
     pub id: String,
+    /// The version this node runs and reports.
     pub version: Version,
+    /// This process's incarnation, for example its start time in
+    /// nanoseconds since the Unix epoch.
     pub incarnation: u64,
 }
 
 /// A KV bucket the cluster needs, as the driver should create it if missing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BucketSpec {
+    /// The bucket's name ([`Names::lease_bucket`] or [`Names::state_bucket`]).
     pub name: String,
+    /// A description for operators, stored with the bucket.
     pub description: &'static str,
     /// Values kept per key.
     pub history: i64,
@@ -93,11 +100,23 @@ pub struct BucketSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeaseCall {
     /// Create the key if absent; answer with the new revision.
-    Create { value: Bytes },
+    Create {
+        /// The encoded [`LeaseHolder`] naming this node.
+        value: Bytes,
+    },
     /// Update the key expecting `revision`; answer with the new revision.
-    Update { revision: u64, value: Bytes },
+    Update {
+        /// The revision this node last wrote; any other makes the call fail
+        /// with [`KvError::Conflict`].
+        revision: u64,
+        /// The encoded [`LeaseHolder`] naming this node.
+        value: Bytes,
+    },
     /// Delete the key expecting `revision`.
-    Delete { revision: u64 },
+    Delete {
+        /// The revision this node holds; any other makes the call fail.
+        revision: u64,
+    },
 }
 
 /// What the driver should do.
@@ -105,14 +124,22 @@ pub enum LeaseCall {
 pub enum Action {
     /// Publish `payload` on `subject` (with `reply` as its reply subject).
     Publish {
+        /// A cluster subject, or the reply inbox of a version request.
         subject: String,
+        /// `Some` only for a version request: this node's inbox subject for
+        /// the round's replies.
         reply: Option<String>,
+        /// The JSON-encoded message ([`protocol::encode`]).
         payload: Bytes,
     },
     /// Open both buckets, creating whichever is missing; answer with
     /// [`Coordinator::handle_buckets`].
     OpenBuckets {
+        /// The lease bucket: in memory, one value per key, values expire
+        /// after the lease.
         lease: BucketSpec,
+        /// The state bucket with the settled record: file storage, a short
+        /// history, values kept for ever.
         state: BucketSpec,
     },
     /// Answer with [`Coordinator::handle_lease`].
@@ -124,7 +151,10 @@ pub enum Action {
     /// `expected_revision` is `None`, else update it expecting that revision.
     /// Answer with [`Coordinator::handle_record_written`].
     WriteRecord {
+        /// The revision the record must still have; `None` when there was
+        /// no record, so the key must not exist yet.
         expected_revision: Option<u64>,
+        /// The encoded [`SettledRecord`].
         value: Bytes,
     },
     /// What browsers should now be told.
@@ -227,6 +257,11 @@ pub struct Coordinator {
     connected: bool,
     buckets: Buckets,
     lease_call: Option<PendingLease>,
+    /// The monitor left while an acquire was in flight: if it fails, try
+    /// again at once rather than after the attempt interval.
+    retry_acquire: bool,
+    /// This node handed its lease back while leaving (its nodedown says so).
+    released_lease: bool,
     record_call: Option<RecordCall>,
     /// A read of the record is wanted as soon as no record call is in flight.
     reread: bool,
@@ -250,6 +285,9 @@ pub struct Coordinator {
     changes: u64,
     shown: Option<ClusterView>,
     dropped: Dropped,
+    /// The wall clock, as the driver last told it (milliseconds since the
+    /// Unix epoch): only stamped on records, never used to decide anything.
+    unix_ms: u64,
     actions: VecDeque<Action>,
 }
 
@@ -277,6 +315,8 @@ impl Coordinator {
             connected: false,
             buckets: Buckets::Closed { retry_at: now },
             lease_call: None,
+            retry_acquire: false,
+            released_lease: false,
             record_call: None,
             reread: false,
             read_is_fresh: false,
@@ -294,6 +334,7 @@ impl Coordinator {
             changes: 1,
             shown: None,
             dropped: Dropped::default(),
+            unix_ms: 0,
             actions: VecDeque::new(),
         }
     }
@@ -304,10 +345,12 @@ impl Coordinator {
         [self.names.all(), format!("{}.*", self.inbox)]
     }
 
+    /// Who this node is, as given to [`new`](Self::new).
     pub fn identity(&self) -> &Identity {
         &self.me
     }
 
+    /// The names of the cluster's subjects and buckets.
     pub fn names(&self) -> &Names {
         &self.names
     }
@@ -333,6 +376,8 @@ impl Coordinator {
         self.leaving == Leaving::Left
     }
 
+    /// Messages dropped since this coordinator was created, by reason
+    /// ([`status`](Self::status) shows their total).
     pub fn dropped(&self) -> Dropped {
         self.dropped
     }
@@ -341,6 +386,13 @@ impl Coordinator {
     /// members' ages): a driver republishes the status when it moves.
     pub fn changes(&self) -> u64 {
         self.changes
+    }
+
+    /// The wall clock now, in milliseconds since the Unix epoch, for the
+    /// `at_ms` stamp of the records this node writes. Decisions never depend
+    /// on it (they use the monotonic `now` of each call).
+    pub fn set_unix_time_ms(&mut self, unix_ms: u64) {
+        self.unix_ms = unix_ms;
     }
 
     // ---- events ---------------------------------------------------------
@@ -375,6 +427,10 @@ impl Coordinator {
         self.changes += 1;
         self.view.stop_observing();
         self.next_heartbeat = None;
+        if self.leaving == Leaving::Releasing {
+            // The release cannot complete now; the lease will expire.
+            self.lease_call = None;
+        }
         self.step(now);
     }
 
@@ -444,6 +500,7 @@ impl Coordinator {
         match (call.purpose, result) {
             (LeasePurpose::Release, Ok(_)) => {
                 tracing::info!("released the monitor lease");
+                self.released_lease = true;
             }
             (LeasePurpose::Release, Err(e)) => {
                 tracing::warn!(error = %e, "could not release the lease; it will expire");
@@ -472,6 +529,9 @@ impl Coordinator {
                 }
                 if let Some(change) = self.election.lost(now) {
                     self.role_changed(change, now);
+                }
+                if std::mem::take(&mut self.retry_acquire) {
+                    self.election.attempt_now(now);
                 }
             }
         }
@@ -644,12 +704,17 @@ impl Coordinator {
             .members()
             .map(|m| MemberStatus {
                 id: m.id.clone(),
+                incarnation: m.incarnation,
                 version: m.version.clone(),
                 last_seen_ms_ago: u64::try_from(
                     now.saturating_duration_since(m.last_seen).as_millis(),
                 )
                 .unwrap_or(u64::MAX),
-                leader: if m.id == self.me.id { leads } else { m.leader },
+                leader: if m.id == self.me.id && m.incarnation == self.me.incarnation {
+                    leads
+                } else {
+                    m.leader
+                },
             })
             .collect();
         let leader = if leads {
@@ -713,7 +778,12 @@ impl Coordinator {
             id: self.me.id.clone(),
             version: self.me.version.clone(),
             incarnation: self.me.incarnation,
-            leader: kind != PresenceKind::Down && self.election.is_leader(now),
+            // On nodedown: whether this node held the lease until just now
+            // (it released it first), so the others try to take it at once.
+            leader: match kind {
+                PresenceKind::Down => self.released_lease,
+                _ => self.election.is_leader(now),
+            },
         };
         self.publish(self.names.presence(kind), protocol::encode(&presence));
     }
@@ -721,14 +791,23 @@ impl Coordinator {
     fn on_presence(&mut self, kind: PresenceKind, presence: Presence, now: Instant) {
         let material = match kind {
             PresenceKind::Down => {
-                let was_monitor = self.view.get(&presence.id).is_some_and(|m| m.leader);
-                let left = self.view.left(&presence.id, presence.incarnation);
+                let was_monitor = presence.leader
+                    || self
+                        .view
+                        .get(&presence.id, presence.incarnation)
+                        .is_some_and(|m| m.leader);
+                let left = self.view.left(&presence.id, presence.incarnation, now);
                 if left && was_monitor {
                     // It handed the lease back before saying nodedown.
                     self.election.attempt_now(now);
+                    // An attempt already in flight may have been refused
+                    // before the release: try again as soon as it returns.
+                    self.retry_acquire = self
+                        .lease_call
+                        .is_some_and(|c| c.purpose == LeasePurpose::Acquire);
                 }
                 if let (true, Some(round)) = (left, self.round.as_mut()) {
-                    round.departed(&presence.id);
+                    round.departed(&Process::new(&presence.id, presence.incarnation));
                 }
                 left
             }
@@ -785,7 +864,7 @@ impl Coordinator {
             self.scheduler.collect_now(now);
         }
         if let Some(current) = self.round.as_mut().filter(|r| r.number == round) {
-            current.reply(&reply.id, &reply.version);
+            current.reply(Process::new(&reply.id, reply.incarnation), &reply.version);
         }
     }
 
@@ -839,7 +918,7 @@ impl Coordinator {
                 kind,
                 fence: 0,
                 leader: self.me.id.clone(),
-                at_ms: 0,
+                at_ms: self.unix_ms,
             },
             expected: current.map(|n| n.revision),
         });
@@ -910,13 +989,6 @@ impl Coordinator {
         }
         if self.buckets == Buckets::Open {
             self.lease_step(now);
-            if self.record_call.is_none() && (self.reread || now >= self.next_refresh) {
-                self.reread = false;
-                self.read_is_fresh = true;
-                self.next_refresh = now + RECORD_REFRESH;
-                self.record_call = Some(RecordCall::Read);
-                self.actions.push_back(Action::ReadRecord);
-            }
         }
         if let Some(at) = self.next_heartbeat.filter(|at| now >= *at) {
             if self.leaving == Leaving::No {
@@ -927,6 +999,18 @@ impl Coordinator {
             }
         }
         self.monitor_step(now);
+        // After the monitor's step, which may just have asked for a fresh
+        // read (a settled round): nothing here may wait for another event.
+        if self.buckets == Buckets::Open
+            && self.record_call.is_none()
+            && (self.reread || now >= self.next_refresh)
+        {
+            self.reread = false;
+            self.read_is_fresh = true;
+            self.next_refresh = now + RECORD_REFRESH;
+            self.record_call = Some(RecordCall::Read);
+            self.actions.push_back(Action::ReadRecord);
+        }
         self.leave_step(now);
         self.show(now);
     }
@@ -1020,7 +1104,7 @@ impl Coordinator {
         });
         self.round = Some(Round::new(
             self.rounds,
-            self.view.member_ids(),
+            self.view.processes(),
             now,
             self.timings.round_timeout,
         ));

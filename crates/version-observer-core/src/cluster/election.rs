@@ -28,14 +28,26 @@ pub enum ElectionAction {
     /// Try to create the lease key.
     Acquire,
     /// Update the lease key, expecting this revision.
-    Renew { revision: u64 },
+    Renew {
+        /// The revision this node last wrote to the lease key.
+        revision: u64,
+    },
 }
 
 /// A change of role the node should log and act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoleChange {
-    BecameLeader { fence: u64 },
-    SteppedDown { fence: u64 },
+    /// A follower won the lease: a new term (a renewal is not one).
+    BecameLeader {
+        /// The lease key's revision it won with: its first fencing token.
+        fence: u64,
+    },
+    /// A leader lost the lease: a renewal failed, or the lease ran out on
+    /// its own clock. (Resigning on a graceful stop reports no change.)
+    SteppedDown {
+        /// The last lease revision it held.
+        fence: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +62,23 @@ enum Role {
     },
 }
 
+/// One node's side of the lease election: a follower waiting for its next
+/// attempt, or a leader with its lease revision and when it must renew. See
+/// the [module docs](self).
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use version_observer_core::cluster::election::{Election, ElectionAction, RoleChange};
+/// let t0 = Instant::now();
+/// let mut election = Election::new(Duration::from_secs(5), t0);
+/// assert_eq!(election.poll(t0), (ElectionAction::Acquire, None));
+/// // The transport created the lease key, which now has revision 7.
+/// assert_eq!(election.won(7, t0), Some(RoleChange::BecameLeader { fence: 7 }));
+/// assert_eq!(election.fence(t0), Some(7));
+/// // Without a successful renewal, it steps down before the server expires the key.
+/// let too_late = t0 + election.lease() - election.margin();
+/// assert!(!election.is_leader(too_late));
+/// ```
 #[derive(Debug, Clone)]
 pub struct Election {
     lease: Duration,
@@ -61,6 +90,8 @@ pub struct Election {
 }
 
 impl Election {
+    /// A follower, eligible to stand, whose first attempt is due at `now`.
+    /// `lease` is the lease length: the lease bucket's `max_age`.
     pub fn new(lease: Duration, now: Instant) -> Self {
         Self {
             lease,
@@ -75,6 +106,7 @@ impl Election {
         self.eligible = eligible;
     }
 
+    /// The lease length given to [`new`](Self::new).
     pub fn lease(&self) -> Duration {
         self.lease
     }
@@ -108,6 +140,8 @@ impl Election {
         }
     }
 
+    /// Whether this node may act as leader at `now`: it holds the lease and
+    /// its own clock still trusts it (that is, [`fence`](Self::fence) is `Some`).
     pub fn is_leader(&self, now: Instant) -> bool {
         self.fence(now).is_some()
     }

@@ -5,6 +5,16 @@
 //! (that is how a `kill -9` is noticed). Time is passed in, never read, so the
 //! view is plain data.
 //!
+//! A member is one **process**: a node id and the random incarnation the
+//! process drew at start. Two live processes with the same id (a copied
+//! deployment template) are two members, so both versions count; a restarted
+//! node is a new member, and its previous process leaves by nodedown or
+//! expires. A nodedown removes exactly the process it names; it is
+//! remembered for half a node timeout, so a heartbeat of that process still
+//! in flight cannot bring it back, but a forged nodedown cannot hide a live
+//! process for longer than that: its next heartbeats are heard again. The
+//! set of departures is bounded by time and by size.
+//!
 //! The view is **warm** only after it has been observing for a whole
 //! `node_timeout` without interruption: before that, a live node may simply not
 //! have sent its first heartbeat yet, and a monitor deciding on a cold view
@@ -16,27 +26,60 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// One node process. `incarnation` tells a restarted node (same id) from its
-/// previous life, so a late heartbeat of the old process cannot revive it.
+/// The most departures remembered at once (they also expire).
+pub const MAX_DEPARTED: usize = 4_096;
+
+/// One node process: its id, and the incarnation it drew at start.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Process {
+    /// The node id.
+    pub id: String,
+    /// The process's incarnation (random per process).
+    pub incarnation: u64,
+}
+
+impl Process {
+    /// The process `incarnation` of node `id`.
+    pub fn new(id: &str, incarnation: u64) -> Self {
+        Self {
+            id: id.to_owned(),
+            incarnation,
+        }
+    }
+}
+
+/// A live process, as the view knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
+    /// The node id.
     pub id: String,
+    /// The version it last said it runs.
     pub version: Version,
+    /// Its incarnation.
     pub incarnation: u64,
+    /// When it was last heard from (nodeup, heartbeat or reply).
     pub last_seen: Instant,
+    /// Whether its last presence message said it holds the monitor lease.
     pub leader: bool,
+}
+
+impl Member {
+    /// Which process it is.
+    pub fn process(&self) -> Process {
+        Process::new(&self.id, self.incarnation)
+    }
 }
 
 /// What a presence message did to the view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
-    /// A node we did not know (or a new incarnation of one) joined.
+    /// A process the view did not know joined.
     Joined,
-    /// A known node now reports another version.
+    /// A known process now reports another version.
     VersionChanged,
-    /// A known node is still there; nothing else changed.
+    /// A known process is still there; nothing else changed.
     Refreshed,
-    /// The message was stale (an incarnation that already left) and was ignored.
+    /// The message was from a process that just left, and was ignored.
     Ignored,
 }
 
@@ -50,7 +93,7 @@ impl Change {
 /// How far the live members agree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Agreement {
-    /// Not observed long enough to know every live node.
+    /// Not observed long enough to know every live node, or no member.
     Unknown,
     /// Every live member runs this version.
     Settled(Version),
@@ -58,16 +101,33 @@ pub enum Agreement {
     Mixed(BTreeSet<Version>),
 }
 
+/// Which processes are alive and which version each runs (see the module docs).
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use version_observer_core::cluster::membership::{Agreement, MembershipView};
+/// use version_observer_core::Version;
+/// let (t0, timeout) = (Instant::now(), Duration::from_secs(3));
+/// let mut view = MembershipView::new(timeout);
+/// view.start_observing(t0);
+/// view.heard("web-1", &Version::new(1, 0, 0), 7, false, t0);
+/// assert_eq!(view.agreement(t0), Agreement::Unknown); // still cold
+/// let warm = t0 + timeout;
+/// view.heard("web-1", &Version::new(1, 0, 0), 7, false, warm);
+/// assert_eq!(view.agreement(warm), Agreement::Settled(Version::new(1, 0, 0)));
+/// ```
 #[derive(Debug, Clone)]
 pub struct MembershipView {
     node_timeout: Duration,
-    members: BTreeMap<String, Member>,
-    /// Incarnations that announced nodedown, by id: their late messages are ignored.
-    departed: BTreeMap<String, u64>,
+    members: BTreeMap<Process, Member>,
+    /// Processes that said nodedown, until when their late messages are ignored.
+    departed: BTreeMap<Process, Instant>,
     observing_since: Option<Instant>,
 }
 
 impl MembershipView {
+    /// An empty view, cold until [`start_observing`](Self::start_observing),
+    /// that drops members not heard from for `node_timeout`.
     pub fn new(node_timeout: Duration) -> Self {
         Self {
             node_timeout,
@@ -77,8 +137,15 @@ impl MembershipView {
         }
     }
 
+    /// How long a member may stay silent before it expires, which is also
+    /// how long the view must observe before it is warm.
     pub fn node_timeout(&self) -> Duration {
         self.node_timeout
+    }
+
+    /// How long a nodedown is remembered.
+    pub fn departure_memory(&self) -> Duration {
+        self.node_timeout / 2
     }
 
     /// Starts (or restarts, after a reconnect) observing: the view is cold for
@@ -105,7 +172,8 @@ impl MembershipView {
             .is_some_and(|since| now.saturating_duration_since(since) >= self.node_timeout)
     }
 
-    /// A node announced itself (nodeup, heartbeat, or a reply to a version request).
+    /// A process announced itself (nodeup, heartbeat, or a reply to a
+    /// version request).
     pub fn heard(
         &mut self,
         id: &str,
@@ -114,16 +182,16 @@ impl MembershipView {
         leader: bool,
         now: Instant,
     ) -> Change {
+        let process = Process::new(id, incarnation);
         if self
             .departed
-            .get(id)
-            .is_some_and(|gone| incarnation <= *gone)
+            .get(&process)
+            .is_some_and(|until| now < *until)
         {
             return Change::Ignored;
         }
-        match self.members.get_mut(id) {
-            Some(m) if incarnation < m.incarnation => Change::Ignored,
-            Some(m) if incarnation == m.incarnation => {
+        match self.members.get_mut(&process) {
+            Some(m) => {
                 m.last_seen = m.last_seen.max(now);
                 m.leader = leader;
                 if m.version != *version {
@@ -133,7 +201,7 @@ impl MembershipView {
                     Change::Refreshed
                 }
             }
-            _ => {
+            None => {
                 let member = Member {
                     id: id.to_owned(),
                     version: version.clone(),
@@ -141,35 +209,58 @@ impl MembershipView {
                     last_seen: now,
                     leader,
                 };
-                self.members.insert(id.to_owned(), member);
+                self.members.insert(process, member);
                 Change::Joined
             }
         }
     }
 
-    /// A node announced nodedown; returns whether it was a member.
-    pub fn left(&mut self, id: &str, incarnation: u64) -> bool {
-        let gone = self.departed.entry(id.to_owned()).or_insert(incarnation);
-        *gone = (*gone).max(incarnation);
-        match self.members.get(id) {
-            Some(m) if m.incarnation <= incarnation => self.members.remove(id).is_some(),
-            _ => false,
+    /// A process announced nodedown; returns whether it was a member.
+    pub fn left(&mut self, id: &str, incarnation: u64, now: Instant) -> bool {
+        let process = Process::new(id, incarnation);
+        if self.departed.len() >= MAX_DEPARTED {
+            self.forget_departures(now);
+            if self.departed.len() >= MAX_DEPARTED {
+                // Still full (a flood of nodedowns): forget the oldest.
+                if let Some(oldest) = self
+                    .departed
+                    .iter()
+                    .min_by_key(|(_, until)| **until)
+                    .map(|(p, _)| p.clone())
+                {
+                    self.departed.remove(&oldest);
+                }
+            }
         }
+        self.departed
+            .insert(process.clone(), now + self.departure_memory());
+        self.members.remove(&process).is_some()
     }
 
-    /// Removes the members not heard from within `node_timeout`; returns their ids.
-    pub fn expire(&mut self, now: Instant) -> Vec<String> {
+    /// Removes the members not heard from within `node_timeout` (and
+    /// departures no longer remembered); returns the processes removed.
+    pub fn expire(&mut self, now: Instant) -> Vec<Process> {
         let timeout = self.node_timeout;
-        let expired: Vec<String> = self
+        let expired: Vec<Process> = self
             .members
-            .values()
-            .filter(|m| now.saturating_duration_since(m.last_seen) >= timeout)
-            .map(|m| m.id.clone())
+            .iter()
+            .filter(|(_, m)| now.saturating_duration_since(m.last_seen) >= timeout)
+            .map(|(p, _)| p.clone())
             .collect();
-        for id in &expired {
-            self.members.remove(id);
+        for process in &expired {
+            self.members.remove(process);
         }
+        self.forget_departures(now);
         expired
+    }
+
+    fn forget_departures(&mut self, now: Instant) {
+        self.departed.retain(|_, until| now < *until);
+    }
+
+    /// How many nodedowns are remembered now.
+    pub fn departures(&self) -> usize {
+        self.departed.len()
     }
 
     /// The earliest moment a member could expire (when to call [`expire`](Self::expire) next).
@@ -180,16 +271,19 @@ impl MembershipView {
             .min()
     }
 
+    /// The members, in order of id, then incarnation.
     pub fn members(&self) -> impl Iterator<Item = &Member> {
         self.members.values()
     }
 
-    pub fn member_ids(&self) -> BTreeSet<String> {
+    /// The live processes.
+    pub fn processes(&self) -> BTreeSet<Process> {
         self.members.keys().cloned().collect()
     }
 
-    pub fn get(&self, id: &str) -> Option<&Member> {
-        self.members.get(id)
+    /// The member that is this process, if it is one.
+    pub fn get(&self, id: &str, incarnation: u64) -> Option<&Member> {
+        self.members.get(&Process::new(id, incarnation))
     }
 
     /// The member that last said it holds the monitor lease, if any.
@@ -197,6 +291,9 @@ impl MembershipView {
         self.members.values().find(|m| m.leader)
     }
 
+    /// How far the members agree at `now`: [`Agreement::Unknown`] while the
+    /// view is cold or empty. Silent members count until
+    /// [`expire`](Self::expire) removes them.
     pub fn agreement(&self, now: Instant) -> Agreement {
         if !self.is_warm(now) || self.members.is_empty() {
             return Agreement::Unknown;
@@ -248,7 +345,7 @@ mod tests {
         assert_eq!(view.agreement(t0 + TIMEOUT), Agreement::Unknown);
         view.start_observing(t0 + ms(4_000));
         assert_eq!(view.agreement(t0 + ms(4_000)), Agreement::Unknown);
-        assert!(view.get("a").is_some());
+        assert!(view.get("a", 1).is_some());
     }
 
     #[test]
@@ -264,19 +361,42 @@ mod tests {
             view.heard("a", &v("1.0.0"), 1, false, t0 + ms(2)),
             Change::VersionChanged
         );
-        // A restart under the same id is a new member.
-        assert_eq!(
-            view.heard("a", &v("1.0.0"), 2, false, t0 + ms(3)),
-            Change::Joined
-        );
-        // ...and the old process's late heartbeat is ignored.
-        assert_eq!(
-            view.heard("a", &v("0.1.0"), 1, false, t0 + ms(4)),
-            Change::Ignored
-        );
-        assert_eq!(view.get("a").unwrap().version, v("1.0.0"));
         assert!(Change::Joined.is_material() && Change::VersionChanged.is_material());
         assert!(!Change::Refreshed.is_material() && !Change::Ignored.is_material());
+    }
+
+    #[test]
+    fn two_processes_with_one_id_are_two_members() {
+        // A copied deployment template: two live processes named "web".
+        let t0 = Instant::now();
+        let mut view = warm_view(t0);
+        view.heard("web", &v("1.0.0"), 11, false, t0);
+        assert_eq!(
+            view.heard("web", &v("0.9.0"), 22, false, t0),
+            Change::Joined
+        );
+        let t = t0 + TIMEOUT - ms(1);
+        view.heard("web", &v("1.0.0"), 11, false, t);
+        view.heard("web", &v("0.9.0"), 22, false, t);
+        assert_eq!(
+            view.agreement(t0 + TIMEOUT),
+            Agreement::Mixed([v("0.9.0"), v("1.0.0")].into()),
+            "both count: no deploy settles early"
+        );
+        assert_eq!(view.processes().len(), 2);
+    }
+
+    #[test]
+    fn a_restart_is_a_new_member_and_the_old_process_leaves_or_expires() {
+        let t0 = Instant::now();
+        let mut view = warm_view(t0);
+        view.heard("n1", &v("0.1.0"), 5, false, t0);
+        // kill -9, restarted on 1.0.0 with a new incarnation.
+        view.heard("n1", &v("1.0.0"), 9, false, t0 + ms(100));
+        assert_eq!(view.processes().len(), 2);
+        view.heard("n1", &v("1.0.0"), 9, false, t0 + ms(2_500));
+        assert_eq!(view.expire(t0 + TIMEOUT), vec![Process::new("n1", 5)]);
+        assert_eq!(view.agreement(t0 + TIMEOUT), Agreement::Settled(v("1.0.0")));
     }
 
     #[test]
@@ -295,27 +415,27 @@ mod tests {
             Agreement::Mixed([v("0.1.0"), v("1.0.0")].into_iter().collect())
         );
         assert_eq!(view.leader().unwrap().id, "n1");
-        assert!(view.left("n1", 1));
+        assert!(view.left("n1", 1, t));
         assert_eq!(view.agreement(t), Agreement::Settled(v("1.0.0")));
         assert_eq!(view.leader(), None);
     }
 
     #[test]
-    fn a_departed_incarnation_stays_gone() {
+    fn a_departed_process_stays_gone_while_its_late_messages_may_arrive() {
         let t0 = Instant::now();
         let mut view = warm_view(t0);
         view.heard("n1", &v("0.1.0"), 7, false, t0);
-        assert!(view.left("n1", 7));
+        assert!(view.left("n1", 7, t0));
         // A heartbeat that was in flight when it left.
         assert_eq!(
             view.heard("n1", &v("0.1.0"), 7, false, t0 + ms(5)),
             Change::Ignored
         );
-        assert!(view.get("n1").is_none());
-        // Leaving twice is harmless; a nodedown for an unknown node too.
-        assert!(!view.left("n1", 7));
-        assert!(!view.left("ghost", 1));
-        // The same id restarted later is welcome.
+        assert!(view.get("n1", 7).is_none());
+        // Leaving twice is harmless; a nodedown for an unknown process too.
+        assert!(!view.left("n1", 7, t0));
+        assert!(!view.left("ghost", 1, t0));
+        // The same id restarted is welcome at once.
         assert_eq!(
             view.heard("n1", &v("1.0.0"), 8, false, t0 + ms(6)),
             Change::Joined
@@ -323,12 +443,37 @@ mod tests {
     }
 
     #[test]
-    fn a_nodedown_of_an_old_incarnation_does_not_remove_the_new_one() {
+    fn a_forged_nodedown_hides_a_live_process_for_less_than_a_node_timeout() {
         let t0 = Instant::now();
         let mut view = warm_view(t0);
-        view.heard("n1", &v("1.0.0"), 9, false, t0);
-        assert!(!view.left("n1", 8));
-        assert!(view.get("n1").is_some());
+        view.heard("n1", &v("1.0.0"), 7, false, t0);
+        // Somebody who saw its incarnation forges its nodedown.
+        assert!(view.left("n1", 7, t0 + ms(10)));
+        // Its heartbeats are heard again well within a node timeout.
+        let mut t = t0 + ms(10);
+        let back = loop {
+            t += TIMEOUT / 3;
+            if view.heard("n1", &v("1.0.0"), 7, false, t) == Change::Joined {
+                break t;
+            }
+            assert!(t < t0 + TIMEOUT * 2, "never heard again");
+        };
+        assert!(back - (t0 + ms(10)) < TIMEOUT, "hidden for {:?}", back - t0);
+        // A nodedown naming an incarnation nobody runs hides nobody.
+        assert!(!view.left("n1", 999, t));
+        assert!(view.get("n1", 7).is_some());
+    }
+
+    #[test]
+    fn departures_are_forgotten_and_bounded() {
+        let t0 = Instant::now();
+        let mut view = warm_view(t0);
+        for i in 0..(MAX_DEPARTED as u64 + 100) {
+            view.left("flood", i, t0);
+        }
+        assert!(view.departures() <= MAX_DEPARTED);
+        view.expire(t0 + view.departure_memory());
+        assert_eq!(view.departures(), 0);
     }
 
     #[test]
@@ -340,10 +485,10 @@ mod tests {
         assert_eq!(view.next_expiry(), Some(t0 + TIMEOUT));
         view.heard("alive", &v("1.0.0"), 1, false, t0 + ms(2_500));
         assert!(view.expire(t0 + TIMEOUT - ms(1)).is_empty());
-        assert_eq!(view.expire(t0 + TIMEOUT), vec!["crashed".to_string()]);
+        assert_eq!(view.expire(t0 + TIMEOUT), vec![Process::new("crashed", 1)]);
         assert_eq!(
-            view.member_ids(),
-            ["alive".to_string()].into_iter().collect()
+            view.processes(),
+            [Process::new("alive", 1)].into_iter().collect()
         );
         assert_eq!(view.agreement(t0 + TIMEOUT), Agreement::Settled(v("1.0.0")));
         assert_eq!(view.next_expiry(), Some(t0 + ms(2_500) + TIMEOUT));
@@ -363,6 +508,6 @@ mod tests {
         let mut view = warm_view(t0);
         view.heard("a", &v("1.0.0"), 1, false, t0 + ms(100));
         view.heard("a", &v("1.0.0"), 1, false, t0);
-        assert_eq!(view.get("a").unwrap().last_seen, t0 + ms(100));
+        assert_eq!(view.get("a", 1).unwrap().last_seen, t0 + ms(100));
     }
 }

@@ -17,6 +17,7 @@
 //!
 //! No I/O and no clock here: the transport feeds results and `now` in.
 
+use super::membership::Process;
 use crate::compat::Compat;
 use semver::Version;
 use std::{
@@ -32,13 +33,17 @@ pub enum RoundOutcome {
     /// Every expected member replied, with these different versions.
     Mixed(BTreeSet<Version>),
     /// These members did not reply before the deadline.
-    Incomplete { missing: BTreeSet<String> },
+    Incomplete {
+        /// The expected members that gave no reply; empty when nobody was
+        /// expected and nobody replied.
+        missing: BTreeSet<Process>,
+    },
 }
 
 /// Compares the replies of a round with the members expected to give one.
 /// Replies from nodes the view did not know are counted (they are alive).
-pub fn assess(expected: &BTreeSet<String>, replies: &BTreeMap<String, Version>) -> RoundOutcome {
-    let missing: BTreeSet<String> = expected
+pub fn assess(expected: &BTreeSet<Process>, replies: &BTreeMap<Process, Version>) -> RoundOutcome {
+    let missing: BTreeSet<Process> = expected
         .difference(&replies.keys().cloned().collect())
         .cloned()
         .collect();
@@ -59,19 +64,39 @@ pub fn assess(expected: &BTreeSet<String>, replies: &BTreeMap<String, Version>) 
 /// answer delays nothing but this round's own verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Round {
+    /// The round's number; its replies come to `<inbox>.<number>`.
     pub number: u64,
+    /// When it started (its version request was published).
     pub started: Instant,
+    /// `started` plus the round timeout: from then on the round is over,
+    /// whoever has not answered.
     pub deadline: Instant,
     /// The members expected to answer (the view when it started, less any
     /// that left or expired since).
-    members: BTreeSet<String>,
-    replies: BTreeMap<String, Version>,
+    members: BTreeSet<Process>,
+    replies: BTreeMap<Process, Version>,
 }
 
 impl Round {
+    /// Round `number`, started at `started`, waiting for an answer from each
+    /// of `members` until `started + timeout`.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use version_observer_core::{cluster::{membership::Process, monitor::{Round, RoundOutcome}}, Version};
+    /// let t0 = Instant::now();
+    /// let (a, b) = (Process::new("a", 1), Process::new("b", 1));
+    /// let members = [a.clone(), b.clone()].into();
+    /// let mut round = Round::new(1, members, t0, Duration::from_millis(500));
+    /// round.reply(a, &Version::new(1, 0, 0));
+    /// assert!(!round.is_over(t0));
+    /// round.reply(b, &Version::new(1, 0, 0));
+    /// assert!(round.is_over(t0));
+    /// assert_eq!(round.outcome(), RoundOutcome::Settled(Version::new(1, 0, 0)));
+    /// ```
     pub fn new(
         number: u64,
-        members: BTreeSet<String>,
+        members: BTreeSet<Process>,
         started: Instant,
         timeout: Duration,
     ) -> Self {
@@ -86,15 +111,15 @@ impl Round {
 
     /// A reply arrived. One from a node the view did not know counts too: it
     /// is alive, so its version matters.
-    pub fn reply(&mut self, id: &str, version: &Version) {
-        self.replies.insert(id.to_owned(), version.clone());
+    pub fn reply(&mut self, process: Process, version: &Version) {
+        self.replies.insert(process, version.clone());
     }
 
     /// A member left or expired during the round: it is not waited for, and
     /// its answer, if it gave one, no longer counts.
-    pub fn departed(&mut self, id: &str) {
-        self.members.remove(id);
-        self.replies.remove(id);
+    pub fn departed(&mut self, process: &Process) {
+        self.members.remove(process);
+        self.replies.remove(process);
     }
 
     /// Every expected member answered (and somebody did).
@@ -102,18 +127,26 @@ impl Round {
         !self.replies.is_empty() && self.members.iter().all(|m| self.replies.contains_key(m))
     }
 
+    /// Whether the round has its verdict at `now`: every expected member
+    /// answered, or the deadline has passed.
     pub fn is_over(&self, now: Instant) -> bool {
         self.is_complete() || now >= self.deadline
     }
 
+    /// How many members are expected to answer (those that departed during
+    /// the round are not).
     pub fn expected(&self) -> usize {
         self.members.len()
     }
 
+    /// How many answers count so far, including those of nodes the view did
+    /// not know.
     pub fn replies(&self) -> usize {
         self.replies.len()
     }
 
+    /// What the answers so far say ([`assess`]); the verdict once
+    /// [`is_over`](Self::is_over).
     pub fn outcome(&self) -> RoundOutcome {
         assess(&self.members, &self.replies)
     }
@@ -125,7 +158,12 @@ pub enum Decision {
     /// No version was ever recorded: record this one as the baseline, quietly.
     Baseline(Version),
     /// Incompatible with the last announced version: announce it.
-    Announce { version: Version, previous: Version },
+    Announce {
+        /// The settled version to announce.
+        version: Version,
+        /// The last recorded version, which it replaces.
+        previous: Version,
+    },
     /// Compatible with the last announced version: nothing to say.
     NoNews,
 }
@@ -145,7 +183,10 @@ pub fn decide(settled: &Version, last: Option<&Version>, compat: Compat) -> Deci
 /// Retry policy for incomplete rounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
+    /// The delay before the first retry; each further retry waits twice as
+    /// long as the one before.
     pub first: Duration,
+    /// The longest delay before any one retry.
     pub max: Duration,
     /// Retries before giving up until the membership changes.
     pub attempts: u32,
@@ -169,6 +210,9 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
+    /// A scheduler with a round due at `now`, that retries incomplete rounds
+    /// as `backoff` says and otherwise collects at least every
+    /// `safety_interval`.
     pub fn new(safety_interval: Duration, backoff: Backoff, now: Instant) -> Self {
         Self {
             safety_interval,
@@ -184,10 +228,12 @@ impl Scheduler {
         self.failed_rounds = 0;
     }
 
+    /// Whether a round should start at `now`.
     pub fn is_due(&self, now: Instant) -> bool {
         now >= self.next_round
     }
 
+    /// When the next round is due (possibly already past).
     pub fn next_round(&self) -> Instant {
         self.next_round
     }
@@ -221,14 +267,17 @@ mod tests {
         Version::parse(s).unwrap()
     }
 
-    fn ids(list: &[&str]) -> BTreeSet<String> {
-        list.iter().map(|s| s.to_string()).collect()
+    fn ids(list: &[&str]) -> BTreeSet<Process> {
+        list.iter().map(|s| p(s)).collect()
     }
 
-    fn replies(list: &[(&str, &str)]) -> BTreeMap<String, Version> {
-        list.iter()
-            .map(|(id, ver)| (id.to_string(), v(ver)))
-            .collect()
+    /// Process `id`, incarnation 1.
+    fn p(id: &str) -> Process {
+        Process::new(id, 1)
+    }
+
+    fn replies(list: &[(&str, &str)]) -> BTreeMap<Process, Version> {
+        list.iter().map(|(id, ver)| (p(id), v(ver))).collect()
     }
 
     /// (members expected, replies (id, version), outcome)
@@ -426,9 +475,9 @@ mod tests {
     fn a_round_is_over_once_every_member_answered() {
         let (mut r, t0) = round(&["a", "b"]);
         assert!(!r.is_over(t0));
-        r.reply("a", &v("1.0.0"));
+        r.reply(p("a"), &v("1.0.0"));
         assert!(!r.is_complete());
-        r.reply("b", &v("1.0.0"));
+        r.reply(p("b"), &v("1.0.0"));
         assert!(r.is_complete() && r.is_over(t0 + ms(1)));
         assert_eq!(r.outcome(), RoundOutcome::Settled(v("1.0.0")));
         assert_eq!((r.expected(), r.replies(), r.number), (2, 2, 7));
@@ -437,7 +486,7 @@ mod tests {
     #[test]
     fn a_silent_member_ends_the_round_at_its_deadline() {
         let (mut r, t0) = round(&["a", "hung"]);
-        r.reply("a", &v("1.0.0"));
+        r.reply(p("a"), &v("1.0.0"));
         assert!(!r.is_over(t0 + ms(499)));
         assert!(r.is_over(t0 + ms(500)));
         assert_eq!(
@@ -453,10 +502,10 @@ mod tests {
         // The old node crashes during the round: once it expires, the round
         // completes with the survivors at once, not at its deadline.
         let (mut r, t0) = round(&["old", "new-1", "new-2"]);
-        r.reply("new-1", &v("1.0.0"));
-        r.reply("new-2", &v("1.0.0"));
+        r.reply(p("new-1"), &v("1.0.0"));
+        r.reply(p("new-2"), &v("1.0.0"));
         assert!(!r.is_complete());
-        r.departed("old");
+        r.departed(&p("old"));
         assert!(r.is_over(t0 + ms(10)));
         assert_eq!(r.outcome(), RoundOutcome::Settled(v("1.0.0")));
     }
@@ -464,21 +513,21 @@ mod tests {
     #[test]
     fn the_answer_of_a_node_that_then_left_does_not_count() {
         let (mut r, _) = round(&["old", "new"]);
-        r.reply("old", &v("0.1.0"));
-        r.reply("new", &v("1.0.0"));
+        r.reply(p("old"), &v("0.1.0"));
+        r.reply(p("new"), &v("1.0.0"));
         assert_eq!(
             r.outcome(),
             RoundOutcome::Mixed([v("0.1.0"), v("1.0.0")].into())
         );
-        r.departed("old");
+        r.departed(&p("old"));
         assert_eq!(r.outcome(), RoundOutcome::Settled(v("1.0.0")));
     }
 
     #[test]
     fn a_stranger_that_answers_counts_and_nobody_at_all_decides_nothing() {
         let (mut r, _) = round(&["a"]);
-        r.reply("a", &v("1.0.0"));
-        r.reply("newcomer", &v("2.0.0-rc.1"));
+        r.reply(p("a"), &v("1.0.0"));
+        r.reply(p("newcomer"), &v("2.0.0-rc.1"));
         assert_eq!(
             r.outcome(),
             RoundOutcome::Mixed([v("1.0.0"), v("2.0.0-rc.1")].into())

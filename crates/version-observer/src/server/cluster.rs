@@ -66,10 +66,10 @@ impl ClusterNode {
         streams: Arc<Streams>,
     ) -> Result<Self, StartError> {
         let (events_tx, events) = mpsc::unbounded_channel();
-        let client = connect(&settings, &node.id, events_tx).await?;
-        let incarnation = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
+        let (client, connected) = connect(&settings, &node.id, events_tx).await?;
+        // Random per process: it tells two processes with one id apart,
+        // and never depends on the wall clock moving forward.
+        let incarnation = fastrand::u64(1..);
         let coordinator = Coordinator::new(
             Identity {
                 id: node.id.clone(),
@@ -97,7 +97,9 @@ impl ClusterNode {
             events,
         };
         let task = tokio::spawn(driver.run(leave.clone()));
-        let _ = tokio::time::timeout(STARTUP_WAIT, ready.wait_for(|r| *r)).await;
+        if connected {
+            let _ = tokio::time::timeout(STARTUP_WAIT, ready.wait_for(|r| *r)).await;
+        }
         Ok(Self {
             status,
             leave,
@@ -118,67 +120,24 @@ impl ClusterNode {
 
 /// Connects to NATS. A first attempt without retries tells refused
 /// credentials (a start-up error, named once) from a server that is not
-/// there yet (then the client keeps trying in the background).
+/// there yet (then the client keeps trying in the background). Returns the
+/// client and whether it is connected already.
 async fn connect(
     settings: &NatsSettings,
     node_id: &str,
     events: mpsc::UnboundedSender<Event>,
-) -> Result<Client, StartError> {
+) -> Result<(Client, bool), StartError> {
     let (addrs, auth) = settings.server_addrs()?;
     let servers = settings.redacted_urls();
-    let timings = settings.timings;
-    let options = || async {
-        let events = events.clone();
-        let mut options = ConnectOptions::new()
-            .name(format!("version-observer {node_id}"))
-            // Silence (dropped packets) is noticed within about one node
-            // timeout: two unanswered pings mark the connection stale.
-            .ping_interval(timings.node_timeout / 2)
-            .connection_timeout(timings.node_timeout.min(Duration::from_secs(5)))
-            .max_reconnects(None)
-            .reconnect_delay_callback(|attempt| {
-                // Capped, jittered exponential backoff.
-                let base = Duration::from_millis(100).saturating_mul(1 << attempt.min(5) as u32);
-                base.min(Duration::from_secs(2)) + Duration::from_millis(fastrand::u64(0..100))
-            })
-            .event_callback(move |event| {
-                let events = events.clone();
-                async move {
-                    let _ = events.send(event);
-                }
-            });
-        options = match &auth {
-            UrlAuth::None => options,
-            UrlAuth::UserPassword(user, pass) => {
-                options.user_and_password(user.clone(), pass.clone())
-            }
-            UrlAuth::Token(token) => options.token(token.clone()),
-        };
-        if let Some(path) = &settings.root_certificates {
-            if !path.is_file() {
-                return Err(StartError::File {
-                    what: "CA certificates",
-                    path: path.clone(),
-                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
-                });
-            }
-            options = options.add_root_certificates(path.clone());
-        }
-        if let Some(path) = &settings.credentials {
-            options = options
-                .credentials_file(path)
-                .await
-                .map_err(|source| StartError::File {
-                    what: "NATS credentials file",
-                    path: path.clone(),
-                    source,
-                })?;
-        }
-        Ok(options)
-    };
-    let first = tokio::time::timeout(STARTUP_WAIT, options().await?.connect(addrs.clone())).await;
+    let first = tokio::time::timeout(
+        STARTUP_WAIT,
+        connect_options(settings, node_id, &auth, &events, true)
+            .await?
+            .connect(addrs.clone()),
+    )
+    .await;
     match first {
-        Ok(Ok(client)) => return Ok(client),
+        Ok(Ok(client)) => return Ok((client, true)),
         Ok(Err(e))
             if matches!(
                 e.kind(),
@@ -206,7 +165,7 @@ async fn connect(
             );
         }
     }
-    options()
+    let client = connect_options(settings, node_id, &auth, &events, false)
         .await?
         .retry_on_initial_connect()
         .connect(addrs)
@@ -214,7 +173,68 @@ async fn connect(
         .map_err(|e| StartError::Connect {
             server: servers,
             reason: e.to_string(),
+        })?;
+    Ok((client, false))
+}
+
+/// The client options: one attempt per server for the `first` try, for
+/// ever after; credentials from the URL or the files the settings name.
+async fn connect_options(
+    settings: &NatsSettings,
+    node_id: &str,
+    auth: &UrlAuth,
+    events: &mpsc::UnboundedSender<Event>,
+    first: bool,
+) -> Result<ConnectOptions, StartError> {
+    let timings = settings.timings;
+    let events = events.clone();
+    let mut options = ConnectOptions::new()
+        .name(format!("version-observer {node_id}"))
+        // Silence (dropped packets) is noticed within about one node
+        // timeout: two unanswered pings mark the connection stale.
+        .ping_interval(timings.node_timeout / 2)
+        .connection_timeout(timings.node_timeout.min(Duration::from_secs(5)))
+        // The first attempt tries each server once, so that a server
+        // that is down does not hold start-up; the client made after
+        // it keeps trying for ever.
+        .max_reconnects(if first { Some(1) } else { None })
+        .reconnect_delay_callback(|attempt| {
+            // Capped, jittered exponential backoff.
+            let base = Duration::from_millis(100).saturating_mul(1 << attempt.min(5) as u32);
+            base.min(Duration::from_secs(2)) + Duration::from_millis(fastrand::u64(0..100))
         })
+        .event_callback(move |event| {
+            let events = events.clone();
+            async move {
+                let _ = events.send(event);
+            }
+        });
+    options = match auth {
+        UrlAuth::None => options,
+        UrlAuth::UserPassword(user, pass) => options.user_and_password(user.clone(), pass.clone()),
+        UrlAuth::Token(token) => options.token(token.clone()),
+    };
+    if let Some(path) = &settings.root_certificates {
+        if !path.is_file() {
+            return Err(StartError::File {
+                what: "CA certificates",
+                path: path.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            });
+        }
+        options = options.add_root_certificates(path.clone());
+    }
+    if let Some(path) = &settings.credentials {
+        options = options
+            .credentials_file(path)
+            .await
+            .map_err(|source| StartError::File {
+                what: "NATS credentials file",
+                path: path.clone(),
+                source,
+            })?;
+    }
+    Ok(options)
 }
 
 /// What a KV task reports back.
@@ -261,6 +281,7 @@ impl Driver {
         loop {
             self.execute(&kv_tx).await;
             let now = Instant::now();
+            self.coordinator.set_unix_time_ms(unix_ms());
             if self.coordinator.changes() != shown_changes
                 || now.saturating_duration_since(shown_at) >= STATUS_REFRESH
             {
@@ -309,7 +330,11 @@ impl Driver {
             }
         }
         self.execute(&kv_tx).await;
-        let _ = tokio::time::timeout(FLUSH_TIMEOUT, self.client.flush()).await;
+        // Only a connected client has anything to flush: with NATS down the
+        // flush would only wait out its timeout.
+        if self.client.connection_state() == async_nats::connection::State::Connected {
+            let _ = tokio::time::timeout(FLUSH_TIMEOUT, self.client.flush()).await;
+        }
     }
 
     fn on_event(&mut self, event: Event) {
@@ -475,6 +500,13 @@ impl Driver {
             let _ = results.send(wrap(result));
         });
     }
+}
+
+/// The wall clock, in milliseconds since the Unix epoch (0 before 1970).
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn unavailable(e: impl std::fmt::Display) -> KvError {

@@ -10,7 +10,7 @@
 //! socket and two receivers (reports, keep-alive ticks); anything else is
 //! handed to axum with the bytes already read replayed in front of the socket
 //! ([`Connection`]). A stream asked for on a connection that already carried
-//! other requests still works, through axum ([`super::sse::version_events`]);
+//! other requests still works, through axum (`sse::version_events`);
 //! both send the same bytes.
 //!
 //! Reading never polls: each read waits for the socket, and a connection

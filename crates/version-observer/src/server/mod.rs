@@ -16,6 +16,7 @@ pub mod observer;
 pub mod routes;
 pub mod settings;
 mod signal;
+pub use signal::shutdown_signal;
 mod sse;
 
 pub use listener::{Connection, StreamListener};

@@ -283,7 +283,7 @@ impl VersionObserver {
         let observer = self.clone();
         async move {
             tokio::select! {
-                signal = super::signal::terminated() => {
+                signal = super::signal::shutdown_signal() => {
                     tracing::info!(signal, "stopping");
                     observer.stop();
                 }
@@ -334,6 +334,7 @@ impl VersionObserver {
             }),
             members: vec![MemberStatus {
                 id: page.node_id.clone(),
+                incarnation: 0,
                 version: page.version.clone(),
                 last_seen_ms_ago: 0,
                 leader: true,

@@ -48,7 +48,7 @@ impl ObserverBuilder {
     }
 
     /// This node's name in its cluster: 1 to 64 letters, digits, `.`, `_`
-    /// or `-` [default: `<hostname>-<pid>-<random>`].
+    /// or `-` (default: `<hostname>-<pid>-<random>`).
     pub fn node_id(mut self, id: impl Into<String>) -> Self {
         self.node_id = Some(id.into());
         self

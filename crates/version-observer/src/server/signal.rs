@@ -1,7 +1,17 @@
 //! The process signals that mean "stop gracefully".
 
-/// Resolves on the first SIGINT or SIGTERM (Ctrl-C elsewhere) and names it.
-pub(crate) async fn terminated() -> &'static str {
+/// Resolves on the first SIGINT or SIGTERM (Ctrl-C elsewhere) and names
+/// it: for a host that wants the same signals before it has an observer
+/// (during its own start-up), as [`VersionObserver::stop_on_signal`](super::VersionObserver::stop_on_signal)
+/// uses after.
+///
+/// ```no_run
+/// # async fn demo() {
+/// let signal = version_observer::server::shutdown_signal().await;
+/// println!("stopping on {signal}");
+/// # }
+/// ```
+pub async fn shutdown_signal() -> &'static str {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for SIGINT");

@@ -1,25 +1,36 @@
 //! The cluster tests start their processes through the lab (`vo-lab`): the
 //! same nats-server and node processes as the demo, the browser tests and the
 //! benchmarks. This module only fixes what these tests share: the cluster
-//! name, fast timings, and panicking on a lab error.
+//! name (and so every subject and bucket, through the protocol's [`Names`]),
+//! fast timings, and panicking on a lab error.
 
+use std::time::Duration;
+pub use version_observer::core::protocol::Names;
+use vo_lab::{timings, NodeConfig, Timings};
 pub use vo_lab::{NatsServer, NodeProcess};
-use vo_lab::{NodeConfig, Timings};
+
+/// The cluster every test's nodes join.
+pub const CLUSTER: &str = "test";
 
 /// Fast timings so crash detection and failover fit in a test.
-pub const TIMINGS: Timings = Timings::FAST;
-pub const NODE_TIMEOUT_MS: u64 = TIMINGS.node_timeout_ms;
-pub const LEASE_MS: u64 = TIMINGS.lease_ms;
+pub const TIMINGS: Timings = timings::FAST;
+pub const NODE_TIMEOUT: Duration = TIMINGS.node_timeout;
+pub const LEASE: Duration = TIMINGS.lease;
 
-/// A nats-server with JetStream on a free port, killed on drop.
+/// The subjects and buckets of [`CLUSTER`].
+pub fn names() -> Names {
+    Names::new(CLUSTER)
+}
+
+/// A nats-server with JetStream on a port it picked, killed on drop.
 pub async fn nats() -> NatsServer {
     NatsServer::start().await.unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// A node of the cluster `test`, started and serving HTTP.
+/// A node of [`CLUSTER`], started and serving HTTP.
 pub async fn node(nats: &str, id: &str, version: &str) -> NodeProcess {
     let config = NodeConfig::new(env!("CARGO_BIN_EXE_version-observer"), id, version)
-        .nats(nats, "test")
+        .nats(nats, CLUSTER)
         .timings(TIMINGS)
         .log_filter("info,version_observer=debug");
     NodeProcess::start(&config)

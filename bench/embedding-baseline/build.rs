@@ -1,0 +1,29 @@
+//! Copies the example app's `src/lib.rs` without version-observer: the
+//! `use version_observer::…` line and the `<VersionBanner/>` line (and the
+//! module docs, which `include!` cannot take). Anything else in the example
+//! is compiled as it is, so the difference between the two bundles is what
+//! embedding version-observer costs.
+
+use std::{env, fs, path::Path};
+
+fn main() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/todo/src/lib.rs");
+    println!("cargo:rerun-if-changed={}", example.display());
+    let source = fs::read_to_string(&example).expect("the example's src/lib.rs");
+    let mut removed = 0;
+    let kept: Vec<&str> = source
+        .lines()
+        .filter(|line| {
+            let drop =
+                line.contains("VersionBanner") || line.contains("// The one line for the banner");
+            removed += usize::from(drop);
+            !drop && !line.trim_start().starts_with("//!")
+        })
+        .collect();
+    assert_eq!(
+        removed, 3,
+        "expected the import, the comment and <VersionBanner/> in examples/todo/src/lib.rs; update build.rs"
+    );
+    let out = Path::new(&env::var("OUT_DIR").unwrap()).join("lib.rs");
+    fs::write(out, kept.join("\n")).unwrap();
+}
