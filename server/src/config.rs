@@ -86,6 +86,16 @@ pub struct Config {
     #[arg(long, env = "VO_NATS_CA", value_name = "FILE", requires = "nats")]
     pub nats_ca: Option<PathBuf>,
 
+    /// File with the cluster's shared secret (16+ bytes): every cluster
+    /// message is then authenticated (HMAC), and unauthenticated ones are dropped.
+    #[arg(
+        long,
+        env = "VO_CLUSTER_KEY_FILE",
+        value_name = "FILE",
+        requires = "nats"
+    )]
+    pub cluster_key_file: Option<PathBuf>,
+
     /// Cluster name: namespaces every subject and KV bucket, so several apps or
     /// environments can share one NATS.
     #[arg(long, env = "VO_CLUSTER", value_name = "NAME", default_value = "default",
@@ -152,6 +162,9 @@ impl Config {
         }
         if let Some(ca) = &self.nats_ca {
             settings = settings.root_certificates(ca);
+        }
+        if let Some(key) = &self.cluster_key_file {
+            settings = settings.cluster_key_file(key);
         }
         Some(settings)
     }

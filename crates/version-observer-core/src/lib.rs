@@ -2,6 +2,7 @@
 //! the server, the browser and the tools, with no async runtime, no network
 //! and no UI framework.
 //!
+//! - [`auth`]: authenticating cluster messages with a shared key;
 //! - [`compat`]: the compatibility policy (when does a version change break an open page);
 //! - [`report`]: what a node tells its browsers (`GET /api/version`, the event stream);
 //! - [`banner`]: when an open page is stale, from its own version and the node's view;
@@ -22,6 +23,7 @@
 
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod banner;
 pub mod cluster;
 pub mod compat;

@@ -6,6 +6,7 @@
 use bytes::Bytes;
 use std::time::{Duration, Instant};
 use version_observer_core::{
+    auth::ClusterKey,
     cluster::{Action, BucketSpec, Coordinator, Identity, KvError, LeaseCall},
     protocol::{self, Names, Presence, PresenceKind, SettledNotice, SettledRecord, VersionRequest},
     ClusterState, ClusterView, Compat, Timings, Version,
@@ -93,6 +94,7 @@ enum Delivery {
         subject: String,
         reply: Option<String>,
         payload: Bytes,
+        mac: Option<String>,
     },
     /// A KV call reaching the server, which applies it on arrival (even if
     /// the caller has been paused or cut off since it was sent).
@@ -120,6 +122,8 @@ struct Sim {
     kv_delay: Duration,
     /// ...but those named here.
     kv_delay_of: Vec<(usize, Duration)>,
+    /// The cluster key nodes started from now on get.
+    key: Option<ClusterKey>,
 }
 
 impl Sim {
@@ -143,6 +147,7 @@ impl Sim {
             log: Vec::new(),
             kv_delay: Duration::ZERO,
             kv_delay_of: Vec::new(),
+            key: None,
         }
     }
 
@@ -167,6 +172,9 @@ impl Sim {
             self.timings,
             self.now,
         );
+        if let Some(key) = &self.key {
+            coord = coord.with_key(key.clone());
+        }
         coord.handle_connected(self.now);
         self.nodes.push(Node {
             coord,
@@ -217,16 +225,30 @@ impl Sim {
         self.queue.push((at, self.order, delivery));
     }
 
-    /// Publishes as an outsider (a forger, a test).
+    /// Publishes as an outsider (a forger, a test), without a MAC.
     fn inject(&mut self, subject: &str, reply: Option<&str>, payload: &[u8]) {
-        self.route(
-            subject.into(),
-            reply.map(Into::into),
-            Bytes::copy_from_slice(payload),
-        );
+        self.inject_signed(subject, reply, payload, None);
     }
 
-    fn route(&mut self, subject: String, reply: Option<String>, payload: Bytes) {
+    /// Publishes as an outsider, with this MAC.
+    fn inject_signed(
+        &mut self,
+        subject: &str,
+        reply: Option<&str>,
+        payload: &[u8],
+        mac: Option<String>,
+    ) {
+        let payload = Bytes::copy_from_slice(payload);
+        self.route(subject.into(), reply.map(Into::into), payload, mac);
+    }
+
+    fn route(
+        &mut self,
+        subject: String,
+        reply: Option<String>,
+        payload: Bytes,
+        mac: Option<String>,
+    ) {
         self.log.push((self.now, subject.clone(), payload.clone()));
         let cluster = "vo.c.";
         for to in 0..self.nodes.len() {
@@ -244,6 +266,7 @@ impl Sim {
                         subject: subject.clone(),
                         reply: reply.clone(),
                         payload: payload.clone(),
+                        mac: mac.clone(),
                     },
                 );
             }
@@ -268,7 +291,8 @@ impl Sim {
                     subject,
                     reply,
                     payload,
-                } => self.route(subject, reply, payload),
+                    mac,
+                } => self.route(subject, reply, payload, mac),
                 kv_call => {
                     // Half the round trip there, half back.
                     let half = (LATENCY + self.kv_delay(node)) / 2;
@@ -353,10 +377,11 @@ impl Sim {
                 subject,
                 reply,
                 payload,
+                mac,
                 ..
             } => n
                 .coord
-                .handle_message(&subject, reply.as_deref(), &payload, now),
+                .handle_message(&subject, reply.as_deref(), &payload, mac.as_deref(), now),
             Delivery::Buckets(_, r) => n.coord.handle_buckets(r, now),
             Delivery::Lease(_, r) => n.coord.handle_lease(r, now),
             Delivery::Record(_, r) => n.coord.handle_record(r, now),
@@ -564,6 +589,108 @@ fn two_live_processes_with_one_id_both_count() {
         !s.announcements().is_empty()
     });
     assert_eq!(sim.announcements().len(), 1);
+}
+
+/// A cluster of `n` nodes sharing a key, settled on `version`.
+fn keyed_cluster(n: usize, version: &str, key: &ClusterKey) -> Sim {
+    let mut sim = Sim::new();
+    sim.key = Some(key.clone());
+    for i in 0..n {
+        sim.start(&format!("n{}", i + 1), version);
+    }
+    let want = v(version);
+    sim.run_until("the baseline", ms(15_000), |s| {
+        (0..n).all(|i| s.view(i).announced_version.as_ref() == Some(&want))
+    });
+    sim
+}
+
+#[test]
+fn with_a_cluster_key_only_signed_messages_count() {
+    let key = ClusterKey::new(b"a-shared-secret-of-the-cluster").unwrap();
+    let mut sim = keyed_cluster(2, "1.0.0", &key);
+    let forged = Presence {
+        id: "intruder".into(),
+        version: v("9.0.0"),
+        incarnation: 1,
+        leader: false,
+    };
+    let up = sim.names.presence(PresenceKind::Up);
+    let payload = protocol::encode(&forged);
+    // Unsigned, signed with another key, and signed for another subject.
+    let other = ClusterKey::new(b"not-the-cluster-secret-at-all").unwrap();
+    sim.inject(&up, None, &payload);
+    sim.inject_signed(&up, None, &payload, Some(other.sign(&up, &payload)));
+    let elsewhere = key.sign("vo.c.node.heartbeat", &payload);
+    sim.inject_signed(&up, None, &payload, Some(elsewhere));
+    // A forged request asking for replies.
+    let request = protocol::encode(&VersionRequest {
+        leader: "x".into(),
+        round: 1,
+    });
+    let before = sim.log.len();
+    sim.inject(
+        &sim.names.version_request(),
+        Some("_INBOX.forger.1"),
+        &request,
+    );
+    sim.run_for(ms(100));
+    for i in 0..2 {
+        assert_eq!(sim.nodes[i].coord.dropped().unauthenticated, 4, "node {i}");
+        assert_eq!(sim.nodes[i].coord.status(sim.now).members.len(), 2);
+    }
+    assert!(
+        sim.log[before..]
+            .iter()
+            .all(|(_, s, _)| s != "_INBOX.forger.1"),
+        "nobody answers an unsigned request"
+    );
+    // A properly signed newcomer is a member.
+    sim.inject_signed(&up, None, &payload, Some(key.sign(&up, &payload)));
+    sim.run_for(ms(50));
+    assert_eq!(sim.nodes[0].coord.status(sim.now).members.len(), 3);
+}
+
+#[test]
+fn with_a_cluster_key_a_forged_record_never_reaches_browsers_and_is_replaced() {
+    let key = ClusterKey::new(b"a-shared-secret-of-the-cluster").unwrap();
+    let mut sim = keyed_cluster(2, "1.0.0", &key);
+    // Someone with KV write access but no key writes an announcement.
+    let forged = SettledRecord {
+        version: v("9.0.0"),
+        previous: Some(v("1.0.0")),
+        kind: protocol::RecordKind::Announcement,
+        fence: 0,
+        leader: "forger".into(),
+        at_ms: 0,
+    };
+    let now = sim.now;
+    let revision = sim.state.live(now).unwrap().revision;
+    let value = protocol::encode(&forged);
+    sim.state
+        .update(&mut sim.seq, revision, Some(value), now)
+        .unwrap();
+    let notice = protocol::encode(&SettledNotice {
+        revision: sim.seq,
+        record: forged,
+    });
+    let settled = sim.names.settled();
+    let mac = key.sign(&settled, &notice);
+    sim.inject_signed(&settled, None, &notice, Some(mac));
+    sim.run_for(ms(15_000));
+    for i in 0..2 {
+        let views = &sim.nodes[i].views;
+        assert!(views
+            .iter()
+            .all(|view| view.announced_version != Some(v("9.0.0"))));
+        assert!(sim.nodes[i].coord.dropped().unauthenticated >= 1);
+    }
+    // The monitor wrote an authentic record over it.
+    let sealed = sim.state.live(sim.now).unwrap().value.clone().unwrap();
+    let opened = key.open("settled", &sealed).expect("sealed with the key");
+    let record: SettledRecord = protocol::decode(opened).unwrap();
+    assert_eq!(record.version, v("1.0.0"));
+    assert_eq!(record.kind, protocol::RecordKind::Baseline);
 }
 
 #[test]

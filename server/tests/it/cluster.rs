@@ -2,7 +2,9 @@
 //! processes, crashed with `kill -9` or stopped with SIGTERM.
 
 use crate::support::{
-    cluster::{eventually, names, nats, node, NodeProcess, LEASE, NODE_TIMEOUT},
+    cluster::{
+        eventually, names, nats, node, node_with, NodeProcess, ScratchFile, LEASE, NODE_TIMEOUT,
+    },
     SseReader,
 };
 use futures::StreamExt;
@@ -12,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 use version_observer::{
-    core::protocol::{decode, PresenceKind, SettledNotice},
+    core::protocol::{decode, encode, Presence, PresenceKind, SettledNotice},
     VersionReport,
 };
 
@@ -369,4 +371,85 @@ async fn garbage_on_the_cluster_subjects_is_logged_and_ignored() {
     let c = node(&url, "c", "1.0.0").await;
     state_on(&nodes[0], "settled", 3).await;
     announced_on(&c, "1.0.0", "baseline").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_cluster_key_unsigned_and_wrongly_signed_messages_are_dropped() {
+    let nats = nats().await;
+    let url = nats.url();
+    let key = ScratchFile::new("cluster.key", b"a-shared-secret-for-the-test-cluster\n");
+    let other = ScratchFile::new("other.key", b"some-other-secret-of-someone-else\n");
+    let flags = ["--cluster-key-file", &key.arg()];
+    let nodes = [
+        node_with(&url, "a", "1.0.0", &flags).await,
+        node_with(&url, "b", "1.0.0", &flags).await,
+    ];
+    announced_on(&nodes[0], "1.0.0", "baseline").await;
+    state_on(&nodes[0], "settled", 2).await;
+
+    // A forger on the same NATS, without the key: an old node joining and a
+    // forged announcement notice.
+    let client = async_nats::connect(&url).await.unwrap();
+    let names = names();
+    let intruder = Presence {
+        id: "intruder".into(),
+        version: semver::Version::new(0, 1, 0),
+        incarnation: 1,
+        leader: false,
+    };
+    for _ in 0..3 {
+        client
+            .publish(names.presence(PresenceKind::Up), encode(&intruder))
+            .await
+            .unwrap();
+    }
+    client.flush().await.unwrap();
+    // A node with another key is not a member either.
+    let stranger = node_with(&url, "c", "0.1.0", &["--cluster-key-file", &other.arg()]).await;
+
+    for n in &nodes {
+        eventually(
+            &format!("{} to count the forgeries", n.id),
+            SETTLE,
+            async || {
+                let status = n.cluster().await?;
+                (status["dropped_messages"].as_u64()? >= 4).then_some(())
+            },
+        )
+        .await;
+        state_on(n, "settled", 2).await;
+        assert!(n
+            .logs()
+            .contains("dropping a message without a valid cluster MAC"));
+    }
+    drop(stranger);
+    // Still working: a keyed newcomer joins.
+    let c = node_with(&url, "d", "1.0.0", &flags).await;
+    state_on(&nodes[0], "settled", 3).await;
+    announced_on(&c, "1.0.0", "baseline").await;
+}
+
+#[test]
+fn a_short_or_missing_cluster_key_stops_startup_naming_the_file() {
+    let short = ScratchFile::new("short.key", b"tiny");
+    let site = short.path.parent().unwrap().join("site");
+    std::fs::create_dir_all(site.join("pkg")).unwrap();
+    for (file, expect) in [
+        (short.arg(), "at least 16 bytes"),
+        (
+            "/nonexistent/cluster.key".to_owned(),
+            "/nonexistent/cluster.key",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_version-observer"))
+            .args(["--listen", "127.0.0.1:0", "--nats", "nats://127.0.0.1:1"])
+            .arg("--site-root")
+            .arg(&site)
+            .args(["--cluster-key-file", &file])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expect), "{stderr}");
+    }
 }

@@ -43,6 +43,7 @@ use super::{
     monitor::{self, Backoff, Decision, Round, RoundOutcome, Scheduler},
 };
 use crate::{
+    auth::ClusterKey,
     compat::Compat,
     protocol::{self, *},
     report::{ClusterState, ClusterView},
@@ -131,6 +132,9 @@ pub enum Action {
         reply: Option<String>,
         /// The JSON-encoded message ([`protocol::encode`]).
         payload: Bytes,
+        /// With a cluster key: the message's MAC, for the
+        /// [`MAC_HEADER`](crate::auth::MAC_HEADER) header.
+        mac: Option<String>,
     },
     /// Open both buckets, creating whichever is missing; answer with
     /// [`Coordinator::handle_buckets`].
@@ -181,12 +185,14 @@ pub struct Dropped {
     pub bad_reply_subject: u64,
     /// Messages on a subject no node publishes on (or a reply to no round).
     pub unknown_subject: u64,
+    /// With a cluster key: messages and KV values without a valid MAC.
+    pub unauthenticated: u64,
 }
 
 impl Dropped {
     /// All of them.
     pub fn total(&self) -> u64 {
-        self.malformed + self.bad_reply_subject + self.unknown_subject
+        self.malformed + self.bad_reply_subject + self.unknown_subject + self.unauthenticated
     }
 }
 
@@ -285,6 +291,8 @@ pub struct Coordinator {
     changes: u64,
     shown: Option<ClusterView>,
     dropped: Dropped,
+    /// The cluster's shared key, if messages are authenticated.
+    key: Option<ClusterKey>,
     /// The wall clock, as the driver last told it (milliseconds since the
     /// Unix epoch): only stamped on records, never used to decide anything.
     unix_ms: u64,
@@ -335,8 +343,17 @@ impl Coordinator {
             shown: None,
             dropped: Dropped::default(),
             unix_ms: 0,
+            key: None,
             actions: VecDeque::new(),
         }
+    }
+
+    /// Authenticate every message and KV value with `key` (see
+    /// [`auth`](crate::auth)): what this node sends is signed, and what it
+    /// receives without a valid MAC is dropped and counted.
+    pub fn with_key(mut self, key: ClusterKey) -> Self {
+        self.key = Some(key);
+        self
     }
 
     /// The subscriptions the driver must hold: every cluster subject, and
@@ -440,8 +457,19 @@ impl Coordinator {
         subject: &str,
         reply: Option<&str>,
         payload: &[u8],
+        mac: Option<&str>,
         now: Instant,
     ) {
+        if let Some(key) = &self.key {
+            if !mac.is_some_and(|mac| key.verify(subject, payload, mac)) {
+                self.dropped.unauthenticated += 1;
+                self.changes += 1;
+                tracing::warn!(%subject, dropped = self.dropped.total(),
+                    "dropping a message without a valid cluster MAC");
+                self.step(now);
+                return;
+            }
+        }
         match self.names.classify(subject, &self.inbox) {
             Subject::Presence(kind) => {
                 if let Some(presence) = self.decode::<Presence>(subject, payload) {
@@ -546,15 +574,9 @@ impl Coordinator {
         }
         self.ready = true;
         let fresh = std::mem::take(&mut self.read_is_fresh);
-        let current = match result {
-            Ok(None) => None,
-            Ok(Some((revision, value))) => match protocol::decode::<SettledRecord>(&value) {
-                Ok(record) => Some(SettledNotice { revision, record }),
-                Err(e) => {
-                    tracing::warn!(error = %e, revision, "ignoring an unreadable settled record");
-                    None
-                }
-            },
+        let (revision, current) = match result {
+            Ok(None) => (None, None),
+            Ok(Some((revision, value))) => (Some(revision), self.read_record(revision, &value)),
             Err(e) => {
                 tracing::debug!(error = %e, "cannot read the settled record");
                 self.reopen_if_unavailable(&e, now);
@@ -572,10 +594,37 @@ impl Coordinator {
         }
         if fresh {
             if let Some(Settle::Reading { version }) = self.settle.clone() {
-                self.decide(version, current, now);
+                self.decide(version, revision, current, now);
             }
         }
         self.step(now);
+    }
+
+    /// The record in a KV value, if it is authentic and readable.
+    fn read_record(&mut self, revision: u64, value: &[u8]) -> Option<SettledNotice> {
+        let value = match &self.key {
+            Some(key) => match key.open(STATE_KEY, value) {
+                Some(value) => value,
+                None => {
+                    self.dropped.unauthenticated += 1;
+                    self.changes += 1;
+                    tracing::warn!(
+                        revision,
+                        dropped = self.dropped.total(),
+                        "ignoring a settled record without a valid cluster MAC"
+                    );
+                    return None;
+                }
+            },
+            None => value,
+        };
+        match protocol::decode::<SettledRecord>(value) {
+            Ok(record) => Some(SettledNotice { revision, record }),
+            Err(e) => {
+                tracing::warn!(error = %e, revision, "ignoring an unreadable settled record");
+                None
+            }
+        }
     }
 
     /// The result of [`Action::WriteRecord`]: the record's new revision.
@@ -766,11 +815,25 @@ impl Coordinator {
     }
 
     fn publish(&mut self, subject: String, payload: Bytes) {
+        self.publish_with_reply(subject, None, payload);
+    }
+
+    fn publish_with_reply(&mut self, subject: String, reply: Option<String>, payload: Bytes) {
+        let mac = self.key.as_ref().map(|key| key.sign(&subject, &payload));
         self.actions.push_back(Action::Publish {
             subject,
-            reply: None,
+            reply,
             payload,
+            mac,
         });
+    }
+
+    /// A KV value as written: sealed with the cluster key, if there is one.
+    fn seal(&self, key_name: &str, value: Bytes) -> Bytes {
+        match &self.key {
+            Some(key) => key.seal(key_name, &value),
+            None => value,
+        }
     }
 
     fn publish_presence(&mut self, kind: PresenceKind, now: Instant) {
@@ -897,7 +960,15 @@ impl Coordinator {
     }
 
     /// A fresh read of the record is in; decide what `version` means.
-    fn decide(&mut self, version: Version, current: Option<SettledNotice>, now: Instant) {
+    /// `revision` is the record's, readable or not (an unreadable record is
+    /// overwritten, compare-and-set on that revision).
+    fn decide(
+        &mut self,
+        version: Version,
+        revision: Option<u64>,
+        current: Option<SettledNotice>,
+        now: Instant,
+    ) {
         self.settle = None;
         // A member that joined (or changed) since the round ended must be
         // waited for: never announce while the view holds another version.
@@ -920,7 +991,7 @@ impl Coordinator {
                 leader: self.me.id.clone(),
                 at_ms: self.unix_ms,
             },
-            expected: current.map(|n| n.revision),
+            expected: revision,
         });
     }
 
@@ -934,7 +1005,7 @@ impl Coordinator {
             return;
         };
         record.fence = fence;
-        let value = protocol::encode(&record);
+        let value = self.seal(STATE_KEY, protocol::encode(&record));
         self.written = Some(record);
         self.record_call = Some(RecordCall::Write);
         self.actions.push_back(Action::WriteRecord {
@@ -1066,9 +1137,10 @@ impl Coordinator {
     }
 
     fn holder(&self) -> Bytes {
-        protocol::encode(&LeaseHolder {
+        let value = protocol::encode(&LeaseHolder {
             id: self.me.id.clone(),
-        })
+        });
+        self.seal(LEASE_KEY, value)
     }
 
     fn monitor_step(&mut self, now: Instant) {
@@ -1097,11 +1169,11 @@ impl Coordinator {
             leader: self.me.id.clone(),
             round: self.rounds,
         };
-        self.actions.push_back(Action::Publish {
-            subject: self.names.version_request(),
-            reply: Some(Names::reply_subject(&self.inbox, self.rounds)),
-            payload: protocol::encode(&request),
-        });
+        self.publish_with_reply(
+            self.names.version_request(),
+            Some(Names::reply_subject(&self.inbox, self.rounds)),
+            protocol::encode(&request),
+        );
         self.round = Some(Round::new(
             self.rounds,
             self.view.processes(),

@@ -30,6 +30,7 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 use version_observer_core::{
+    auth::MAC_HEADER,
     cluster::{Action, BucketSpec, Coordinator, Identity, KvError, LeaseCall},
     protocol::{Names, LEASE_KEY, STATE_KEY},
     status::ClusterStatus,
@@ -70,7 +71,7 @@ impl ClusterNode {
         // Random per process: it tells two processes with one id apart,
         // and never depends on the wall clock moving forward.
         let incarnation = fastrand::u64(1..);
-        let coordinator = Coordinator::new(
+        let mut coordinator = Coordinator::new(
             Identity {
                 id: node.id.clone(),
                 version: node.version.clone(),
@@ -82,6 +83,9 @@ impl ClusterNode {
             settings.timings,
             Instant::now(),
         );
+        if let Some(key) = settings.cluster_key()? {
+            coordinator = coordinator.with_key(key);
+        }
         let (status_tx, status) = watch::channel(coordinator.status(Instant::now()));
         let (ready_tx, mut ready) = watch::channel(false);
         let leave = CancellationToken::new();
@@ -355,10 +359,16 @@ impl Driver {
     }
 
     fn on_message(&mut self, message: &async_nats::Message) {
+        let mac = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(MAC_HEADER))
+            .map(|v| v.as_str());
         self.coordinator.handle_message(
             message.subject.as_str(),
             message.reply.as_ref().map(|r| r.as_str()),
             &message.payload,
+            mac,
             Instant::now(),
         );
     }
@@ -388,23 +398,23 @@ impl Driver {
                     subject,
                     reply,
                     payload,
+                    mac,
                 } => {
-                    let sent = match reply {
-                        Some(reply) => {
-                            tokio::time::timeout(
-                                PUBLISH_TIMEOUT,
-                                self.client.publish_with_reply(subject, reply, payload),
-                            )
-                            .await
-                        }
-                        None => {
-                            tokio::time::timeout(
-                                PUBLISH_TIMEOUT,
-                                self.client.publish(subject, payload),
-                            )
-                            .await
-                        }
+                    let mut headers = async_nats::HeaderMap::new();
+                    if let Some(mac) = mac {
+                        headers.insert(MAC_HEADER, mac.as_str());
+                    }
+                    let publish = match reply {
+                        Some(reply) => self
+                            .client
+                            .publish_with_reply_and_headers(subject, reply, headers, payload)
+                            .left_future(),
+                        None => self
+                            .client
+                            .publish_with_headers(subject, headers, payload)
+                            .right_future(),
                     };
+                    let sent = tokio::time::timeout(PUBLISH_TIMEOUT, publish).await;
                     if !matches!(sent, Ok(Ok(()))) {
                         tracing::debug!("a message was not sent (NATS unreachable)");
                     }

@@ -6,6 +6,7 @@
 use super::observer::VersionObserver;
 use std::{path::PathBuf, time::Duration};
 use version_observer_core::{
+    auth::ClusterKey,
     protocol::{valid_cluster_name, valid_node_id},
     timing::{streams, TimingError},
     Compat, Timings, Version,
@@ -119,6 +120,7 @@ impl ObserverBuilder {
             })?;
             nats.timings.validate()?;
             nats.server_addrs()?;
+            nats.cluster_key()?;
         }
         Ok(node_id)
     }
@@ -139,6 +141,7 @@ pub struct NatsSettings {
     pub(crate) cluster: String,
     pub(crate) credentials: Option<PathBuf>,
     pub(crate) root_certificates: Option<PathBuf>,
+    pub(crate) key_file: Option<PathBuf>,
     pub(crate) timings: Timings,
 }
 
@@ -149,6 +152,7 @@ impl std::fmt::Debug for NatsSettings {
             .field("cluster", &self.cluster)
             .field("credentials", &self.credentials)
             .field("root_certificates", &self.root_certificates)
+            .field("key_file", &self.key_file)
             .field("timings", &self.timings)
             .finish()
     }
@@ -168,6 +172,7 @@ impl NatsSettings {
             cluster: DEFAULT_CLUSTER.into(),
             credentials: None,
             root_certificates: None,
+            key_file: None,
             timings: Timings::DEFAULT,
         }
     }
@@ -192,6 +197,30 @@ impl NatsSettings {
     pub fn root_certificates(mut self, path: impl Into<PathBuf>) -> Self {
         self.root_certificates = Some(path.into());
         self
+    }
+
+    /// A file holding the cluster's shared secret (at least 16 bytes; e.g.
+    /// `openssl rand -base64 32 > cluster.key`): every message and KV value
+    /// is then authenticated (HMAC-SHA256), and nodes drop, count and log
+    /// what is not. Every node of the cluster needs the same key.
+    pub fn cluster_key_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.key_file = Some(path.into());
+        self
+    }
+
+    /// The key in [`cluster_key_file`](Self::cluster_key_file), read and checked.
+    pub(crate) fn cluster_key(&self) -> Result<Option<ClusterKey>, StartError> {
+        let Some(path) = &self.key_file else {
+            return Ok(None);
+        };
+        let secret = std::fs::read(path).map_err(|source| StartError::File {
+            what: "cluster key file",
+            path: path.clone(),
+            source,
+        })?;
+        ClusterKey::new(&secret)
+            .map(Some)
+            .map_err(|e| StartError::Setting(format!("cluster key file {}: {e}", path.display())))
     }
 
     /// The cluster's timings; every node of a cluster should use the same

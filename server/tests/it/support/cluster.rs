@@ -29,13 +29,50 @@ pub async fn nats() -> NatsServer {
 
 /// A node of [`CLUSTER`], started and serving HTTP.
 pub async fn node(nats: &str, id: &str, version: &str) -> NodeProcess {
+    node_with(nats, id, version, &[]).await
+}
+
+/// A node of [`CLUSTER`] with these extra flags.
+pub async fn node_with(nats: &str, id: &str, version: &str, flags: &[&str]) -> NodeProcess {
     let config = NodeConfig::new(env!("CARGO_BIN_EXE_version-observer"), id, version)
         .nats(nats, CLUSTER)
         .timings(TIMINGS)
+        .args(flags.iter().copied())
         .log_filter("info,version_observer=debug");
     NodeProcess::start(&config)
         .await
         .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A file in a scratch folder, removed on drop.
+pub struct ScratchFile {
+    pub path: std::path::PathBuf,
+}
+
+impl ScratchFile {
+    pub fn new(name: &str, contents: &[u8]) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "vo-it-{}-{:x}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, contents).unwrap();
+        Self { path }
+    }
+
+    pub fn arg(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
+impl Drop for ScratchFile {
+    fn drop(&mut self) {
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 /// Polls `check` until it returns `Some`; panics naming `what` after `timeout`.
