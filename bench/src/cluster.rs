@@ -154,7 +154,7 @@ pub async fn announce(
 ) -> anyhow::Result<u64> {
     let names = Names::new(cluster);
     let kv = jetstream::new(client.clone())
-        .get_key_value(names.state_bucket())
+        .get_key_value(names.bucket())
         .await
         .context("opening the settled record's bucket")?;
     let current = kv

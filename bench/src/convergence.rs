@@ -208,9 +208,7 @@ pub async fn failover(report: &mut Report, binary: &Path, runs: usize) -> anyhow
         let cluster = format!("failover{run}");
         let watch = AnnounceWatch::start(&client, &cluster).await?;
         let (mut old, n2, n3) = mixed_cluster(binary, &nats.url(), &cluster).await?;
-        let lease = js
-            .get_key_value(Names::new(&cluster).lease_bucket())
-            .await?;
+        let lease = js.get_key_value(Names::new(&cluster).bucket()).await?;
         let mut holders = lease.watch(LEASE_KEY).await?;
         let t0 = sys::mono_ns();
         old.kill().await;

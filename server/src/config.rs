@@ -96,6 +96,12 @@ pub struct Config {
     )]
     pub cluster_key_file: Option<PathBuf>,
 
+    /// Replicas of the cluster's KV bucket when this node creates it (a NATS
+    /// cluster of 3 servers: 3).
+    #[arg(long, env = "VO_KV_REPLICAS", value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub kv_replicas: u8,
+
     /// Cluster name: namespaces every subject and KV bucket, so several apps or
     /// environments can share one NATS.
     #[arg(long, env = "VO_CLUSTER", value_name = "NAME", default_value = "default",
@@ -166,6 +172,7 @@ impl Config {
         if let Some(key) = &self.cluster_key_file {
             settings = settings.cluster_key_file(key);
         }
+        settings = settings.kv_replicas(usize::from(self.kv_replicas));
         Some(settings)
     }
 

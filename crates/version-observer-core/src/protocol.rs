@@ -11,21 +11,22 @@
 //! |  (its reply)                  | [`VersionReply`]   | every node                |
 //! | `vo.<c>.settled`              | [`SettledNotice`]  | the monitor, each record  |
 //! | `vo.<c>.announce`             | [`SettledNotice`]  | the monitor, news only    |
-//! | KV `vo_<c>_lease`, key `monitor` | [`LeaseHolder`] | the elected monitor       |
-//! | KV `vo_<c>_state`, key `settled` | [`SettledRecord`] | the elected monitor     |
+//! | KV `vo_<c>`, key `monitor`   | [`LeaseHolder`], with a per-message TTL | the elected monitor |
+//! | KV `vo_<c>`, key `settled`   | [`SettledRecord`]  | the elected monitor, fenced |
 //!
 //! Payloads are JSON. Anything that does not decode is dropped with a log line
-//! by the caller ([`decode`] never panics).
+//! by the caller ([`decode`] never panics). With a cluster key every message
+//! also carries a MAC, and KV values are sealed ([`crate::auth`]).
 
 use semver::Version;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 /// The largest payload we try to decode.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
-/// The key, in the lease bucket ([`Names::lease_bucket`]), whose value is the
+/// The key, in the cluster's bucket ([`Names::bucket`]), whose value is the
 /// current [`LeaseHolder`]; its revision is the monitor's fencing token.
 pub const LEASE_KEY: &str = "monitor";
-/// The key, in the state bucket ([`Names::state_bucket`]), whose value is the
+/// The key, in the cluster's bucket ([`Names::bucket`]), whose value is the
 /// cluster's [`SettledRecord`].
 pub const STATE_KEY: &str = "settled";
 
@@ -35,7 +36,7 @@ pub const STATE_KEY: &str = "settled";
 /// use version_observer_core::protocol::{Names, PresenceKind, Subject};
 /// let names = Names::new("shop");
 /// assert_eq!(names.presence(PresenceKind::Heartbeat), "vo.shop.node.heartbeat");
-/// assert_eq!(names.lease_bucket(), "vo_shop_lease");
+/// assert_eq!(names.bucket(), "vo_shop");
 /// let inbox = "_INBOX.abc";
 /// assert_eq!(names.classify("vo.shop.version.request", inbox), Subject::VersionRequest);
 /// assert_eq!(names.classify("_INBOX.abc.3", inbox), Subject::Reply(3));
@@ -124,16 +125,10 @@ impl Names {
         format!("vo.{}.announce", self.cluster)
     }
 
-    /// `vo_<cluster>_lease`: the KV bucket that holds the monitor lease
-    /// under [`LEASE_KEY`].
-    pub fn lease_bucket(&self) -> String {
-        format!("vo_{}_lease", self.cluster)
-    }
-
-    /// `vo_<cluster>_state`: the KV bucket that holds the settled record
-    /// under [`STATE_KEY`].
-    pub fn state_bucket(&self) -> String {
-        format!("vo_{}_state", self.cluster)
+    /// The cluster's KV bucket, `vo_<cluster>`: the monitor lease
+    /// ([`LEASE_KEY`]) and the settled record ([`STATE_KEY`]), in one stream.
+    pub fn bucket(&self) -> String {
+        format!("vo_{}", self.cluster)
     }
 }
 
@@ -367,8 +362,7 @@ mod tests {
         assert_eq!(n.version_request(), "vo.shop-prod.version.request");
         assert_eq!(n.settled(), "vo.shop-prod.settled");
         assert_eq!(n.announce(), "vo.shop-prod.announce");
-        assert_eq!(n.lease_bucket(), "vo_shop-prod_lease");
-        assert_eq!(n.state_bucket(), "vo_shop-prod_state");
+        assert_eq!(n.bucket(), "vo_shop-prod");
         for kind in [
             PresenceKind::Up,
             PresenceKind::Heartbeat,

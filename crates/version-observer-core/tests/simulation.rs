@@ -1,14 +1,22 @@
 //! The coordinator on simulated time: several nodes, an in-memory message bus
-//! and an in-memory KV with NATS' semantics (revisions, compare-and-set,
-//! per-bucket `max_age`), driven only through the coordinator's public API,
-//! as a real driver would. Every scenario runs in microseconds of real time.
+//! and an in-memory bucket with NATS' semantics (one stream for both keys,
+//! sequences, expected last sequences, per-message TTLs), driven only
+//! through the coordinator's public API, as a real driver would. KV calls
+//! land on the server half a round trip after they are sent, whatever the
+//! caller does meanwhile. Every scenario runs in microseconds of real time.
 
 use bytes::Bytes;
-use std::time::{Duration, Instant};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
 use version_observer_core::{
     auth::ClusterKey,
-    cluster::{Action, BucketSpec, Coordinator, Identity, KvError, LeaseCall},
-    protocol::{self, Names, Presence, PresenceKind, SettledNotice, SettledRecord, VersionRequest},
+    cluster::{Action, BucketSpec, Coordinator, Entry, Identity, KvError, LeaseCall},
+    protocol::{
+        self, Names, Presence, PresenceKind, SettledNotice, SettledRecord, VersionRequest,
+        LEASE_KEY, STATE_KEY,
+    },
     ClusterState, ClusterView, Compat, Timings, Version,
 };
 
@@ -22,58 +30,80 @@ fn v(s: &str) -> Version {
     Version::parse(s).unwrap()
 }
 
-/// One key of a bucket: its value and revision, and when it expires.
+/// A key's last message in the cluster's stream.
 #[derive(Debug, Clone)]
-struct Entry {
-    revision: u64,
+struct Msg {
+    seq: u64,
+    /// `None`: a delete marker.
     value: Option<Bytes>,
+    /// Its per-message time to live runs out here.
     expires: Option<Instant>,
 }
 
+/// The cluster's bucket as NATS keeps it: one stream, whose sequence every
+/// write to any key advances; a message with a TTL disappears when it runs
+/// out (and leaves no trace in the sequence); a publish can demand the
+/// stream's last sequence and the key's last sequence.
 #[derive(Debug, Default)]
-struct Bucket {
-    max_age: Option<Duration>,
-    entry: Option<Entry>,
+struct Stream {
+    last_seq: u64,
+    keys: BTreeMap<&'static str, Msg>,
 }
 
-impl Bucket {
-    fn live(&self, now: Instant) -> Option<&Entry> {
-        self.entry
-            .as_ref()
-            .filter(|e| e.expires.is_none_or(|t| now < t))
+impl Stream {
+    fn last(&self, key: &str, now: Instant) -> Option<&Msg> {
+        self.keys
+            .get(key)
+            .filter(|m| m.expires.is_none_or(|t| now < t))
     }
 
-    fn put(&mut self, seq: &mut u64, value: Option<Bytes>, now: Instant) -> u64 {
-        *seq += 1;
-        self.entry = Some(Entry {
-            revision: *seq,
-            value,
-            expires: self.max_age.map(|age| now + age),
-        });
-        *seq
-    }
-
-    /// NATS KV `create`: succeeds if the key is absent, deleted or expired.
-    fn create(&mut self, seq: &mut u64, value: Bytes, now: Instant) -> Result<u64, KvError> {
-        match self.live(now) {
-            Some(e) if e.value.is_some() => Err(KvError::Conflict("key exists".into())),
-            _ => Ok(self.put(seq, Some(value), now)),
-        }
-    }
-
-    /// NATS KV `update`/`delete_expect_revision`: the last revision of the
-    /// key must be `expected` (an expired key has none).
-    fn update(
+    fn publish(
         &mut self,
-        seq: &mut u64,
-        expected: u64,
+        key: &'static str,
         value: Option<Bytes>,
+        ttl: Option<Duration>,
+        expected_last: Option<u64>,
+        expected_subject: Option<u64>,
         now: Instant,
     ) -> Result<u64, KvError> {
-        match self.live(now) {
-            Some(e) if e.revision == expected => Ok(self.put(seq, value, now)),
-            _ => Err(KvError::Conflict("wrong last sequence".into())),
+        if expected_last.is_some_and(|e| e != self.last_seq) {
+            return Err(KvError::Conflict("wrong last sequence".into()));
         }
+        let current = self.last(key, now).map_or(0, |m| m.seq);
+        if expected_subject.is_some_and(|e| e != current) {
+            return Err(KvError::Conflict("wrong last subject sequence".into()));
+        }
+        self.last_seq += 1;
+        let msg = Msg {
+            seq: self.last_seq,
+            value,
+            expires: ttl.map(|t| now + t),
+        };
+        self.keys.insert(key, msg);
+        Ok(self.last_seq)
+    }
+
+    /// What the driver's create does: take the key if it has no live value.
+    fn create(
+        &mut self,
+        key: &'static str,
+        value: Bytes,
+        ttl: Duration,
+        now: Instant,
+    ) -> Result<u64, KvError> {
+        let expected = match self.last(key, now) {
+            Some(m) if m.value.is_some() => return Err(KvError::Conflict("held".into())),
+            Some(marker) => marker.seq,
+            None => 0,
+        };
+        self.publish(key, Some(value), Some(ttl), None, Some(expected), now)
+    }
+
+    fn read(&self, key: &str, now: Instant) -> Option<Entry> {
+        self.last(key, now).map(|m| Entry {
+            revision: m.seq,
+            value: m.value.clone(),
+        })
     }
 }
 
@@ -85,6 +115,8 @@ struct Node {
     linked: bool,
     /// Frozen (SIGSTOP): it neither handles nor acts until resumed.
     paused: bool,
+    /// What arrived while it was frozen.
+    backlog: Vec<Delivery>,
     views: Vec<ClusterView>,
 }
 
@@ -101,7 +133,7 @@ enum Delivery {
     KvCall(usize, Action),
     Buckets(usize, Result<(), KvError>),
     Lease(usize, Result<u64, KvError>),
-    Record(usize, Result<Option<(u64, Bytes)>, KvError>),
+    Record(usize, Result<Option<Entry>, KvError>),
     Written(usize, Result<u64, KvError>),
 }
 
@@ -113,9 +145,12 @@ struct Sim {
     nodes: Vec<Node>,
     queue: Vec<(Instant, u64, Delivery)>,
     order: u64,
-    seq: u64,
-    lease: Bucket,
-    state: Bucket,
+    stream: Stream,
+    /// Every bucket a node asked to open.
+    opened: Vec<BucketSpec>,
+    /// Record writes are held on their way while this is set.
+    hold_writes: bool,
+    held: Vec<(usize, u64, u64, Bytes)>,
     /// Every publish: (time, subject, payload).
     log: Vec<(Instant, String, Bytes)>,
     /// Extra delay of KV calls (a slow JetStream), for every node...
@@ -141,9 +176,10 @@ impl Sim {
             nodes: Vec::new(),
             queue: Vec::new(),
             order: 0,
-            seq: 0,
-            lease: Bucket::default(),
-            state: Bucket::default(),
+            stream: Stream::default(),
+            opened: Vec::new(),
+            hold_writes: false,
+            held: Vec::new(),
             log: Vec::new(),
             kv_delay: Duration::ZERO,
             kv_delay_of: Vec::new(),
@@ -182,6 +218,7 @@ impl Sim {
             running: true,
             linked: true,
             paused: false,
+            backlog: Vec::new(),
             views: Vec::new(),
         });
         self.drain(index);
@@ -314,44 +351,90 @@ impl Sim {
         let now = self.now;
         let at = now + (LATENCY + self.kv_delay(node)) / 2;
         let answer = match call {
-            Action::OpenBuckets { lease, state } => {
-                let BucketSpec { max_age, .. } = lease;
-                self.lease.max_age = max_age;
-                self.state.max_age = state.max_age;
+            Action::OpenBucket(spec) => {
+                self.opened.push(spec);
                 Delivery::Buckets(node, Ok(()))
             }
             Action::Lease(call) => Delivery::Lease(
                 node,
                 match call {
-                    LeaseCall::Create { value } => self.lease.create(&mut self.seq, value, now),
-                    LeaseCall::Update { revision, value } => {
-                        self.lease.update(&mut self.seq, revision, Some(value), now)
+                    LeaseCall::Create { value, ttl } => {
+                        self.stream.create(LEASE_KEY, value, ttl, now)
                     }
-                    LeaseCall::Delete { revision } => {
-                        self.lease.update(&mut self.seq, revision, None, now)
+                    LeaseCall::Update {
+                        revision,
+                        value,
+                        ttl,
+                    } => self.stream.publish(
+                        LEASE_KEY,
+                        Some(value),
+                        Some(ttl),
+                        None,
+                        Some(revision),
+                        now,
+                    ),
+                    LeaseCall::Delete { revision, ttl } => {
+                        self.stream
+                            .publish(LEASE_KEY, None, Some(ttl), None, Some(revision), now)
                     }
                 },
             ),
-            Action::ReadRecord => {
-                let value = self
-                    .state
-                    .live(now)
-                    .and_then(|e| e.value.clone().map(|v| (e.revision, v)));
-                Delivery::Record(node, Ok(value))
-            }
+            Action::ReadRecord => Delivery::Record(node, Ok(self.stream.read(STATE_KEY, now))),
             Action::WriteRecord {
+                fence,
                 expected_revision,
                 value,
-            } => Delivery::Written(
-                node,
-                match expected_revision {
-                    None => self.state.create(&mut self.seq, value, now),
-                    Some(r) => self.state.update(&mut self.seq, r, Some(value), now),
-                },
-            ),
+            } => {
+                if self.hold_writes {
+                    // Held back on its way to the server (a pause, a
+                    // stalled socket, a reconnect queue): it lands when
+                    // the test lets it go.
+                    self.held.push((node, fence, expected_revision, value));
+                    return;
+                }
+                let result = self.stream.publish(
+                    STATE_KEY,
+                    Some(value),
+                    None,
+                    Some(fence),
+                    Some(expected_revision),
+                    now,
+                );
+                Delivery::Written(node, result)
+            }
             Action::Publish { .. } | Action::View(_) => unreachable!("not a KV call"),
         };
         self.send(at, answer);
+    }
+
+    /// SIGCONT: the node handles what arrived while it was frozen.
+    fn resume(&mut self, node: usize) {
+        self.nodes[node].paused = false;
+        let now = self.now;
+        for delivery in std::mem::take(&mut self.nodes[node].backlog) {
+            self.send(now, delivery);
+        }
+    }
+
+    /// Lets the held record writes reach the server now; returns what the
+    /// server made of each.
+    fn release_held_writes(&mut self) -> Vec<Result<u64, KvError>> {
+        self.hold_writes = false;
+        let now = self.now;
+        let mut results = Vec::new();
+        for (node, fence, expected, value) in std::mem::take(&mut self.held) {
+            let result = self.stream.publish(
+                STATE_KEY,
+                Some(value),
+                None,
+                Some(fence),
+                Some(expected),
+                now,
+            );
+            results.push(result.clone());
+            self.send(now + LATENCY, Delivery::Written(node, result));
+        }
+        results
     }
 
     fn deliver(&mut self, delivery: Delivery) {
@@ -369,7 +452,12 @@ impl Sim {
             | Delivery::Written(n, _) => *n,
         };
         let n = &mut self.nodes[node];
-        if !n.running || !n.linked || n.paused {
+        if n.paused && n.running {
+            // A frozen process reads what was sent to it once it resumes.
+            n.backlog.push(delivery);
+            return;
+        }
+        if !n.running || !n.linked {
             return;
         }
         match delivery {
@@ -465,11 +553,10 @@ impl Sim {
     }
 
     fn record(&self) -> Option<SettledRecord> {
-        self.state
-            .entry
-            .as_ref()
-            .and_then(|e| e.value.as_ref())
-            .map(|v| protocol::decode(v).unwrap())
+        self.stream
+            .read(STATE_KEY, self.now)
+            .and_then(|e| e.value)
+            .map(|v| protocol::decode(&v).unwrap())
     }
 
     fn view(&self, node: usize) -> ClusterView {
@@ -665,13 +752,13 @@ fn with_a_cluster_key_a_forged_record_never_reaches_browsers_and_is_replaced() {
         at_ms: 0,
     };
     let now = sim.now;
-    let revision = sim.state.live(now).unwrap().revision;
     let value = protocol::encode(&forged);
-    sim.state
-        .update(&mut sim.seq, revision, Some(value), now)
+    let revision = sim
+        .stream
+        .publish(STATE_KEY, Some(value), None, None, None, now)
         .unwrap();
     let notice = protocol::encode(&SettledNotice {
-        revision: sim.seq,
+        revision,
         record: forged,
     });
     let settled = sim.names.settled();
@@ -686,11 +773,54 @@ fn with_a_cluster_key_a_forged_record_never_reaches_browsers_and_is_replaced() {
         assert!(sim.nodes[i].coord.dropped().unauthenticated >= 1);
     }
     // The monitor wrote an authentic record over it.
-    let sealed = sim.state.live(sim.now).unwrap().value.clone().unwrap();
+    let sealed = sim.stream.read(STATE_KEY, sim.now).unwrap().value.unwrap();
     let opened = key.open("settled", &sealed).expect("sealed with the key");
     let record: SettledRecord = protocol::decode(opened).unwrap();
     assert_eq!(record.version, v("1.0.0"));
     assert_eq!(record.kind, protocol::RecordKind::Baseline);
+}
+
+#[test]
+fn a_deposed_monitors_delayed_write_never_lands() {
+    // The old monitor renews its lease (the fence) and sends its record
+    // write, which is held up on its way; the monitor itself freezes past its
+    // lease. Another node takes the lease. Only then does the old write reach
+    // the server: it must fail, though the record itself has not changed yet
+    // (a compare-and-set on the record alone would let it land).
+    let mut sim = settled_cluster(1, "0.1.0");
+    sim.start("n2", "1.0.0");
+    sim.start("n3", "1.0.0");
+    sim.run_for(ms(5_000));
+    sim.hold_writes = true;
+    sim.stop(0);
+    sim.run_until("a held announcement write", ms(5_000), |s| {
+        !s.held.is_empty()
+    });
+    let writer = sim.held[0].0;
+    sim.hold_writes = false; // later writes go through; the first stays held
+    sim.nodes[writer].paused = true;
+    sim.run_until("another monitor", ms(15_000), |s| {
+        s.leaders().iter().any(|l| *l != writer)
+    });
+    let record_before = sim.stream.read(STATE_KEY, sim.now).unwrap().revision;
+    let results = sim.release_held_writes();
+    assert!(
+        matches!(results[..], [Err(KvError::Conflict(_))]),
+        "the deposed monitor's write landed: {results:?}"
+    );
+    assert_eq!(
+        sim.stream.read(STATE_KEY, sim.now).unwrap().revision,
+        record_before
+    );
+    sim.resume(writer);
+    sim.run_until("the announcement", ms(10_000), |s| {
+        !s.announcements().is_empty()
+    });
+    sim.run_for(ms(10_000));
+    let announced = sim.announcements();
+    assert_eq!(announced.len(), 1, "{announced:?}");
+    assert_ne!(announced[0].leader, format!("n{writer}"));
+    assert_eq!(sim.record().unwrap().version, v("1.0.0"));
 }
 
 #[test]
@@ -751,14 +881,14 @@ fn a_crashed_monitor_is_replaced_within_the_lease() {
 fn a_monitor_that_stops_hands_the_lease_over_at_once() {
     let mut sim = settled_cluster(3, "1.0.0");
     let leader = sim.leaders()[0];
-    let lease_bucket_writes = sim.seq;
+    let writes = sim.stream.last_seq;
     sim.stop(leader);
     let took = sim.run_until("a new monitor", ms(5_000), |s| !s.leaders().is_empty());
     assert!(took < ms(100), "took {took:?}");
     // The release came before the nodedown.
     let down = sim.names.presence(PresenceKind::Down);
     assert_eq!(sim.published_on(&down), 1);
-    assert!(sim.seq > lease_bucket_writes);
+    assert!(sim.stream.last_seq > writes);
 }
 
 #[test]

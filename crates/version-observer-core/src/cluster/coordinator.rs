@@ -59,8 +59,10 @@ use std::{
 
 /// How often a connected node re-reads the record, notices or not.
 pub const RECORD_REFRESH: Duration = Duration::from_secs(5);
-/// How soon a node tries again to open buckets that failed to open.
+/// How soon a node tries again to open a bucket that failed to open.
 pub const BUCKET_RETRY: Duration = Duration::from_millis(500);
+/// How soon it tries again when the bucket exists with settings it cannot use.
+pub const BUCKET_MISCONFIGURED_RETRY: Duration = Duration::from_secs(10);
 /// Retries of a round some member did not answer.
 pub const ROUND_BACKOFF: Backoff = Backoff {
     first: Duration::from_millis(100),
@@ -77,33 +79,49 @@ pub struct Identity {
     pub id: String,
     /// The version this node runs and reports.
     pub version: Version,
-    /// This process's incarnation, for example its start time in
-    /// nanoseconds since the Unix epoch.
+    /// This process's incarnation: a random number drawn at start, so two
+    /// processes with one id are two members.
     pub incarnation: u64,
 }
 
-/// A KV bucket the cluster needs, as the driver should create it if missing.
+/// The cluster's KV bucket, as the driver should create it if missing.
+///
+/// One bucket holds both the lease ([`LEASE_KEY`]) and the record
+/// ([`STATE_KEY`]), so they are one stream: the record is written expecting
+/// the stream's last sequence to be the monitor's own fencing renewal, and a
+/// deposed monitor's write, however late, cannot land. The lease is a
+/// message with its own time to live (`Nats-TTL`), so the bucket keeps
+/// everything else for ever.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BucketSpec {
-    /// The bucket's name ([`Names::lease_bucket`] or [`Names::state_bucket`]).
+    /// The bucket's name ([`Names::bucket`]).
     pub name: String,
     /// A description for operators, stored with the bucket.
     pub description: &'static str,
-    /// Values kept per key.
-    pub history: i64,
-    /// How long a value lives (`None`: for ever).
-    pub max_age: Option<Duration>,
-    /// Memory storage (lost with the server) rather than file storage.
-    pub in_memory: bool,
+    /// Stream replicas (in a NATS cluster; 1 on a single server).
+    pub replicas: usize,
+    /// The first sequence of a bucket created anew: above every revision
+    /// this node has seen, so revisions (and fences) never go backwards
+    /// when a bucket is lost and recreated.
+    pub first_sequence: u64,
+    /// The longest a lease message lives ([`LeaseCall`] TTLs): an existing
+    /// bucket whose `max_age` is shorter would drop a lease its holder still
+    /// trusts, and is refused.
+    pub lease_ttl: Duration,
 }
 
-/// A call on the lease key ([`LEASE_KEY`] in the lease bucket).
+/// A call on the lease key ([`LEASE_KEY`]). Every lease message carries a
+/// time to live, `ttl`: the lease rounded up to whole seconds, never
+/// shorter than the holder trusts it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeaseCall {
-    /// Create the key if absent; answer with the new revision.
+    /// Take the key if nobody holds it (absent, deleted or expired); answer
+    /// with the new revision, or [`KvError::Conflict`] if it is held.
     Create {
         /// The encoded [`LeaseHolder`] naming this node.
         value: Bytes,
+        /// The message's time to live.
+        ttl: Duration,
     },
     /// Update the key expecting `revision`; answer with the new revision.
     Update {
@@ -112,12 +130,27 @@ pub enum LeaseCall {
         revision: u64,
         /// The encoded [`LeaseHolder`] naming this node.
         value: Bytes,
+        /// The message's time to live.
+        ttl: Duration,
     },
-    /// Delete the key expecting `revision`.
+    /// Delete the key expecting `revision` (a delete marker, itself with a
+    /// time to live).
     Delete {
         /// The revision this node holds; any other makes the call fail.
         revision: u64,
+        /// The marker's time to live.
+        ttl: Duration,
     },
+}
+
+/// What a read of the record found: the key's last revision, and its value
+/// unless that revision is a delete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The revision (stream sequence) of the key's last message.
+    pub revision: u64,
+    /// Its value; `None` for a delete or purge marker.
+    pub value: Option<Bytes>,
 }
 
 /// What the driver should do.
@@ -136,28 +169,23 @@ pub enum Action {
         /// [`MAC_HEADER`](crate::auth::MAC_HEADER) header.
         mac: Option<String>,
     },
-    /// Open both buckets, creating whichever is missing; answer with
-    /// [`Coordinator::handle_buckets`].
-    OpenBuckets {
-        /// The lease bucket: in memory, one value per key, values expire
-        /// after the lease.
-        lease: BucketSpec,
-        /// The state bucket with the settled record: file storage, a short
-        /// history, values kept for ever.
-        state: BucketSpec,
-    },
+    /// Open the bucket, creating it as specified if it is missing, and
+    /// check an existing one can be used; answer with
+    /// [`Coordinator::handle_buckets`] ([`KvError::Incompatible`] if not).
+    OpenBucket(BucketSpec),
     /// Answer with [`Coordinator::handle_lease`].
     Lease(LeaseCall),
-    /// Read [`STATE_KEY`] from the state bucket; answer with
-    /// [`Coordinator::handle_record`].
+    /// Read [`STATE_KEY`]; answer with [`Coordinator::handle_record`].
     ReadRecord,
-    /// Write [`STATE_KEY`] in the state bucket: create it when
-    /// `expected_revision` is `None`, else update it expecting that revision.
+    /// Write [`STATE_KEY`] only if the bucket's last message is still the
+    /// fencing renewal `fence` (no other monitor has written since) and the
+    /// record's last revision is still `expected_revision` (0: none).
     /// Answer with [`Coordinator::handle_record_written`].
     WriteRecord {
-        /// The revision the record must still have; `None` when there was
-        /// no record, so the key must not exist yet.
-        expected_revision: Option<u64>,
+        /// The stream's expected last sequence: this monitor's lease renewal.
+        fence: u64,
+        /// The record key's expected last revision (0 when it has none).
+        expected_revision: u64,
         /// The encoded [`SettledRecord`].
         value: Bytes,
     },
@@ -174,6 +202,9 @@ pub enum KvError {
     /// The call did not complete (timeout, no JetStream, connection lost).
     #[error("KV unavailable: {0}")]
     Unavailable(String),
+    /// The bucket exists with settings this node cannot use safely.
+    #[error("the cluster's KV bucket cannot be used: {0}")]
+    Incompatible(String),
 }
 
 /// Counts of messages dropped, by reason.
@@ -229,7 +260,8 @@ enum Settle {
     /// Waiting to renew the lease (the fence) before writing.
     Fencing {
         record: SettledRecord,
-        expected: Option<u64>,
+        /// The record key's last revision when it was read (0: none).
+        expected: u64,
     },
 }
 
@@ -293,6 +325,10 @@ pub struct Coordinator {
     dropped: Dropped,
     /// The cluster's shared key, if messages are authenticated.
     key: Option<ClusterKey>,
+    /// The bucket's replicas, when this node creates it.
+    replicas: usize,
+    /// The largest revision (stream sequence) seen.
+    max_revision: u64,
     /// The wall clock, as the driver last told it (milliseconds since the
     /// Unix epoch): only stamped on records, never used to decide anything.
     unix_ms: u64,
@@ -344,6 +380,8 @@ impl Coordinator {
             dropped: Dropped::default(),
             unix_ms: 0,
             key: None,
+            replicas: 1,
+            max_revision: 0,
             actions: VecDeque::new(),
         }
     }
@@ -353,6 +391,13 @@ impl Coordinator {
     /// receives without a valid MAC is dropped and counted.
     pub fn with_key(mut self, key: ClusterKey) -> Self {
         self.key = Some(key);
+        self
+    }
+
+    /// Create the bucket, if this node is the one to create it, with this
+    /// many replicas (for a NATS cluster; default 1).
+    pub fn with_replicas(mut self, replicas: usize) -> Self {
+        self.replicas = replicas.max(1);
         self
     }
 
@@ -501,7 +546,7 @@ impl Coordinator {
         self.step(now);
     }
 
-    /// The result of [`Action::OpenBuckets`].
+    /// The result of [`Action::OpenBucket`].
     pub fn handle_buckets(&mut self, result: Result<(), KvError>, now: Instant) {
         match result {
             Ok(()) => {
@@ -509,9 +554,18 @@ impl Coordinator {
                 self.reread = true;
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot open the cluster's KV buckets yet");
+                let retry = match &e {
+                    KvError::Incompatible(_) => {
+                        tracing::error!(error = %e, "cannot coordinate until the bucket is fixed");
+                        BUCKET_MISCONFIGURED_RETRY
+                    }
+                    _ => {
+                        tracing::warn!(error = %e, "cannot open the cluster's KV bucket yet");
+                        BUCKET_RETRY
+                    }
+                };
                 self.buckets = Buckets::Closed {
-                    retry_at: now + BUCKET_RETRY,
+                    retry_at: now + retry,
                 };
                 self.ready = true;
             }
@@ -537,8 +591,9 @@ impl Coordinator {
                 if let Some(change) = self.election.won(revision, call.sent) {
                     self.role_changed(change, now);
                 }
+                self.saw_revision(revision);
                 if purpose == LeasePurpose::Fence {
-                    self.fenced(revision);
+                    self.fenced(revision, now);
                 }
             }
             (purpose, Err(e)) => {
@@ -568,15 +623,25 @@ impl Coordinator {
 
     /// The result of [`Action::ReadRecord`]: the value and its revision, or
     /// `None` when there is no record.
-    pub fn handle_record(&mut self, result: Result<Option<(u64, Bytes)>, KvError>, now: Instant) {
+    pub fn handle_record(&mut self, result: Result<Option<Entry>, KvError>, now: Instant) {
         if self.record_call == Some(RecordCall::Read) {
             self.record_call = None;
         }
         self.ready = true;
         let fresh = std::mem::take(&mut self.read_is_fresh);
         let (revision, current) = match result {
-            Ok(None) => (None, None),
-            Ok(Some((revision, value))) => (Some(revision), self.read_record(revision, &value)),
+            Ok(None) => (0, None),
+            Ok(Some(Entry {
+                revision,
+                value: None,
+            })) => (revision, None),
+            Ok(Some(Entry {
+                revision,
+                value: Some(value),
+            })) => {
+                self.saw_revision(revision);
+                (revision, self.read_record(revision, &value))
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "cannot read the settled record");
                 self.reopen_if_unavailable(&e, now);
@@ -701,7 +766,7 @@ impl Coordinator {
                 Buckets::Closed { retry_at } => at(Some(retry_at)),
                 Buckets::Opening => {}
                 Buckets::Open => {
-                    if self.lease_call.is_none() {
+                    if self.lease_call.is_none() && !self.lease_waits_for_record() {
                         at(self.election.next_deadline());
                     }
                     if self.record_call.is_none() {
@@ -960,12 +1025,12 @@ impl Coordinator {
     }
 
     /// A fresh read of the record is in; decide what `version` means.
-    /// `revision` is the record's, readable or not (an unreadable record is
-    /// overwritten, compare-and-set on that revision).
+    /// `revision` is the record key's last revision, readable or not (0
+    /// for none; an unreadable record is overwritten, compare-and-set on it).
     fn decide(
         &mut self,
         version: Version,
-        revision: Option<u64>,
+        revision: u64,
         current: Option<SettledNotice>,
         now: Instant,
     ) {
@@ -995,8 +1060,9 @@ impl Coordinator {
         });
     }
 
-    /// The fencing renewal succeeded with `fence`: write the record.
-    fn fenced(&mut self, fence: u64) {
+    /// The fencing renewal succeeded with `fence`: write the record, unless
+    /// a member of another version joined meanwhile.
+    fn fenced(&mut self, fence: u64, now: Instant) {
         let Some(Settle::Fencing {
             mut record,
             expected,
@@ -1004,11 +1070,16 @@ impl Coordinator {
         else {
             return;
         };
+        if self.view.agreement(now) != Agreement::Settled(record.version.clone()) {
+            self.scheduler.collect_now(now);
+            return;
+        }
         record.fence = fence;
         let value = self.seal(STATE_KEY, protocol::encode(&record));
         self.written = Some(record);
         self.record_call = Some(RecordCall::Write);
         self.actions.push_back(Action::WriteRecord {
+            fence,
             expected_revision: expected,
             value,
         });
@@ -1046,10 +1117,7 @@ impl Coordinator {
         if let Buckets::Closed { retry_at } = self.buckets {
             if now >= retry_at {
                 self.buckets = Buckets::Opening;
-                self.actions.push_back(Action::OpenBuckets {
-                    lease: self.lease_bucket(),
-                    state: self.state_bucket(),
-                });
+                self.actions.push_back(Action::OpenBucket(self.bucket()));
             }
         }
         if self.buckets != Buckets::Open {
@@ -1072,8 +1140,13 @@ impl Coordinator {
         self.monitor_step(now);
         // After the monitor's step, which may just have asked for a fresh
         // read (a settled round): nothing here may wait for another event.
+        let fencing = matches!(self.settle, Some(Settle::Fencing { .. }))
+            || self
+                .lease_call
+                .is_some_and(|c| c.purpose == LeasePurpose::Fence);
         if self.buckets == Buckets::Open
             && self.record_call.is_none()
+            && !fencing
             && (self.reread || now >= self.next_refresh)
         {
             self.reread = false;
@@ -1090,21 +1163,27 @@ impl Coordinator {
         if self.lease_call.is_some() {
             return;
         }
+        let ttl = self.lease_ttl();
         if self.leaving == Leaving::Releasing {
             if let Some(revision) = self.election.resign(now) {
-                self.send_lease(LeasePurpose::Release, LeaseCall::Delete { revision }, now);
+                let call = LeaseCall::Delete { revision, ttl };
+                self.send_lease(LeasePurpose::Release, call, now);
             }
+            return;
+        }
+        if self.lease_waits_for_record() {
             return;
         }
         if matches!(self.settle, Some(Settle::Fencing { .. })) {
             match self.election.fence(now) {
                 Some(revision) => {
                     let value = self.holder();
-                    self.send_lease(
-                        LeasePurpose::Fence,
-                        LeaseCall::Update { revision, value },
-                        now,
-                    );
+                    let call = LeaseCall::Update {
+                        revision,
+                        value,
+                        ttl,
+                    };
+                    self.send_lease(LeasePurpose::Fence, call, now);
                     return;
                 }
                 None => self.settle = None,
@@ -1118,17 +1197,27 @@ impl Coordinator {
             ElectionAction::Wait => {}
             ElectionAction::Acquire => {
                 let value = self.holder();
-                self.send_lease(LeasePurpose::Acquire, LeaseCall::Create { value }, now);
+                let call = LeaseCall::Create { value, ttl };
+                self.send_lease(LeasePurpose::Acquire, call, now);
             }
             ElectionAction::Renew { revision } => {
                 let value = self.holder();
-                self.send_lease(
-                    LeasePurpose::Renew,
-                    LeaseCall::Update { revision, value },
-                    now,
-                );
+                let call = LeaseCall::Update {
+                    revision,
+                    value,
+                    ttl,
+                };
+                self.send_lease(LeasePurpose::Renew, call, now);
             }
         }
+    }
+
+    /// No lease call while a record write is in flight (it expects the
+    /// fence to be the bucket's last message), nor a fence while a record
+    /// read is (the fence is followed at once by the write).
+    fn lease_waits_for_record(&self) -> bool {
+        self.written.is_some()
+            || (matches!(self.settle, Some(Settle::Fencing { .. })) && self.record_call.is_some())
     }
 
     fn send_lease(&mut self, purpose: LeasePurpose, call: LeaseCall, now: Instant) {
@@ -1248,23 +1337,26 @@ impl Coordinator {
         }
     }
 
-    fn lease_bucket(&self) -> BucketSpec {
-        BucketSpec {
-            name: self.names.lease_bucket(),
-            description: "version-observer monitor lease",
-            history: 1,
-            max_age: Some(self.timings.lease),
-            in_memory: true,
-        }
+    /// The lease messages' time to live: the lease in whole seconds,
+    /// rounded up (the server's unit), so a lease message never expires
+    /// before its holder stops trusting it.
+    fn lease_ttl(&self) -> Duration {
+        Duration::from_secs(self.timings.lease.as_millis().div_ceil(1000).max(1) as u64)
     }
 
-    fn state_bucket(&self) -> BucketSpec {
+    /// Revisions (stream sequences) seen so far only move forward; a bucket
+    /// created anew starts above them.
+    fn saw_revision(&mut self, revision: u64) {
+        self.max_revision = self.max_revision.max(revision);
+    }
+
+    fn bucket(&self) -> BucketSpec {
         BucketSpec {
-            name: self.names.state_bucket(),
-            description: "version-observer last announced version",
-            history: 5,
-            max_age: None,
-            in_memory: false,
+            name: self.names.bucket(),
+            description: "version-observer: the monitor lease and the settled record",
+            replicas: self.replicas,
+            first_sequence: self.max_revision + 1,
+            lease_ttl: self.lease_ttl(),
         }
     }
 }

@@ -14,4 +14,4 @@ pub mod election;
 pub mod membership;
 pub mod monitor;
 
-pub use coordinator::{Action, BucketSpec, Coordinator, Identity, KvError, LeaseCall};
+pub use coordinator::{Action, BucketSpec, Coordinator, Entry, Identity, KvError, LeaseCall};

@@ -14,10 +14,16 @@ use super::{
     settings::{NatsSettings, StartError, UrlAuth},
 };
 use async_nats::{
-    jetstream::{self, kv},
+    jetstream::{
+        self,
+        context::{GetStreamErrorKind, PublishErrorKind},
+        kv,
+        message::PublishMessage,
+        stream::{self, LastRawMessageErrorKind},
+        ErrorCode,
+    },
     Client, ConnectErrorKind, ConnectOptions, Event,
 };
-use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use std::{
     future::Future,
@@ -31,7 +37,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use version_observer_core::{
     auth::MAC_HEADER,
-    cluster::{Action, BucketSpec, Coordinator, Identity, KvError, LeaseCall},
+    cluster::{Action, BucketSpec, Coordinator, Entry, Identity, KvError, LeaseCall},
     protocol::{Names, LEASE_KEY, STATE_KEY},
     status::ClusterStatus,
     Compat, NodeInfo,
@@ -86,6 +92,7 @@ impl ClusterNode {
         if let Some(key) = settings.cluster_key()? {
             coordinator = coordinator.with_key(key);
         }
+        coordinator = coordinator.with_replicas(settings.kv_replicas);
         let (status_tx, status) = watch::channel(coordinator.status(Instant::now()));
         let (ready_tx, mut ready) = watch::channel(false);
         let leave = CancellationToken::new();
@@ -94,7 +101,8 @@ impl ClusterNode {
             client,
             coordinator,
             kv_timeout: settings.timings.kv_timeout(),
-            buckets: None,
+            bucket: None,
+            replicas_warned: false,
             streams,
             status_tx,
             ready_tx,
@@ -243,9 +251,9 @@ async fn connect_options(
 
 /// What a KV task reports back.
 enum KvResult {
-    Buckets(Result<Box<(kv::Store, kv::Store)>, KvError>),
+    Bucket(Result<Box<kv::Store>, KvError>),
     Lease(Result<u64, KvError>),
-    Record(Result<Option<(u64, Bytes)>, KvError>),
+    Record(Result<Option<Entry>, KvError>),
     Written(Result<u64, KvError>),
 }
 
@@ -255,7 +263,9 @@ struct Driver {
     coordinator: Coordinator,
     kv_timeout: Duration,
     /// (lease, state), once open.
-    buckets: Option<(kv::Store, kv::Store)>,
+    bucket: Option<kv::Store>,
+    /// A replica-count mismatch is warned about once.
+    replicas_warned: bool,
     streams: Arc<Streams>,
     status_tx: watch::Sender<ClusterStatus>,
     ready_tx: watch::Sender<bool>,
@@ -376,11 +386,11 @@ impl Driver {
     fn on_kv(&mut self, result: KvResult) {
         let now = Instant::now();
         match result {
-            KvResult::Buckets(Ok(stores)) => {
-                self.buckets = Some(*stores);
+            KvResult::Bucket(Ok(store)) => {
+                self.bucket = Some(*store);
                 self.coordinator.handle_buckets(Ok(()), now);
             }
-            KvResult::Buckets(Err(e)) => self.coordinator.handle_buckets(Err(e), now),
+            KvResult::Bucket(Err(e)) => self.coordinator.handle_buckets(Err(e), now),
             KvResult::Lease(r) => self.coordinator.handle_lease(r, now),
             KvResult::Record(r) => self.coordinator.handle_record(r, now),
             KvResult::Written(r) => self.coordinator.handle_record_written(r, now),
@@ -419,76 +429,77 @@ impl Driver {
                         tracing::debug!("a message was not sent (NATS unreachable)");
                     }
                 }
-                Action::OpenBuckets { lease, state } => {
+                Action::OpenBucket(spec) => {
                     let js = self.js.clone();
-                    self.spawn_kv(kv_tx, KvResult::Buckets, async move {
-                        let lease = open_bucket(&js, lease).await?;
-                        let state = open_bucket(&js, state).await?;
-                        Ok(Box::new((lease, state)))
+                    let warned = self.replicas_warned;
+                    self.replicas_warned = true;
+                    self.spawn_kv(kv_tx, KvResult::Bucket, async move {
+                        open_bucket(&js, spec, !warned).await.map(Box::new)
                     });
                 }
                 Action::Lease(call) => {
-                    let Some((lease, _)) = self.buckets.clone() else {
-                        let _ = kv_tx.send(KvResult::Lease(Err(unavailable("no buckets"))));
+                    let Some(store) = self.bucket.clone() else {
+                        let _ = kv_tx.send(KvResult::Lease(Err(unavailable("no bucket"))));
                         continue;
                     };
+                    let js = self.js.clone();
                     self.spawn_kv(kv_tx, KvResult::Lease, async move {
-                        match call {
-                            LeaseCall::Create { value } => {
-                                lease.create(LEASE_KEY, value).await.map_err(|e| {
-                                    if e.kind() == kv::CreateErrorKind::AlreadyExists {
-                                        KvError::Conflict(e.to_string())
-                                    } else {
-                                        unavailable(e)
-                                    }
-                                })
+                        let subject = key_subject(&store, LEASE_KEY);
+                        let message = match call {
+                            LeaseCall::Create { value, ttl } => {
+                                let expected = free_lease_sequence(&store, &subject).await?;
+                                PublishMessage::build()
+                                    .payload(value)
+                                    .expected_last_subject_sequence(expected)
+                                    .ttl(ttl)
                             }
-                            LeaseCall::Update { revision, value } => lease
-                                .update(LEASE_KEY, value, revision)
-                                .await
-                                .map_err(update_error),
-                            LeaseCall::Delete { revision } => lease
-                                .delete_expect_revision(LEASE_KEY, Some(revision))
-                                .await
-                                .map(|()| revision)
-                                .map_err(unavailable),
-                        }
+                            LeaseCall::Update {
+                                revision,
+                                value,
+                                ttl,
+                            } => PublishMessage::build()
+                                .payload(value)
+                                .expected_last_subject_sequence(revision)
+                                .ttl(ttl),
+                            LeaseCall::Delete { revision, ttl } => PublishMessage::build()
+                                .header(KV_OPERATION, "DEL")
+                                .expected_last_subject_sequence(revision)
+                                .ttl(ttl),
+                        };
+                        publish(&js, subject, message).await
                     });
                 }
                 Action::ReadRecord => {
-                    let Some((_, state)) = self.buckets.clone() else {
-                        let _ = kv_tx.send(KvResult::Record(Err(unavailable("no buckets"))));
+                    let Some(store) = self.bucket.clone() else {
+                        let _ = kv_tx.send(KvResult::Record(Err(unavailable("no bucket"))));
                         continue;
                     };
                     self.spawn_kv(kv_tx, KvResult::Record, async move {
-                        let entry = state.entry(STATE_KEY).await.map_err(unavailable)?;
-                        Ok(entry
-                            .filter(|e| e.operation == kv::Operation::Put)
-                            .map(|e| (e.revision, e.value)))
+                        let entry = store.entry(STATE_KEY).await.map_err(unavailable)?;
+                        Ok(entry.map(|e| Entry {
+                            revision: e.revision,
+                            value: (e.operation == kv::Operation::Put).then_some(e.value),
+                        }))
                     });
                 }
                 Action::WriteRecord {
+                    fence,
                     expected_revision,
                     value,
                 } => {
-                    let Some((_, state)) = self.buckets.clone() else {
-                        let _ = kv_tx.send(KvResult::Written(Err(unavailable("no buckets"))));
+                    let Some(store) = self.bucket.clone() else {
+                        let _ = kv_tx.send(KvResult::Written(Err(unavailable("no bucket"))));
                         continue;
                     };
+                    let js = self.js.clone();
                     self.spawn_kv(kv_tx, KvResult::Written, async move {
-                        match expected_revision {
-                            Some(revision) => state
-                                .update(STATE_KEY, value, revision)
-                                .await
-                                .map_err(update_error),
-                            None => state.create(STATE_KEY, value).await.map_err(|e| {
-                                if e.kind() == kv::CreateErrorKind::AlreadyExists {
-                                    KvError::Conflict(e.to_string())
-                                } else {
-                                    unavailable(e)
-                                }
-                            }),
-                        }
+                        // Lands only if the monitor's fencing renewal is still
+                        // the bucket's last message: no other monitor since.
+                        let message = PublishMessage::build()
+                            .payload(value)
+                            .expected_last_sequence(fence)
+                            .expected_last_subject_sequence(expected_revision);
+                        publish(&js, key_subject(&store, STATE_KEY), message).await
                     });
                 }
             }
@@ -523,31 +534,276 @@ fn unavailable(e: impl std::fmt::Display) -> KvError {
     KvError::Unavailable(e.to_string())
 }
 
-fn update_error(e: kv::UpdateError) -> KvError {
-    if e.kind() == kv::UpdateErrorKind::WrongLastRevision {
-        KvError::Conflict(e.to_string())
-    } else {
-        unavailable(e)
+/// The header that marks a KV delete.
+const KV_OPERATION: &str = "KV-Operation";
+
+/// The subject of a key in the bucket.
+fn key_subject(store: &kv::Store, key: &str) -> String {
+    format!("{}{}", store.prefix, key)
+}
+
+/// The sequence the lease key must still have for this node to take it:
+/// that of its last message when it is a delete marker, 0 when it has none
+/// (never set, or expired); a live holder makes it a conflict.
+async fn free_lease_sequence(store: &kv::Store, subject: &str) -> Result<u64, KvError> {
+    match store.stream.get_last_raw_message_by_subject(subject).await {
+        Ok(message) => {
+            let marker = message
+                .headers
+                .get(KV_OPERATION)
+                .is_some_and(|op| matches!(op.as_str(), "DEL" | "PURGE"))
+                || message.headers.get("Nats-Marker-Reason").is_some();
+            if marker {
+                Ok(message.sequence)
+            } else {
+                Err(KvError::Conflict("the lease is held".into()))
+            }
+        }
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(0),
+        Err(e) => Err(unavailable(e)),
     }
 }
 
-/// Opens a bucket, creating it as `spec` says when it does not exist.
-async fn open_bucket(js: &jetstream::Context, spec: BucketSpec) -> Result<kv::Store, KvError> {
-    if let Ok(store) = js.get_key_value(spec.name.clone()).await {
-        return Ok(store);
-    }
-    js.create_key_value(kv::Config {
-        bucket: spec.name,
-        description: spec.description.into(),
-        history: spec.history,
-        max_age: spec.max_age.unwrap_or_default(),
-        storage: if spec.in_memory {
-            jetstream::stream::StorageType::Memory
+/// Publishes to the bucket and waits for the server's acknowledgement: the
+/// new message's sequence, or a conflict if an expected sequence was wrong.
+async fn publish(
+    js: &jetstream::Context,
+    subject: String,
+    message: PublishMessage,
+) -> Result<u64, KvError> {
+    let conflict_or_unavailable = |e: jetstream::context::PublishError| {
+        if e.kind() == PublishErrorKind::WrongLastSequence {
+            KvError::Conflict(e.to_string())
         } else {
-            jetstream::stream::StorageType::File
-        },
-        ..Default::default()
-    })
-    .await
-    .map_err(unavailable)
+            unavailable(e)
+        }
+    };
+    let ack = js
+        .send_publish(subject, message)
+        .await
+        .map_err(conflict_or_unavailable)?
+        .await
+        .map_err(conflict_or_unavailable)?;
+    Ok(ack.sequence)
+}
+
+/// Opens the bucket, creating it as `spec` says when it does not exist, and
+/// checks that an existing one is safe to use: it must allow per-message
+/// TTLs (the lease), and keep messages at least as long as a lease lives.
+async fn open_bucket(
+    js: &jetstream::Context,
+    spec: BucketSpec,
+    warn_replicas: bool,
+) -> Result<kv::Store, KvError> {
+    let stream_name = format!("KV_{}", spec.name);
+    match js.get_stream(&stream_name).await {
+        Ok(stream) => {
+            let config = &stream.cached_info().config;
+            if !config.allow_message_ttl {
+                return Err(KvError::Incompatible(format!(
+                    "bucket {} exists without per-message TTLs (made by another program or an older \
+                     version-observer); delete it (`nats kv rm {}`) or use another --cluster",
+                    spec.name, spec.name
+                )));
+            }
+            if !config.max_age.is_zero() && config.max_age < spec.lease_ttl {
+                return Err(KvError::Incompatible(format!(
+                    "bucket {} keeps messages for {:?}, less than a lease lives ({:?}): a lease \
+                     could vanish while its holder trusts it",
+                    spec.name, config.max_age, spec.lease_ttl
+                )));
+            }
+            if warn_replicas && config.num_replicas != spec.replicas {
+                tracing::warn!(bucket = %spec.name, replicas = config.num_replicas,
+                    wanted = spec.replicas, "the bucket exists with another replica count; using it as it is");
+            }
+        }
+        Err(e) if matches!(e.kind(), GetStreamErrorKind::JetStream(ref j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND) =>
+        {
+            let created = js
+                .create_stream(stream::Config {
+                    name: stream_name,
+                    description: Some(spec.description.into()),
+                    subjects: vec![format!("$KV.{}.>", spec.name)],
+                    max_messages_per_subject: 1,
+                    storage: stream::StorageType::File,
+                    num_replicas: spec.replicas,
+                    allow_rollup: true,
+                    deny_delete: true,
+                    allow_direct: true,
+                    discard: stream::DiscardPolicy::New,
+                    allow_message_ttl: true,
+                    first_sequence: Some(spec.first_sequence.max(1)),
+                    ..Default::default()
+                })
+                .await;
+            match created {
+                Ok(_) => tracing::info!(bucket = %spec.name, first_sequence = spec.first_sequence,
+                    replicas = spec.replicas, "created the cluster's KV bucket"),
+                // Another node may have created it in the meantime.
+                Err(e) => tracing::debug!(error = %e, "bucket not created here"),
+            }
+        }
+        Err(e) => return Err(unavailable(e)),
+    }
+    js.get_key_value(spec.name).await.map_err(unavailable)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The bucket operations against a real nats-server: the fence, the
+    //! lease's per-message TTL, and the checks of an existing bucket.
+
+    use super::*;
+    use bytes::Bytes;
+    use vo_lab::NatsServer;
+
+    const LEASE_TTL: Duration = Duration::from_secs(1);
+
+    fn spec(name: &str, first_sequence: u64) -> BucketSpec {
+        BucketSpec {
+            name: name.into(),
+            description: "test",
+            replicas: 1,
+            first_sequence,
+            lease_ttl: LEASE_TTL,
+        }
+    }
+
+    async fn server() -> (NatsServer, jetstream::Context) {
+        let nats = NatsServer::start().await.expect("nats-server starts");
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        (nats, jetstream::new(client))
+    }
+
+    async fn acquire(
+        js: &jetstream::Context,
+        store: &kv::Store,
+        who: &str,
+    ) -> Result<u64, KvError> {
+        let subject = key_subject(store, LEASE_KEY);
+        let expected = free_lease_sequence(store, &subject).await?;
+        let message = PublishMessage::build()
+            .payload(Bytes::from(who.to_owned()))
+            .expected_last_subject_sequence(expected)
+            .ttl(LEASE_TTL);
+        publish(js, subject, message).await
+    }
+
+    async fn renew(
+        js: &jetstream::Context,
+        store: &kv::Store,
+        revision: u64,
+    ) -> Result<u64, KvError> {
+        let message = PublishMessage::build()
+            .payload(Bytes::from_static(b"a"))
+            .expected_last_subject_sequence(revision)
+            .ttl(LEASE_TTL);
+        publish(js, key_subject(store, LEASE_KEY), message).await
+    }
+
+    async fn write(
+        js: &jetstream::Context,
+        store: &kv::Store,
+        fence: u64,
+        expected: u64,
+    ) -> Result<u64, KvError> {
+        let message = PublishMessage::build()
+            .payload(Bytes::from_static(b"{}"))
+            .expected_last_sequence(fence)
+            .expected_last_subject_sequence(expected);
+        publish(js, key_subject(store, STATE_KEY), message).await
+    }
+
+    #[tokio::test]
+    async fn a_deposed_monitors_write_fails_even_if_the_record_is_unchanged() {
+        let (_nats, js) = server().await;
+        let store = open_bucket(&js, spec("fence", 1), true).await.unwrap();
+        let a = acquire(&js, &store, "a").await.unwrap();
+        assert!(
+            matches!(acquire(&js, &store, "b").await, Err(KvError::Conflict(_))),
+            "held"
+        );
+        let fence = renew(&js, &store, a).await.unwrap();
+        // A freezes with its write still to send; its lease runs out (TTL)
+        // and B takes it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let b = loop {
+            match acquire(&js, &store, "b").await {
+                Ok(b) => break b,
+                Err(KvError::Conflict(_)) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
+                }
+                Err(e) => panic!("B never took the expired lease: {e}"),
+            }
+        };
+        // The record has not changed (revision 0: none), yet A's write must fail.
+        assert!(matches!(
+            write(&js, &store, fence, 0).await,
+            Err(KvError::Conflict(_))
+        ));
+        // B's own fenced write lands.
+        let b_fence = renew(&js, &store, b).await.unwrap();
+        let written = write(&js, &store, b_fence, 0).await.unwrap();
+        assert_eq!(written, b_fence + 1);
+        // A's renewal of its lost lease fails too.
+        assert!(matches!(
+            renew(&js, &store, fence).await,
+            Err(KvError::Conflict(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_released_lease_is_free_at_once_and_sequences_start_where_asked() {
+        let (_nats, js) = server().await;
+        let store = open_bucket(&js, spec("release", 500), true).await.unwrap();
+        let a = acquire(&js, &store, "a").await.unwrap();
+        assert_eq!(
+            a, 500,
+            "a bucket made anew starts above every revision seen"
+        );
+        let delete = PublishMessage::build()
+            .header(KV_OPERATION, "DEL")
+            .expected_last_subject_sequence(a)
+            .ttl(LEASE_TTL);
+        publish(&js, key_subject(&store, LEASE_KEY), delete)
+            .await
+            .unwrap();
+        let b = acquire(&js, &store, "b")
+            .await
+            .expect("free after the delete marker");
+        assert!(b > a);
+    }
+
+    #[tokio::test]
+    async fn an_existing_bucket_without_ttls_or_with_a_short_max_age_is_refused() {
+        let (_nats, js) = server().await;
+        js.create_key_value(kv::Config {
+            bucket: "old_style".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let err = open_bucket(&js, spec("old_style", 1), true)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, KvError::Incompatible(m) if m.contains("old_style") && m.contains("per-message TTL")),
+            "{err}"
+        );
+        js.create_stream(stream::Config {
+            name: "KV_short".into(),
+            subjects: vec!["$KV.short.>".into()],
+            allow_message_ttl: true,
+            max_age: Duration::from_millis(500),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let err = open_bucket(&js, spec("short", 1), true).await.unwrap_err();
+        assert!(
+            matches!(&err, KvError::Incompatible(m) if m.contains("short")),
+            "{err}"
+        );
+    }
 }

@@ -119,6 +119,12 @@ impl ObserverBuilder {
                 reason,
             })?;
             nats.timings.validate()?;
+            if !(1..=5).contains(&nats.kv_replicas) {
+                return Err(StartError::Setting(format!(
+                    "kv replicas {} is out of range: use 1 to 5",
+                    nats.kv_replicas
+                )));
+            }
             nats.server_addrs()?;
             nats.cluster_key()?;
         }
@@ -142,6 +148,7 @@ pub struct NatsSettings {
     pub(crate) credentials: Option<PathBuf>,
     pub(crate) root_certificates: Option<PathBuf>,
     pub(crate) key_file: Option<PathBuf>,
+    pub(crate) kv_replicas: usize,
     pub(crate) timings: Timings,
 }
 
@@ -153,6 +160,7 @@ impl std::fmt::Debug for NatsSettings {
             .field("credentials", &self.credentials)
             .field("root_certificates", &self.root_certificates)
             .field("key_file", &self.key_file)
+            .field("kv_replicas", &self.kv_replicas)
             .field("timings", &self.timings)
             .finish()
     }
@@ -173,6 +181,7 @@ impl NatsSettings {
             credentials: None,
             root_certificates: None,
             key_file: None,
+            kv_replicas: 1,
             timings: Timings::DEFAULT,
         }
     }
@@ -205,6 +214,14 @@ impl NatsSettings {
     /// what is not. Every node of the cluster needs the same key.
     pub fn cluster_key_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.key_file = Some(path.into());
+        self
+    }
+
+    /// Replicas of the cluster's KV bucket, when a node creates it: with a
+    /// NATS cluster of three servers, 3 keeps the lease and the record
+    /// through the loss of one (1 to 5) [default: 1].
+    pub fn kv_replicas(mut self, replicas: usize) -> Self {
+        self.kv_replicas = replicas;
         self
     }
 
