@@ -17,6 +17,7 @@
 //! Everything a lab starts is killed when its handle is dropped.
 
 pub mod control;
+pub mod credentials;
 pub mod lab;
 pub mod nats;
 pub mod nginx;
@@ -28,7 +29,7 @@ pub mod tools;
 pub mod wait;
 
 pub use lab::{Lab, LabConfig};
-pub use nats::NatsServer;
+pub use nats::{NatsOptions, NatsServer};
 pub use nginx::Nginx;
 pub use node::{NodeConfig, NodeProcess};
 pub use timings::Timings;

@@ -21,7 +21,18 @@ const READY: Duration = Duration::from_secs(15);
 pub struct NatsServer {
     ports: Ports,
     scratch: ScratchDir,
+    config: Option<PathBuf>,
     process: Option<Managed>,
+}
+
+/// How to start a server beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct NatsOptions {
+    /// Serve the HTTP monitoring endpoints too.
+    pub monitoring: bool,
+    /// A configuration file's text (authorization, accounts, TLS...); the
+    /// lab's own flags (ports, JetStream store) still apply.
+    pub config: Option<String>,
 }
 
 /// The ports a server listens on.
@@ -39,12 +50,37 @@ impl NatsServer {
     /// With `monitoring`, the server also serves its HTTP monitoring endpoints
     /// (`/varz` counts messages), on [`monitoring_url`](Self::monitoring_url).
     pub async fn start_with(monitoring: bool) -> Result<Self, LabError> {
+        Self::start_with_options(NatsOptions {
+            monitoring,
+            ..NatsOptions::default()
+        })
+        .await
+    }
+
+    /// A server with these options, e.g. a configuration that demands
+    /// credentials ([`crate::credentials`]).
+    pub async fn start_with_options(options: NatsOptions) -> Result<Self, LabError> {
+        let monitoring = options.monitoring;
         let scratch = ScratchDir::new("vo-nats")?;
+        let config = match &options.config {
+            Some(text) => {
+                let path = scratch.join("nats.conf");
+                std::fs::write(&path, text)
+                    .map_err(|e| LabError::io(format!("cannot write {}", path.display()), e))?;
+                Some(path)
+            }
+            None => None,
+        };
         let ports_dir = scratch.join("ports");
         std::fs::create_dir_all(&ports_dir)
             .map_err(|e| LabError::io(format!("cannot create {}", ports_dir.display()), e))?;
         // -1: a random free port, chosen by the server itself.
-        let mut command = command(&scratch, "-1", monitoring.then_some("-1"));
+        let mut command = command(
+            &scratch,
+            "-1",
+            monitoring.then_some("-1"),
+            config.as_deref(),
+        );
         command.arg("--ports_file_dir").arg(&ports_dir);
         let mut process = Managed::spawn("nats-server", command, &scratch.join("nats.log"))?;
         let ports = wait::eventually("nats-server to write its ports file", READY, async || {
@@ -58,6 +94,7 @@ impl NatsServer {
         Ok(Self {
             ports,
             scratch,
+            config,
             process: Some(process),
         })
     }
@@ -82,7 +119,12 @@ impl NatsServer {
         self.stop().await;
         let client = self.ports.client.to_string();
         let monitoring = self.ports.monitoring.map(|port| port.to_string());
-        let command = command(&self.scratch, &client, monitoring.as_deref());
+        let command = command(
+            &self.scratch,
+            &client,
+            monitoring.as_deref(),
+            self.config.as_deref(),
+        );
         let mut process = Managed::spawn("nats-server", command, &self.scratch.join("nats.log"))?;
         let ready = ready(&mut process, self.ports.client).await;
         self.process = Some(process);
@@ -103,8 +145,16 @@ impl NatsServer {
 
 /// The command line of a server on `client` (a port, or `-1`) and, when
 /// given, `monitoring`, its store in `scratch`.
-fn command(scratch: &ScratchDir, client: &str, monitoring: Option<&str>) -> Command {
+fn command(
+    scratch: &ScratchDir,
+    client: &str,
+    monitoring: Option<&str>,
+    config: Option<&Path>,
+) -> Command {
     let mut command = Command::new(tools::nats_server());
+    if let Some(config) = config {
+        command.arg("-c").arg(config);
+    }
     command
         .args(["-js", "-a", "127.0.0.1", "-p", client])
         .arg("-sd")

@@ -1,9 +1,11 @@
 //! The reference node's integration tests, in one binary (one link, one
 //! build): the real `version-observer` binary's start-up errors, the node's
 //! HTTP interface in-process on a free port, and cluster coordination with a
-//! real nats-server and real node processes (through the lab).
+//! real nats-server and real node processes (through the lab), including
+//! nats-servers that demand credentials.
 
 mod cluster;
 mod http;
+mod nats_auth;
 mod startup;
 mod support;

@@ -103,6 +103,7 @@ impl ClusterNode {
             kv_timeout: settings.timings.kv_timeout(),
             bucket: None,
             replicas_warned: false,
+            nats_errors: Throttle::new(Duration::from_secs(30)),
             streams,
             status_tx,
             ready_tx,
@@ -161,7 +162,10 @@ async fn connect(
                 reason: e.to_string(),
             });
         }
-        Ok(Err(e)) if e.kind() == ConnectErrorKind::Tls => {
+        // A certificate nobody trusts will not be trusted on the next try.
+        Ok(Err(e))
+            if e.kind() == ConnectErrorKind::Tls || e.to_string().contains("certificate") =>
+        {
             return Err(StartError::Connect {
                 server: servers,
                 reason: e.to_string(),
@@ -266,6 +270,8 @@ struct Driver {
     bucket: Option<kv::Store>,
     /// A replica-count mismatch is warned about once.
     replicas_warned: bool,
+    /// NATS errors while reconnecting are logged at most every half minute.
+    nats_errors: Throttle,
     streams: Arc<Streams>,
     status_tx: watch::Sender<ClusterStatus>,
     ready_tx: watch::Sender<bool>,
@@ -362,8 +368,16 @@ impl Driver {
                 tracing::warn!("disconnected from NATS; cluster state unknown until it returns");
                 self.coordinator.handle_disconnected(now);
             }
-            Event::ServerError(e) => tracing::warn!(error = %e, "NATS server error"),
-            Event::ClientError(e) => tracing::warn!(error = %e, "NATS client error"),
+            Event::ServerError(e) => {
+                if let Some(repeats) = self.nats_errors.bump() {
+                    tracing::warn!(error = %e, repeats, "NATS server error");
+                }
+            }
+            Event::ClientError(e) => {
+                if let Some(repeats) = self.nats_errors.bump() {
+                    tracing::warn!(error = %e, repeats, "NATS client error (retrying)");
+                }
+            }
             other => tracing::debug!(event = %other, "NATS event"),
         }
     }
@@ -520,6 +534,38 @@ impl Driver {
                 .unwrap_or_else(|_| Err(unavailable("timed out")));
             let _ = results.send(wrap(result));
         });
+    }
+}
+
+/// Lets a repeated log line through at most once per period.
+struct Throttle {
+    period: Duration,
+    last: Option<Instant>,
+    repeats: u64,
+}
+
+impl Throttle {
+    fn new(period: Duration) -> Self {
+        Self {
+            period,
+            last: None,
+            repeats: 0,
+        }
+    }
+
+    /// Counts one; returns how many there were since the last line, when
+    /// it is time for a line.
+    fn bump(&mut self) -> Option<u64> {
+        self.repeats += 1;
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < self.period)
+        {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.repeats))
     }
 }
 

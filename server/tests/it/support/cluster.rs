@@ -56,8 +56,8 @@ impl ScratchFile {
             std::process::id(),
             fastrand::u64(..)
         ));
-        std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, contents).unwrap();
         Self { path }
     }
