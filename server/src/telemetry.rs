@@ -1,12 +1,126 @@
 //! Logging: `tracing` with structured fields to stderr, filtered by `RUST_LOG`
-//! (default `info`).
+//! (default `info`), coloured only when stderr is a terminal.
+//!
+//! Logging must never stop the node, nor its shutdown: a log collector that
+//! died (stderr a closed pipe) or stalled (a full pipe) would otherwise make
+//! every write fail (and Rust's `eprintln!`, which libraries use, panics on
+//! a failed write) or block. So, on Unix, the process's stderr becomes a pipe
+//! the node itself drains at once into a bounded buffer; a second thread
+//! writes that buffer to the real stderr, and whatever it cannot write is
+//! dropped and counted, never waited for.
 
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
+/// Sets up logging (call once, first thing).
 pub fn init() {
+    let ansi = std::io::stderr().is_terminal();
+    #[cfg(unix)]
+    if let Err(e) = relay::install() {
+        // Logging still works, unprotected.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("cannot protect logging from a broken stderr: {e}\n").as_bytes(),
+        );
+    }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(unix)]
+mod relay {
+    use std::{
+        collections::VecDeque,
+        fs::File,
+        io::{self, Read, Write},
+        os::fd::{FromRawFd, OwnedFd},
+        sync::{Arc, Condvar, Mutex},
+    };
+
+    /// Log bytes held for a slow stderr; beyond this the oldest are dropped.
+    const CAPACITY: usize = 1 << 20;
+
+    #[derive(Default)]
+    struct Buffer {
+        bytes: VecDeque<u8>,
+        dropped: u64,
+    }
+
+    /// Replaces fd 2 with a pipe drained by two threads (see the module docs).
+    pub fn install() -> io::Result<()> {
+        // SAFETY: plain descriptor calls; every returned descriptor is checked
+        // and owned exactly once below.
+        let (read_end, write_end, real) = unsafe {
+            let mut fds = [0; 2];
+            if libc::pipe(fds.as_mut_ptr()) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let real = libc::dup(2);
+            if real < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            (
+                OwnedFd::from_raw_fd(fds[0]),
+                OwnedFd::from_raw_fd(fds[1]),
+                OwnedFd::from_raw_fd(real),
+            )
+        };
+        // SAFETY: fd 2 now refers to the pipe; `write_end` is closed when
+        // dropped, fd 2 keeps the pipe open.
+        if unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&write_end), 2) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        drop(write_end);
+        let shared = Arc::new((Mutex::new(Buffer::default()), Condvar::new()));
+        let (reader, writer) = (shared.clone(), shared);
+        std::thread::Builder::new()
+            .name("log-drain".into())
+            .spawn(move || drain(File::from(read_end), &reader))?;
+        std::thread::Builder::new()
+            .name("log-write".into())
+            .spawn(move || forward(File::from(real), &writer))?;
+        Ok(())
+    }
+
+    /// Reads the pipe as fast as it fills, never waiting on the real stderr.
+    fn drain(mut pipe: File, shared: &(Mutex<Buffer>, Condvar)) {
+        let mut chunk = [0u8; 8192];
+        loop {
+            let n = match pipe.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let mut buffer = shared.0.lock().unwrap_or_else(|p| p.into_inner());
+            buffer.bytes.extend(&chunk[..n]);
+            let over = buffer.bytes.len().saturating_sub(CAPACITY);
+            if over > 0 {
+                buffer.bytes.drain(..over);
+                buffer.dropped += over as u64;
+            }
+            shared.1.notify_one();
+        }
+    }
+
+    /// Writes the buffer to the real stderr; what fails to write is dropped.
+    fn forward(mut stderr: File, shared: &(Mutex<Buffer>, Condvar)) {
+        loop {
+            let (bytes, dropped) = {
+                let mut buffer = shared.0.lock().unwrap_or_else(|p| p.into_inner());
+                while buffer.bytes.is_empty() {
+                    buffer = shared.1.wait(buffer).unwrap_or_else(|p| p.into_inner());
+                }
+                let bytes: Vec<u8> = buffer.bytes.drain(..).collect();
+                (bytes, std::mem::take(&mut buffer.dropped))
+            };
+            if dropped > 0 {
+                let _ = writeln!(stderr, "[{dropped} bytes of log dropped: stderr too slow]");
+            }
+            // A closed or failing stderr loses the log, nothing else.
+            let _ = stderr.write_all(&bytes);
+        }
+    }
 }

@@ -169,3 +169,97 @@ fn help_documents_every_flag() {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }
 }
+
+/// A free loopback port (bound, read, released).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn a_closed_stderr_neither_stops_the_node_nor_its_shutdown() {
+    // `version-observer … 2>&1 | head -1`, or a log collector that died.
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_version-observer"))
+        .arg("--site-root")
+        .arg(site())
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take()); // the reader is gone: every write is EPIPE
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // It keeps serving (and logging into the void)...
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the node died with its stderr: {status}");
+        }
+        let healthy = std::net::TcpStream::connect(("127.0.0.1", port))
+            .and_then(|mut tcp| {
+                use std::io::{Read, Write};
+                tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+                let mut response = String::new();
+                tcp.read_to_string(&mut response)?;
+                Ok(response.starts_with("HTTP/1.1 200"))
+            })
+            .unwrap_or(false);
+        if healthy {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node never served"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50)); // poll interval
+    }
+    // ...and SIGTERM still stops it, cleanly.
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the node ignored SIGTERM with a closed stderr");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20)); // poll interval
+    }
+}
+
+#[test]
+fn logs_into_a_pipe_carry_no_colour_codes() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_version-observer"))
+        .arg("--site-root")
+        .arg(site())
+        .args(["--listen", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.contains("node listening");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        seen.iter().any(|l| l.contains("node listening")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().all(|l| !l.contains('\u{1b}')),
+        "colour codes: {seen:?}"
+    );
+}
