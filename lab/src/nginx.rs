@@ -19,6 +19,9 @@ pub enum Site {
     Proxy { upstreams: Vec<u16> },
     /// Files from this folder.
     Static { root: PathBuf },
+    /// `upstream` and `server` blocks given as text (e.g. the README's),
+    /// placed in the `http` block as they are, listening on `port`.
+    Raw { blocks: String },
 }
 
 #[derive(Debug)]
@@ -161,6 +164,11 @@ pub fn config(port: u16, site: &Site, workers: usize, prefix: &str) -> String {
             let _ = writeln!(w, "            proxy_send_timeout 1h;");
             let _ = writeln!(w, "        }}");
             let _ = writeln!(w, "    }}");
+        }
+        Site::Raw { blocks } => {
+            for line in blocks.lines() {
+                let _ = writeln!(w, "    {line}");
+            }
         }
         Site::Static { root } => {
             let _ = writeln!(w, "    sendfile on;");

@@ -7,5 +7,6 @@
 mod cluster;
 mod http;
 mod nats_auth;
+mod readme;
 mod startup;
 mod support;

@@ -1,0 +1,66 @@
+//! What the README shows operators, run for real: its nginx block in front
+//! of two nodes, one of them full, must still give every browser a stream.
+
+use crate::support::{TestNode, DEADLINE};
+use vo_lab::{nginx::Site, Nginx};
+
+/// The README's nginx block, its ports replaced by `upstreams` and `listen`.
+fn readme_nginx(upstreams: &[u16], listen: u16) -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("the README");
+    let start = readme.find("```nginx\n").expect("an nginx block") + "```nginx\n".len();
+    let block = &readme[start..];
+    let block = &block[..block.find("```").unwrap()];
+    let servers = "server 127.0.0.1:3001; server 127.0.0.1:3002; server 127.0.0.1:3003;";
+    assert!(
+        block.contains(servers),
+        "the README's upstream line changed: {block}"
+    );
+    assert!(
+        block.contains("listen 8080;"),
+        "the README's listen line changed: {block}"
+    );
+    let ours: String = upstreams
+        .iter()
+        .map(|p| format!("server 127.0.0.1:{p} max_fails=0;"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    block
+        .replace(servers, &ours)
+        .replace("listen 8080;", &format!("listen 127.0.0.1:{listen};"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readme_nginx_block_sends_streams_past_a_full_node() {
+    let full = TestNode::start(&["--max-streams", "1"]).await;
+    let roomy = TestNode::start(&[]).await;
+    // Fill the first node.
+    let held = reqwest::get(full.url("/api/version/events")).await.unwrap();
+    assert_eq!(held.status(), 200);
+    let port = vo_lab::free_port().unwrap();
+    let blocks = readme_nginx(&[full.addr.port(), roomy.addr.port()], port);
+    let nginx = Nginx::start(port, &Site::Raw { blocks }, 1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Round robin sends every other request to the full node; each must
+    // still get a stream (nginx retries the 503 on the other node).
+    let mut streams = Vec::new();
+    for i in 0..6 {
+        let response = tokio::time::timeout(
+            DEADLINE,
+            reqwest::get(format!("{}/api/version/events", nginx.url())),
+        )
+        .await
+        .expect("an answer")
+        .unwrap();
+        assert_eq!(response.status(), 200, "stream {i}: {}", nginx.error_log());
+        streams.push(response);
+    }
+    // And pages go through too.
+    let page = reqwest::get(format!("{}/healthz", nginx.url()))
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    drop(held);
+    nginx.stop().await;
+}
