@@ -62,8 +62,9 @@ pub struct Config {
     )]
     pub site_root: PathBuf,
 
-    /// Most open version streams (SSE clients); more are refused with 503.
-    #[arg(long, env = "VO_MAX_STREAMS", value_name = "N", default_value_t = streams::MAX_STREAMS,
+    /// Most open version streams (SSE clients); more are refused with 503
+    /// (by default, what the open-files limit allows, less a reserve, at most 100000).
+    #[arg(long, env = "VO_MAX_STREAMS", value_name = "N", default_value_t = crate::limits::default_max_streams(),
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_streams: u32,
 
@@ -335,7 +336,8 @@ mod tests {
         assert_eq!(c.keepalive(), std::time::Duration::from_secs(30));
         assert!(c.nats_settings().is_none(), "single node by default");
         assert_eq!(c.timings(), Timings::DEFAULT);
-        assert_eq!(c.max_streams, streams::MAX_STREAMS);
+        assert_eq!(c.max_streams, crate::limits::default_max_streams());
+        assert!(c.max_streams <= streams::MAX_STREAMS);
     }
 
     #[test]

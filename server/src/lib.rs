@@ -3,12 +3,14 @@
 //!
 //! - [`config`] — flags and environment, validated at start-up;
 //! - [`http`] — the router (the observer's routes, the page, the site files);
+//! - [`limits`] — the open-files limit, and the streams it allows;
 //! - [`application`] — start-up, serving, graceful shutdown;
 //! - [`telemetry`] — logs.
 
 pub mod application;
 pub mod config;
 pub mod http;
+pub mod limits;
 pub mod telemetry;
 
 pub use application::{Application, StartupError};

@@ -6,8 +6,16 @@ use version_observer_node::{telemetry, Application, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::load();
     telemetry::init();
+    // Before the flags are read: --max-streams defaults to what the raised
+    // limit allows.
+    let open_files = version_observer_node::limits::raise_open_files();
+    let config = Config::load();
+    tracing::debug!(
+        ?open_files,
+        max_streams = config.max_streams,
+        "open-files limit"
+    );
     // A signal during start-up (NATS slow to answer, say) stops it cleanly too.
     let app = tokio::select! {
         app = Application::build(config) => app.context("version-observer could not start")?,

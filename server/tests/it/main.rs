@@ -6,6 +6,7 @@
 
 mod cluster;
 mod http;
+mod limits;
 mod nats_auth;
 mod readme;
 mod startup;

@@ -55,6 +55,10 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct StreamListener {
     tcp: TcpListener,
     streams: Arc<Streams>,
+    /// A descriptor kept open to be given up when the process runs out, so
+    /// a waiting connection can still be accepted and refused cleanly.
+    spare: Option<std::fs::File>,
+    fd_limit: super::observer::RateLimitedCount,
     classifying: Arc<Semaphore>,
     others_tx: mpsc::Sender<(Connection, SocketAddr)>,
     others: mpsc::Receiver<(Connection, SocketAddr)>,
@@ -66,6 +70,8 @@ impl StreamListener {
         Self {
             tcp,
             streams,
+            spare: std::fs::File::open("/dev/null").ok(),
+            fd_limit: super::observer::RateLimitedCount::new(),
             classifying: Arc::new(Semaphore::new(MAX_CLASSIFYING)),
             others_tx,
             others,
@@ -108,7 +114,7 @@ impl axum::serve::Listener for StreamListener {
                             }
                         });
                     }
-                    Err(e) => accept_failed(e).await,
+                    Err(e) => self.accept_failed(e).await,
                 },
             }
         }
@@ -189,19 +195,50 @@ impl AsyncWrite for Connection {
     }
 }
 
-/// Like axum's own listener: a connection that failed on its way in is
-/// nobody's problem; anything else (e.g. out of file descriptors) is logged
-/// and waited out, rather than retried in a tight loop.
-async fn accept_failed(e: io::Error) {
-    use io::ErrorKind::*;
-    if matches!(
-        e.kind(),
-        ConnectionRefused | ConnectionAborted | ConnectionReset
-    ) {
-        return;
+impl StreamListener {
+    /// A connection that failed on its way in is nobody's problem. Out of
+    /// file descriptors, the waiting connection is refused at once with a
+    /// 503 (using the descriptor kept spare for this), so clients hear
+    /// "busy" instead of hanging in the backlog, and the loop goes on; other
+    /// errors are logged and waited out briefly.
+    async fn accept_failed(&mut self, e: io::Error) {
+        use io::ErrorKind::*;
+        if matches!(
+            e.kind(),
+            ConnectionRefused | ConnectionAborted | ConnectionReset
+        ) {
+            return;
+        }
+        let out_of_descriptors = matches!(
+            e.raw_os_error(),
+            Some(libc_emfile::EMFILE | libc_emfile::ENFILE)
+        );
+        if out_of_descriptors {
+            if let Some(refused) = self.fd_limit.bump() {
+                tracing::warn!(
+                    refused,
+                    "out of file descriptors: refusing connections with 503"
+                );
+            }
+            self.spare = None;
+            if let Ok(Ok((tcp, _))) =
+                tokio::time::timeout(Duration::from_millis(10), self.tcp.accept()).await
+            {
+                let _ = tcp.try_write(BUSY);
+            }
+            self.spare = std::fs::File::open("/dev/null").ok();
+            return;
+        }
+        tracing::error!(error = %e, "cannot accept a connection; pausing for 100 ms");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tracing::error!(error = %e, "cannot accept a connection; pausing for 100 ms");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// The two errors that mean "no file descriptor left" (Linux values; the
+/// crate serves on Unix).
+mod libc_emfile {
+    pub const ENFILE: i32 = 23;
+    pub const EMFILE: i32 = 24;
 }
 
 /// Reads until the first bytes tell whether this is a version stream;

@@ -99,14 +99,14 @@ impl Streams {
 
 /// A counter whose log line is rate-limited: a flood of refusals must not
 /// flood the log.
-struct RateLimitedCount {
+pub(crate) struct RateLimitedCount {
     total: AtomicU64,
     logged_at_ms: AtomicU64,
     epoch: Instant,
 }
 
 impl RateLimitedCount {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             total: AtomicU64::new(0),
             logged_at_ms: AtomicU64::new(0),
@@ -115,7 +115,7 @@ impl RateLimitedCount {
     }
 
     /// Counts one; returns the total when it is time to log it.
-    fn bump(&self) -> Option<u64> {
+    pub(crate) fn bump(&self) -> Option<u64> {
         let total = self.total.fetch_add(1, Ordering::Relaxed) + 1;
         let now = self.epoch.elapsed().as_millis() as u64 + 1_000;
         let last = self.logged_at_ms.load(Ordering::Relaxed);
