@@ -47,8 +47,7 @@ fn open_files() -> Option<u64> {
             rlim_max: 0,
         };
         // SAFETY: getrlimit with a valid struct.
-        (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0)
-            .then_some(limit.rlim_cur)
+        (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0).then_some(limit.rlim_cur)
     }
     #[cfg(not(unix))]
     None

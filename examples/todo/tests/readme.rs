@@ -60,31 +60,69 @@ fn every_rust_line_of_the_section_is_in_the_example() {
 }
 
 #[test]
-fn the_dependency_and_features_are_the_examples() {
-    let manifest = read("Cargo.toml");
+fn the_manifest_is_complete_and_uses_the_examples_crates() {
     let blocks = section_blocks();
-    let (_, toml) = blocks
+    let (_, lines) = blocks
         .iter()
         .find(|(lang, _)| lang == "toml")
         .expect("a toml block");
-    let dependency = toml
-        .iter()
-        .find(|l| l.starts_with("version-observer = "))
-        .expect("the dependency line");
-    assert!(manifest.lines().any(|l| l == dependency), "{dependency}");
-    let manifest: toml::Table = manifest.parse().unwrap();
-    let features = manifest["features"].as_table().unwrap();
-    for (feature, entry) in [
-        ("hydrate", "version-observer/hydrate"),
-        ("ssr", "version-observer/ssr"),
-    ] {
-        assert!(toml
-            .iter()
-            .any(|l| l.starts_with(feature) && l.contains(entry)));
-        let listed = features[feature].as_array().unwrap();
-        assert!(
-            listed.iter().any(|v| v.as_str() == Some(entry)),
-            "{feature}"
-        );
+    let readme: toml::Table = lines.join("\n").parse().expect("valid TOML");
+    let example: toml::Table = read("Cargo.toml").parse().unwrap();
+    // Every dependency the README lists, the example (which its Playwright
+    // test runs) has too, with the same requirement (the path aside).
+    let ours = example["dependencies"].as_table().unwrap();
+    for (name, spec) in readme["dependencies"].as_table().unwrap() {
+        let theirs = ours
+            .get(name)
+            .unwrap_or_else(|| panic!("the example lacks {name}"));
+        if name != "version-observer" {
+            assert_eq!(spec.get("version"), theirs.get("version"), "{name}");
+        }
     }
+    let features = readme["features"].as_table().unwrap();
+    let example_features = example["features"].as_table().unwrap();
+    for (feature, must) in [
+        (
+            "hydrate",
+            &[
+                "version-observer/hydrate",
+                "leptos/hydrate",
+                "dep:wasm-bindgen",
+            ][..],
+        ),
+        (
+            "ssr",
+            &[
+                "version-observer/ssr",
+                "leptos/ssr",
+                "dep:leptos_axum",
+                "dep:axum",
+                "dep:tokio",
+            ][..],
+        ),
+    ] {
+        for entry in must {
+            for table in [features, example_features] {
+                let listed = table[feature].as_array().unwrap();
+                assert!(
+                    listed.iter().any(|v| v.as_str() == Some(entry)),
+                    "{feature}: {entry}"
+                );
+            }
+        }
+    }
+    let crate_types = readme["lib"]["crate-type"].as_array().unwrap();
+    assert!(crate_types.iter().any(|t| t.as_str() == Some("cdylib")));
+    let leptos = &readme["package"]["metadata"]["leptos"];
+    assert_eq!(leptos["bin-features"][0].as_str(), Some("ssr"));
+    assert_eq!(leptos["lib-features"][0].as_str(), Some("hydrate"));
+    // The example's wasm-bindgen pin is the workspace's (the CLI's).
+    let workspace: toml::Table = read("../../Cargo.toml").parse().unwrap();
+    let pin = workspace["workspace"]["dependencies"]["wasm-bindgen"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        readme["dependencies"]["wasm-bindgen"]["version"].as_str(),
+        Some(pin)
+    );
 }

@@ -158,24 +158,23 @@ async fn tls_with_a_private_ca() {
     assert!(stderr.contains("cannot use NATS"), "{stderr}");
 }
 
-/// The permissions the README gives a node of cluster `test`, and a user
-/// that may only publish elsewhere.
+/// The README's node permissions (for its cluster `shop`, here `test`), and
+/// a user that may only publish elsewhere.
 fn permissions_config() -> String {
-    let c = CLUSTER;
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("the README");
+    let start = readme
+        .find("{ user: shop-node,")
+        .expect("the README's node permissions");
+    let block = &readme[start..];
+    let block = &block[..block.find("```").unwrap()];
+    let node = block
+        .replace("shop-node", "node")
+        .replace("\"...\"", "nodepass")
+        .replace("vo.shop.", &format!("vo.{CLUSTER}."))
+        .replace("vo_shop", &format!("vo_{CLUSTER}"));
     format!(
-        r#"authorization {{
-  users = [
-    {{ user: node, password: nodepass, permissions: {{
-        publish: ["vo.{c}.>", "_INBOX.>", "$KV.vo_{c}.>",
-                  "$JS.API.STREAM.INFO.KV_vo_{c}", "$JS.API.STREAM.CREATE.KV_vo_{c}",
-                  "$JS.API.STREAM.MSG.GET.KV_vo_{c}", "$JS.API.DIRECT.GET.KV_vo_{c}.>"]
-        subscribe: ["vo.{c}.>", "_INBOX.>"] }} }}
-    {{ user: outsider, password: outpass, permissions: {{
-        publish: ["public.>"]
-        subscribe: ["vo.{c}.>", "_INBOX.>"] }} }}
-  ]
-}}
-"#
+        "authorization {{\n  users = [\n{node}\n    {{ user: outsider, password: outpass, permissions: {{\n        publish: [\"public.>\"]\n        subscribe: [\"vo.{CLUSTER}.>\", \"_INBOX.>\"] }} }}\n  ]\n}}\n"
     )
 }
 
