@@ -184,10 +184,11 @@ impl Config {
     }
 
     /// The node's configuration from this process's flags, environment and
-    /// configuration file; exits with a message naming the bad value (and
-    /// its file) if one is bad.
-    pub fn load() -> Self {
-        Self::load_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    /// configuration file, or an error naming the bad value (and its file)
+    /// if one is bad (`--help` and `--version` come back as errors too, as
+    /// in clap: print them with [`clap::Error::print`]).
+    pub fn load() -> Result<Self, clap::Error> {
+        Self::load_from(std::env::args_os())
     }
 
     /// [`load`](Self::load) for these arguments (the first is the program name).

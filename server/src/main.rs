@@ -1,16 +1,40 @@
 //! The `version-observer` binary: parse the configuration, start one node, run
 //! it until SIGINT or SIGTERM. Everything else lives in the library.
 
+use std::{io::Write, process::ExitCode};
+
 use anyhow::Context;
 use version_observer_node::{telemetry, Application, Config};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     telemetry::init();
+    let code = match run() {
+        Ok(code) => code,
+        Err(e) => {
+            // Not `eprintln!`: a failed write must not panic.
+            let _ = writeln!(std::io::stderr(), "Error: {e:?}");
+            ExitCode::FAILURE
+        }
+    };
+    // The last lines (the error above, a flag's error) reach stderr before
+    // the process exits.
+    telemetry::flush();
+    code
+}
+
+#[tokio::main]
+async fn run() -> anyhow::Result<ExitCode> {
     // Before the flags are read: --max-streams defaults to what the raised
     // limit allows.
     let open_files = version_observer_node::limits::raise_open_files();
-    let config = Config::load();
+    let config = match Config::load() {
+        Ok(config) => config,
+        // A bad flag, or --help / --version: clap's message and exit code.
+        Err(e) => {
+            let _ = e.print();
+            return Ok(ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2)));
+        }
+    };
     tracing::debug!(
         ?open_files,
         max_streams = config.max_streams,
@@ -21,11 +45,12 @@ async fn main() -> anyhow::Result<()> {
         app = Application::build(config) => app.context("version-observer could not start")?,
         signal = version_observer::server::shutdown_signal() => {
             tracing::info!(signal, "stopped during start-up");
-            return Ok(());
+            return Ok(ExitCode::SUCCESS);
         }
     };
     tokio::spawn(app.observer().stop_on_signal());
     app.run_until_stopped()
         .await
-        .context("version-observer stopped with an error")
+        .context("version-observer stopped with an error")?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -7,7 +7,8 @@
 //! a failed write) or block. So, on Unix, the process's stderr becomes a pipe
 //! the node itself drains at once into a bounded buffer; a second thread
 //! writes that buffer to the real stderr, and whatever it cannot write is
-//! dropped and counted, never waited for.
+//! dropped and counted, never waited for. [`flush`] at exit writes what is
+//! still buffered (the last error, say), waiting a moment at most.
 
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
@@ -31,6 +32,17 @@ pub fn init() {
         .try_init();
 }
 
+/// Writes out what is still buffered for stderr, waiting [`FLUSH_WAIT`] at
+/// most (a stalled stderr must not hold the exit). Call it last: later
+/// writes to stderr are discarded.
+pub fn flush() {
+    #[cfg(unix)]
+    relay::flush(FLUSH_WAIT);
+}
+
+/// How long [`flush`] waits for a slow stderr.
+pub const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[cfg(unix)]
 mod relay {
     use std::{
@@ -38,7 +50,8 @@ mod relay {
         fs::File,
         io::{self, Read, Write},
         os::fd::{FromRawFd, OwnedFd},
-        sync::{Arc, Condvar, Mutex},
+        sync::{mpsc, Arc, Condvar, Mutex, OnceLock},
+        time::Duration,
     };
 
     /// Log bytes held for a slow stderr; beyond this the oldest are dropped.
@@ -48,6 +61,29 @@ mod relay {
     struct Buffer {
         bytes: VecDeque<u8>,
         dropped: u64,
+        /// The pipe was closed and read to its end.
+        closed: bool,
+    }
+
+    /// Told when the writer has written everything, once the pipe closed.
+    static WRITTEN: OnceLock<Mutex<mpsc::Receiver<()>>> = OnceLock::new();
+
+    /// Closes the pipe (fd 2 becomes /dev/null) and waits up to `wait` for
+    /// what it held to reach the real stderr.
+    pub fn flush(wait: Duration) {
+        let Some(written) = WRITTEN.get() else {
+            return;
+        };
+        let Ok(null) = File::options().write(true).open("/dev/null") else {
+            return;
+        };
+        // SAFETY: fd 2 is replaced by /dev/null; the pipe's last write end
+        // closes, so the drain thread reads to its end.
+        if unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 2) } < 0 {
+            return;
+        }
+        let written = written.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = written.recv_timeout(wait);
     }
 
     /// Replaces fd 2 with a pipe drained by two threads (see the module docs).
@@ -77,12 +113,17 @@ mod relay {
         drop(write_end);
         let shared = Arc::new((Mutex::new(Buffer::default()), Condvar::new()));
         let (reader, writer) = (shared.clone(), shared);
+        let (done, written) = mpsc::channel();
+        let _ = WRITTEN.set(Mutex::new(written));
         std::thread::Builder::new()
             .name("log-drain".into())
             .spawn(move || drain(File::from(read_end), &reader))?;
         std::thread::Builder::new()
             .name("log-write".into())
-            .spawn(move || forward(File::from(real), &writer))?;
+            .spawn(move || {
+                forward(File::from(real), &writer);
+                let _ = done.send(());
+            })?;
         Ok(())
     }
 
@@ -91,10 +132,16 @@ mod relay {
         let mut chunk = [0u8; 8192];
         loop {
             let n = match pipe.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
                 Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => 0,
             };
             let mut buffer = shared.0.lock().unwrap_or_else(|p| p.into_inner());
+            if n == 0 {
+                buffer.closed = true;
+                shared.1.notify_one();
+                return;
+            }
             buffer.bytes.extend(&chunk[..n]);
             let over = buffer.bytes.len().saturating_sub(CAPACITY);
             if over > 0 {
@@ -106,11 +153,15 @@ mod relay {
     }
 
     /// Writes the buffer to the real stderr; what fails to write is dropped.
+    /// Returns once the pipe is closed and everything it held is written.
     fn forward(mut stderr: File, shared: &(Mutex<Buffer>, Condvar)) {
         loop {
             let (bytes, dropped) = {
                 let mut buffer = shared.0.lock().unwrap_or_else(|p| p.into_inner());
                 while buffer.bytes.is_empty() {
+                    if buffer.closed {
+                        return;
+                    }
                     buffer = shared.1.wait(buffer).unwrap_or_else(|p| p.into_inner());
                 }
                 let bytes: Vec<u8> = buffer.bytes.drain(..).collect();

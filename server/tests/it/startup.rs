@@ -180,6 +180,39 @@ fn free_port() -> u16 {
 }
 
 #[test]
+fn the_last_error_reaches_stderr_in_full_every_time() {
+    // The log relay holds lines for a moment: exiting must not lose them.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let listen = format!("cannot listen on {addr}");
+    let cases: [(&[&str], &[&str]); 2] = [
+        // A bad flag (clap's message)...
+        (
+            &["--listen", "127.0.0.1:0", "--app-version", "1.0"],
+            &["'1.0'", "not a semantic version", "--help"],
+        ),
+        // ...and a failed start (the error chain).
+        (
+            &["--listen", &addr],
+            &["version-observer could not start", &listen],
+        ),
+    ];
+    for (args, expected) in cases {
+        // Twenty at once: on a busy machine the relay's writer runs late.
+        std::thread::scope(|scope| {
+            let runs: Vec<_> = (0..20).map(|_| scope.spawn(|| run(args))).collect();
+            for (attempt, handle) in runs.into_iter().enumerate() {
+                let (code, stderr) = handle.join().unwrap();
+                assert_ne!(code, 0);
+                for part in expected {
+                    assert!(stderr.contains(part), "attempt {attempt}: {stderr:?}");
+                }
+            }
+        });
+    }
+}
+
+#[test]
 fn a_closed_stderr_neither_stops_the_node_nor_its_shutdown() {
     // `version-observer … 2>&1 | head -1`, or a log collector that died.
     let port = free_port();
@@ -193,22 +226,39 @@ fn a_closed_stderr_neither_stops_the_node_nor_its_shutdown() {
         .spawn()
         .unwrap();
     drop(child.stderr.take()); // the reader is gone: every write is EPIPE
+    serves_then_stops_on_sigterm(child, port);
+}
+
+#[test]
+fn no_stderr_at_all_neither_stops_the_node_nor_its_shutdown() {
+    // `version-observer 2>&-`: descriptor 2 is not open. Logging every
+    // request writes far more than a pipe holds (64 KiB), so a log write
+    // that blocks would stop the node.
+    let port = free_port();
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg("exec \"$0\" \"$@\" 2>&-")
+        .arg(env!("CARGO_BIN_EXE_version-observer"))
+        .arg("--site-root")
+        .arg(site())
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "trace")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    serves_then_stops_on_sigterm(child, port);
+}
+
+/// The node at `port` serves /healthz (then 2,000 more requests, each
+/// logged at `trace`), then exits 0 on SIGTERM.
+fn serves_then_stops_on_sigterm(mut child: std::process::Child, port: u16) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     // It keeps serving (and logging into the void)...
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("the node died with its stderr: {status}");
         }
-        let healthy = std::net::TcpStream::connect(("127.0.0.1", port))
-            .and_then(|mut tcp| {
-                use std::io::{Read, Write};
-                tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
-                let mut response = String::new();
-                tcp.read_to_string(&mut response)?;
-                Ok(response.starts_with("HTTP/1.1 200"))
-            })
-            .unwrap_or(false);
-        if healthy {
+        if healthz(port) {
             break;
         }
         assert!(
@@ -217,6 +267,13 @@ fn a_closed_stderr_neither_stops_the_node_nor_its_shutdown() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50)); // poll interval
     }
+    for request in 0..2_000 {
+        if !healthz(port) {
+            let _ = child.kill();
+            panic!("request {request} failed: logging stopped the node");
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     // ...and SIGTERM still stops it, cleanly.
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -231,6 +288,22 @@ fn a_closed_stderr_neither_stops_the_node_nor_its_shutdown() {
         }
         std::thread::sleep(std::time::Duration::from_millis(20)); // poll interval
     }
+}
+
+/// Whether `GET /healthz` on `port` answers 200 (within 5 s).
+fn healthz(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let wait = Some(std::time::Duration::from_secs(5));
+    std::net::TcpStream::connect(("127.0.0.1", port))
+        .and_then(|mut tcp| {
+            tcp.set_read_timeout(wait)?;
+            tcp.set_write_timeout(wait)?;
+            tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+            let mut response = String::new();
+            tcp.read_to_string(&mut response)?;
+            Ok(response.starts_with("HTTP/1.1 200"))
+        })
+        .unwrap_or(false)
 }
 
 #[test]
