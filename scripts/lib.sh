@@ -116,6 +116,26 @@ ensure_node() {
   command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 }
 
+# The fuzzer driver (libFuzzer through cargo fuzz).
+ensure_fuzz_tools() { cargo_install cargo-fuzz 0.13.2 cargo-fuzz --locked; }
+
+# Runs each fuzz target in fuzz/ for a fixed number of inputs, starting from
+# its committed seeds; new inputs go to a scratch folder, not the checkout.
+# No sanitizer: Debian's rustc ships no ASan runtime, and the code is safe Rust.
+run_fuzzers() { # runs-per-target
+  local runs="$1" target scratch
+  say "cargo fuzz build (fuzz/)"
+  (cd "$VO_ROOT/fuzz" && RUSTC_BOOTSTRAP=1 cargo fuzz build -O -s none)
+  for target in stream_request coordinator_messages; do
+    scratch="$(mktemp -d)"
+    say "cargo fuzz run $target ($runs inputs)"
+    (cd "$VO_ROOT/fuzz" && RUSTC_BOOTSTRAP=1 cargo fuzz run -O -s none "$target" \
+      "$scratch" "corpus/$target" -- -runs="$runs" -artifact_prefix="$scratch/" 2>&1 | tail -n 3) || {
+      rm -rf "$scratch"; return 1; }
+    rm -rf "$scratch"
+  done
+}
+
 # wasm-opt for release builds: Debian's binaryen is too old for rustc 1.96.
 ensure_wasm_opt() { npm_tool binaryen 132.0.0 wasm-opt; }
 

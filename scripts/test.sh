@@ -8,6 +8,7 @@ started=$SECONDS
 ensure_build_tools
 ensure_browser_tests
 ensure_bench_tools
+ensure_fuzz_tools
 cd "$VO_ROOT"
 
 say "cargo fmt --check"
@@ -27,6 +28,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p version-observer-core -p versi
 
 say "cargo test: unit and integration tests"
 cargo test "${NATIVE_PACKAGES[@]}"
+
+# The head parser and the cluster protocol, fed arbitrary bytes.
+run_fuzzers 300000
 
 say "Playwright browser tests (Chromium)"
 (cd end2end && npx playwright test)

@@ -93,7 +93,8 @@ pub async fn monitor_among(nodes: &[&NodeProcess]) -> anyhow::Result<usize> {
 
 /// Every announcement on a cluster's announce subject, with the time it arrived.
 pub struct AnnounceWatch {
-    seen: Arc<Mutex<Vec<(u64, String)>>>,
+    /// (arrival, version, the record's leader).
+    seen: Arc<Mutex<Vec<(u64, String, String)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -109,10 +110,12 @@ impl AnnounceWatch {
         let task = tokio::spawn(async move {
             while let Some(message) = sub.next().await {
                 let at = mono_ns();
-                let version = serde_json::from_slice::<SettledNotice>(&message.payload)
-                    .map(|n| n.record.version.to_string())
-                    .unwrap_or_else(|_| "?".into());
-                sink.lock().expect("not poisoned").push((at, version));
+                let (version, leader) = serde_json::from_slice::<SettledNotice>(&message.payload)
+                    .map(|n| (n.record.version.to_string(), n.record.leader))
+                    .unwrap_or_else(|_| ("?".into(), "?".into()));
+                sink.lock()
+                    .expect("not poisoned")
+                    .push((at, version, leader));
             }
         });
         Ok(Self { seen, task })
@@ -125,7 +128,9 @@ impl AnnounceWatch {
             timeout,
             async || {
                 let seen = self.seen.lock().expect("not poisoned");
-                seen.iter().find(|(_, v)| v == version).map(|(at, _)| *at)
+                seen.iter()
+                    .find(|(_, v, _)| v == version)
+                    .map(|(at, _, _)| *at)
             },
         )
         .await?;
@@ -134,6 +139,18 @@ impl AnnounceWatch {
 
     pub fn count(&self) -> usize {
         self.seen.lock().expect("not poisoned").len()
+    }
+
+    /// Every version these nodes announced so far, in order (a forger
+    /// publishing on the subject is not one of them).
+    pub fn versions_from(&self, nodes: &[&str]) -> Vec<String> {
+        self.seen
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .filter(|(_, _, leader)| nodes.contains(&leader.as_str()))
+            .map(|(_, v, _)| v.clone())
+            .collect()
     }
 }
 

@@ -9,13 +9,15 @@
 //! 4. [`monitor_scale`]: one collection round over M members;
 //! 5. [`polling`]: N polling tabs beside N streaming tabs;
 //! 6. [`ssr`]: `GET /` rendered per request vs nginx serving it static;
-//! 7. [`bundle`]: the wasm, JS and CSS a browser downloads.
+//! 7. [`bundle`]: the wasm, JS and CSS a browser downloads;
+//! 8. [`faults`]: faults during a rolling deploy, and floods (RELIABILITY.md).
 
 mod bundle;
 mod client;
 mod cluster;
 mod convergence;
 mod fanout;
+mod faults;
 mod monitor_scale;
 mod polling;
 mod report;
@@ -71,6 +73,7 @@ enum Bench {
     Polling,
     Ssr,
     Bundle,
+    Faults,
 }
 
 #[derive(clap::Args)]
@@ -78,7 +81,8 @@ struct RunArgs {
     /// smoke (small, seconds) or full (the recorded sizes, many minutes).
     #[arg(long, value_enum, default_value = "full")]
     size: Size,
-    /// Only these benchmarks (comma-separated); default: all.
+    /// Only these benchmarks (comma-separated); default: all (at full size,
+    /// all but faults, which scripts/faults.sh runs).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Bench>,
     /// Fan-out: client counts [smoke: 200; full: 1000,10000,19000,50000,100000].
@@ -102,6 +106,12 @@ struct RunArgs {
     /// Versus polling: poll interval in seconds [smoke: 2; full: 60].
     #[arg(long)]
     poll_interval: Option<u64>,
+    /// Faults: runs per scenario [smoke: 1; full: 20].
+    #[arg(long)]
+    fault_runs: Option<usize>,
+    /// Faults: connections per flood [smoke: 200; full: 2000].
+    #[arg(long)]
+    flood: Option<usize>,
     /// SSR: seconds of load per server [smoke: 2; full: 15].
     #[arg(long)]
     ssr_seconds: Option<u64>,
@@ -211,7 +221,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         std::env::args().collect::<Vec<_>>().join(" ")
     );
 
-    let selected = |b: Bench| args.only.is_empty() || args.only.contains(&b);
+    // Full size: the fault scenarios (twenty runs each, half an hour) have
+    // their own command, scripts/faults.sh; smoke size runs everything once.
+    let selected = |b: Bench| match args.only.is_empty() {
+        true => b != Bench::Faults || size == Size::Smoke,
+        false => args.only.contains(&b),
+    };
     let mut report = report::Report::default();
     let mut failed = Vec::new();
     macro_rules! bench {
@@ -289,6 +304,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 &args.baseline_pkg
             )
         );
+    }
+
+    if selected(Bench::Faults) {
+        let faults = faults::Args {
+            runs: pick(args.fault_runs, size, 1, 20),
+            flood: pick(args.flood, size, 200, 2_000),
+        };
+        bench!("faults", faults::run(&mut report, &binary, &faults).await);
     }
 
     println!();

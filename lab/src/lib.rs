@@ -4,6 +4,10 @@
 //!
 //! - [`nats`]: a `nats-server` with JetStream on a port it picks itself, its
 //!   store in a scratch folder;
+//! - [`nats_cluster`]: several of them joined by routes into one JetStream
+//!   cluster, each of which can be killed and restarted;
+//! - [`proxy`]: a TCP proxy in front of a server that can pass, close
+//!   (a refusing partition) or go silent (a partition dropping packets);
 //! - [`node`]: one `version-observer` process, its flags, and its HTTP views;
 //! - [`timings`]: the cluster timings nodes get: the product's defaults (the
 //!   core's `Timings::DEFAULT`) or a shorter preset for tests;
@@ -20,9 +24,11 @@ pub mod control;
 pub mod credentials;
 pub mod lab;
 pub mod nats;
+pub mod nats_cluster;
 pub mod nginx;
 pub mod node;
 pub mod process;
+pub mod proxy;
 pub mod scratch;
 pub mod timings;
 pub mod tools;
@@ -30,8 +36,10 @@ pub mod wait;
 
 pub use lab::{Lab, LabConfig};
 pub use nats::{NatsOptions, NatsServer};
+pub use nats_cluster::NatsCluster;
 pub use nginx::Nginx;
 pub use node::{NodeConfig, NodeProcess};
+pub use proxy::{FaultProxy, ProxyMode};
 pub use timings::Timings;
 
 use std::{path::PathBuf, process::ExitStatus};

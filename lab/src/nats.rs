@@ -15,7 +15,7 @@ use std::{
 use tokio::{io::AsyncReadExt, net::TcpStream, process::Command};
 
 /// How long a nats-server may take to accept clients.
-const READY: Duration = Duration::from_secs(15);
+pub(crate) const READY: Duration = Duration::from_secs(15);
 
 #[derive(Debug)]
 pub struct NatsServer {
@@ -117,6 +117,15 @@ impl NatsServer {
     /// clients reconnect to the same URL.
     pub async fn restart(&mut self) -> Result<(), LabError> {
         self.stop().await;
+        self.start_again().await
+    }
+
+    /// Starts a server that [`stop`](Self::stop) killed again, on the same
+    /// ports and store (a no-op while it runs).
+    pub async fn start_again(&mut self) -> Result<(), LabError> {
+        if self.process.is_some() {
+            return Ok(());
+        }
         let client = self.ports.client.to_string();
         let monitoring = self.ports.monitoring.map(|port| port.to_string());
         let command = command(
@@ -165,7 +174,7 @@ fn command(
     command
 }
 
-fn exited(process: &Managed, status: std::process::ExitStatus) -> LabError {
+pub(crate) fn exited(process: &Managed, status: std::process::ExitStatus) -> LabError {
     LabError::Exited {
         name: "nats-server".into(),
         status,
@@ -174,7 +183,7 @@ fn exited(process: &Managed, status: std::process::ExitStatus) -> LabError {
 }
 
 /// Waits until the server on `port` greets clients (or fails if it exits).
-async fn ready(process: &mut Managed, port: u16) -> Result<(), LabError> {
+pub(crate) async fn ready(process: &mut Managed, port: u16) -> Result<(), LabError> {
     wait::eventually("nats-server to accept clients", READY, async || {
         if let Some(status) = process.exited() {
             return Some(Err(exited(process, status)));
@@ -202,7 +211,7 @@ fn read_ports_file(dir: &Path, pid: u32, monitoring: bool) -> Option<Ports> {
 }
 
 /// The ports file of process `pid` in `dir`, if it has been written.
-fn ports_file(dir: &Path, pid: u32) -> Option<PathBuf> {
+pub(crate) fn ports_file(dir: &Path, pid: u32) -> Option<PathBuf> {
     let suffix = format!("_{pid}.ports");
     std::fs::read_dir(dir)
         .ok()?

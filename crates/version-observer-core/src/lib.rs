@@ -11,6 +11,7 @@
 //! - [`cluster`]: the membership view, the lease election, the monitor's
 //!   rounds and decisions, and the [`Coordinator`](cluster::Coordinator)
 //!   that ties them into one state machine (events and time in, actions out);
+//! - [`stream_request`]: recognising a version-stream request from its first bytes;
 //! - [`status`]: a node's view of its cluster, for operators (`GET /api/cluster`);
 //! - [`timing`]: every timing default, in one place.
 //!
@@ -31,6 +32,7 @@ pub mod paths;
 pub mod protocol;
 pub mod report;
 pub mod status;
+pub mod stream_request;
 pub mod timing;
 
 pub use compat::Compat;

@@ -287,19 +287,41 @@ async fn a_nats_restart_brings_no_duplicate_or_false_announcement() {
     let before = announced_on(&nodes[0], "1.0.0", "announcement").await;
     assert_eq!(announced.versions(), vec!["1.0.0".to_string()]);
 
-    nats.restart().await.unwrap();
-    for n in &nodes {
-        // Every node reconnects, sees the cluster again, and keeps the record.
-        eventually(&format!("{} to reconnect", n.id), SETTLE, async || {
-            let c = n.cluster().await?;
-            (c["connected"] == true && c["state"] == "settled").then_some(())
-        })
-        .await;
-        let after = announced_on(n, "1.0.0", "announcement").await;
-        assert_eq!(
-            after["announced"]["revision"], before["announced"]["revision"],
-            "the record was rewritten"
-        );
+    // A quick restart, then a long outage in which every reconnection
+    // attempt fails for a while: a node must reconnect after both.
+    for outage in 1..=2 {
+        if outage == 1 {
+            nats.restart().await.unwrap();
+        } else {
+            nats.stop().await;
+            for n in &nodes {
+                eventually(&format!("{} to notice", n.id), SETTLE, async || {
+                    let c = n.cluster().await?;
+                    (c["connected"] == false).then_some(())
+                })
+                .await;
+            }
+            // The outage itself (a fault's length, not a wait for a condition).
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            nats.start_again().await.unwrap();
+        }
+        for n in &nodes {
+            // Every node reconnects, sees the cluster again, and keeps the record.
+            eventually(
+                &format!("{} to reconnect after outage {outage}", n.id),
+                SETTLE,
+                async || {
+                    let c = n.cluster().await?;
+                    (c["connected"] == true && c["state"] == "settled").then_some(())
+                },
+            )
+            .await;
+            let after = announced_on(n, "1.0.0", "announcement").await;
+            assert_eq!(
+                after["announced"]["revision"], before["announced"]["revision"],
+                "the record was rewritten"
+            );
+        }
     }
     let refs: Vec<&NodeProcess> = nodes.iter().collect();
     leader_of(&refs).await;

@@ -142,15 +142,22 @@ async fn connect(
 ) -> Result<(Client, bool), StartError> {
     let (addrs, auth) = settings.server_addrs()?;
     let servers = settings.redacted_urls();
-    let first = tokio::time::timeout(
+    // A probe, one attempt per server, only to tell refused credentials or
+    // certificates from a server that is down; the node's own client (below)
+    // retries for ever, at start and after every disconnection.
+    let (probe_events, _) = mpsc::unbounded_channel();
+    let probe = tokio::time::timeout(
         STARTUP_WAIT,
-        connect_options(settings, node_id, &auth, &events, true)
+        connect_options(settings, node_id, &auth, &probe_events, true)
             .await?
             .connect(addrs.clone()),
     )
     .await;
-    match first {
-        Ok(Ok(client)) => return Ok((client, true)),
+    let reachable = match probe {
+        Ok(Ok(probe)) => {
+            drop(probe);
+            true
+        }
         Ok(Err(e))
             if matches!(
                 e.kind(),
@@ -173,14 +180,16 @@ async fn connect(
         }
         Ok(Err(e)) => {
             tracing::warn!(servers, error = %e, "NATS is not reachable yet; serving as `unknown` and retrying in the background");
+            false
         }
         Err(_) => {
             tracing::warn!(
                 servers,
                 "NATS did not answer in time; serving as `unknown` and retrying in the background"
             );
+            false
         }
-    }
+    };
     let client = connect_options(settings, node_id, &auth, &events, false)
         .await?
         .retry_on_initial_connect()
@@ -190,17 +199,18 @@ async fn connect(
             server: servers,
             reason: e.to_string(),
         })?;
-    Ok((client, false))
+    Ok((client, reachable))
 }
 
-/// The client options: one attempt per server for the `first` try, for
-/// ever after; credentials from the URL or the files the settings name.
+/// The client options: one attempt per server for the `probe`, for ever
+/// for the node's client; credentials from the URL or the files the
+/// settings name.
 async fn connect_options(
     settings: &NatsSettings,
     node_id: &str,
     auth: &UrlAuth,
     events: &mpsc::UnboundedSender<Event>,
-    first: bool,
+    probe: bool,
 ) -> Result<ConnectOptions, StartError> {
     let timings = settings.timings;
     let events = events.clone();
@@ -210,10 +220,9 @@ async fn connect_options(
         // timeout: two unanswered pings mark the connection stale.
         .ping_interval(timings.node_timeout / 2)
         .connection_timeout(timings.node_timeout.min(Duration::from_secs(5)))
-        // The first attempt tries each server once, so that a server
-        // that is down does not hold start-up; the client made after
-        // it keeps trying for ever.
-        .max_reconnects(if first { Some(1) } else { None })
+        // The probe tries each server once, so that a server that is down
+        // does not hold start-up; the node's client keeps trying for ever.
+        .max_reconnects(if probe { Some(1) } else { None })
         .reconnect_delay_callback(|attempt| {
             // Capped, jittered exponential backoff.
             let base = Duration::from_millis(100).saturating_mul(1 << attempt.min(5) as u32);

@@ -37,12 +37,10 @@ use tokio::{
     net::{TcpListener, TcpStream},
     sync::{mpsc, Semaphore},
 };
-use version_observer_core::paths;
+use version_observer_core::stream_request::{check_head, classify, BadRequest, MAX_HEAD};
 
 /// How long a new connection may take to send its request head.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// The largest request head the lean path reads.
-const MAX_HEAD: usize = 8 * 1024;
 /// Connections whose first bytes are awaited at once.
 pub const MAX_CLASSIFYING: usize = 4_096;
 /// How long a stream may take to accept one write before it is dropped (a
@@ -262,55 +260,6 @@ async fn read_start(mut tcp: TcpStream) -> Option<(TcpStream, Vec<u8>, bool)> {
     Some((tcp, start, verdict))
 }
 
-/// `Some(true)`: a version stream; `Some(false)`: something else; `None`: too
-/// few bytes to tell.
-pub(crate) fn classify(start: &[u8]) -> Option<bool> {
-    let request = stream_request_line();
-    let known = start.len().min(request.len());
-    if start[..known] != request[..known] {
-        return Some(false);
-    }
-    match start.get(request.len()) {
-        Some(b' ') | Some(b'?') => Some(true),
-        Some(_) => Some(false),
-        None => None,
-    }
-}
-
-/// `GET /api/version/events`: the request line's start.
-fn stream_request_line() -> &'static [u8] {
-    static LINE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    LINE.get_or_init(|| format!("GET {}", paths::EVENTS).into_bytes())
-}
-
-/// Why a lean request was not served.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum BadRequest {
-    TooLarge,
-    Malformed,
-}
-
-/// Checks a request head (everything up to the blank line).
-pub(crate) fn check_head(head: &[u8]) -> Result<(), BadRequest> {
-    let line_end = head
-        .windows(2)
-        .position(|w| w == b"\r\n")
-        .ok_or(BadRequest::Malformed)?;
-    let line = std::str::from_utf8(&head[..line_end]).map_err(|_| BadRequest::Malformed)?;
-    let mut parts = line.split(' ');
-    match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some("GET"), Some(target), Some("HTTP/1.1" | "HTTP/1.0"), None)
-            if target == paths::EVENTS
-                || target
-                    .strip_prefix(paths::EVENTS)
-                    .is_some_and(|q| q.starts_with('?')) =>
-        {
-            Ok(())
-        }
-        _ => Err(BadRequest::Malformed),
-    }
-}
-
 /// Reads the rest of the request head, after the `start` already read.
 async fn read_head(tcp: &mut TcpStream, mut head: Vec<u8>) -> Result<(), BadRequest> {
     let mut chunk = [0u8; 512];
@@ -384,47 +333,6 @@ async fn serve_stream(mut tcp: TcpStream, start: Vec<u8>, streams: &Streams) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_first_bytes_decide() {
-        assert_eq!(
-            classify(b"GET /api/version/events HTTP/1.1\r\n"),
-            Some(true)
-        );
-        assert_eq!(
-            classify(b"GET /api/version/events?x=1 HTTP/1.1"),
-            Some(true)
-        );
-        assert_eq!(classify(b"GET /api/version/eventsX HTTP/1.1"), Some(false));
-        assert_eq!(classify(b"GET /api/version HTTP/1.1\r\n\r\n"), Some(false));
-        assert_eq!(classify(b"GET / HTTP/1.1\r\n"), Some(false));
-        assert_eq!(classify(b"POST /api/version/events HTTP/1.1"), Some(false));
-        assert_eq!(classify(b"\x16\x03\x01"), Some(false), "TLS is not ours");
-        // Not enough yet: wait for more.
-        assert_eq!(classify(b""), None);
-        assert_eq!(classify(b"GET /api/ver"), None);
-        assert_eq!(classify(b"GET /api/version/events"), None);
-    }
-
-    #[test]
-    fn request_heads_are_checked() {
-        let ok = b"GET /api/version/events HTTP/1.1\r\nHost: x\r\n";
-        assert_eq!(check_head(ok), Ok(()));
-        assert_eq!(
-            check_head(b"GET /api/version/events?since=3 HTTP/1.0\r\n"),
-            Ok(())
-        );
-        for bad in [
-            &b"GET /api/version/events HTTP/2\r\n"[..],
-            b"GET /api/version/events  HTTP/1.1\r\n",
-            b"GET /api/version/events HTTP/1.1 extra\r\n",
-            b"GET /api/version/eventsX HTTP/1.1\r\n",
-            b"GET /api/version/events HTTP/1.1",
-            b"\xff\xfe\r\n",
-        ] {
-            assert_eq!(check_head(bad), Err(BadRequest::Malformed), "{bad:?}");
-        }
-    }
 
     #[test]
     fn canned_responses_are_well_formed() {
