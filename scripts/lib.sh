@@ -14,6 +14,11 @@ export PATH="$VO_TOOLS_DIR/bin:$VO_TOOLS_DIR/npm/node_modules/.bin:$PATH"
 # script; cargo-leptos sets it. Setting it for every cargo call keeps `cargo
 # test` from rebuilding leptos (and the node binary) with a different value.
 export LEPTOS_OUTPUT_NAME="version-observer"
+# A CI run builds once from a clean clone: an incremental cache there only
+# costs disk (it doubled the target directory) and time.
+if [[ "${CI:-}" == "true" ]]; then
+  export CARGO_INCREMENTAL=0
+fi
 
 CARGO_LEPTOS_VERSION="0.3.11"
 WASM_BINDGEN_VERSION="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' "$VO_ROOT/Cargo.lock")"
