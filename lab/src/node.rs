@@ -90,11 +90,14 @@ impl NodeConfig {
         self
     }
 
-    /// The node's command line, without the program.
-    pub fn command_line(&self, port: u16) -> Vec<String> {
+    /// The node's command line, without the program: its public port and
+    /// its admin port (`/api/cluster`, `/metrics`).
+    pub fn command_line(&self, port: u16, admin_port: u16) -> Vec<String> {
         let mut args = vec![
             "--listen".to_owned(),
             format!("127.0.0.1:{port}"),
+            "--admin-listen".into(),
+            format!("127.0.0.1:{admin_port}"),
             "--node-id".into(),
             self.id.clone(),
             "--app-version".into(),
@@ -116,6 +119,8 @@ pub struct NodeProcess {
     pub id: String,
     pub version: String,
     pub port: u16,
+    /// Where it serves `/api/cluster` and `/metrics` (`--admin-listen`).
+    pub admin_port: u16,
     process: Managed,
     http: reqwest::Client,
     /// The node's own log folder, when the config named none.
@@ -130,9 +135,10 @@ impl NodeProcess {
         } else {
             config.port
         };
+        let admin_port = free_port()?;
         let mut command = Command::new(&config.binary);
         command
-            .args(config.command_line(port))
+            .args(config.command_line(port, admin_port))
             .env("RUST_LOG", &config.log_filter)
             // The node finds its site (target/site) relative to the repository root.
             .current_dir(repo_root());
@@ -152,6 +158,7 @@ impl NodeProcess {
             id: config.id.clone(),
             version: config.version.clone(),
             port,
+            admin_port,
             process,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(2))
@@ -200,25 +207,34 @@ impl NodeProcess {
         self.process.exited().is_none()
     }
 
-    /// `GET /api/cluster`, or `None` if the node does not answer.
+    /// A URL on the node's admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.admin_port, path)
+    }
+
+    /// `GET /api/cluster` (admin listener), or `None` if the node does not answer.
     pub async fn cluster(&self) -> Option<Value> {
-        self.get_json("/api/cluster").await
+        self.get_json(self.admin_url("/api/cluster")).await
+    }
+
+    /// `GET /metrics` (admin listener), or `None` if the node does not answer.
+    pub async fn metrics(&self) -> Option<String> {
+        let response = self
+            .http
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .ok()?;
+        response.error_for_status().ok()?.text().await.ok()
     }
 
     /// `GET /api/version`, or `None` if the node does not answer.
     pub async fn version_report(&self) -> Option<Value> {
-        self.get_json("/api/version").await
+        self.get_json(self.url("/api/version")).await
     }
 
-    async fn get_json(&self, path: &str) -> Option<Value> {
-        self.http
-            .get(self.url(path))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()
+    async fn get_json(&self, url: String) -> Option<Value> {
+        self.http.get(url).send().await.ok()?.json().await.ok()
     }
 
     /// SIGTERM, and waits for a clean exit (an unclean one is an error).
@@ -273,10 +289,12 @@ mod tests {
     fn a_single_node_gets_no_cluster_flags() {
         let config = NodeConfig::new("vo", "n1", "1.0.0").arg("--compat=minor");
         assert_eq!(
-            config.command_line(4000),
+            config.command_line(4000, 4100),
             [
                 "--listen",
                 "127.0.0.1:4000",
+                "--admin-listen",
+                "127.0.0.1:4100",
                 "--node-id",
                 "n1",
                 "--app-version",
@@ -291,7 +309,7 @@ mod tests {
         let config = NodeConfig::new("vo", "n2", "2.0.0-rc.1")
             .nats("nats://127.0.0.1:4222", "lab")
             .timings(timings::FAST);
-        let line = config.command_line(4001).join(" ");
+        let line = config.command_line(4001, 4101).join(" ");
         assert!(
             line.contains(
                 "--nats nats://127.0.0.1:4222 --cluster lab --node-timeout-ms 1000 --lease-ms 2000"

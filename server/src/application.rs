@@ -5,7 +5,7 @@
 
 use crate::{config::Config, http};
 use leptos::config::{Env, LeptosOptions};
-use std::{io, net::SocketAddr, path::PathBuf};
+use std::{future::IntoFuture, io, net::SocketAddr, path::PathBuf};
 use tokio::net::TcpListener;
 use version_observer::{StartError, VersionObserver};
 
@@ -18,12 +18,16 @@ pub enum StartupError {
     MissingSite(PathBuf),
     #[error(transparent)]
     Observer(#[from] StartError),
+    #[error(transparent)]
+    AdminToken(#[from] http::admin::TokenError),
 }
 
 /// A node, bound and ready to serve.
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    /// The admin listener and its router, with `--admin-listen`.
+    admin: Option<(TcpListener, axum::Router)>,
     observer: VersionObserver,
 }
 
@@ -33,17 +37,20 @@ impl Application {
         if !config.site_root.join("pkg").is_dir() {
             return Err(StartupError::MissingSite(config.site_root.clone()));
         }
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartupError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = bind(config.listen).await?;
         let addr = listener.local_addr().map_err(|source| StartupError::Bind {
             addr: config.listen,
             source,
         })?;
+        let token = config
+            .admin_token_file
+            .as_deref()
+            .map(http::admin::AdminToken::read)
+            .transpose()?;
+        let admin_listener = match config.admin_listen {
+            Some(admin) => Some(bind(admin).await?),
+            None => None,
+        };
         let mut builder = VersionObserver::builder(config.version())
             .compat(config.compat)
             .nats_opt(config.nats_settings())
@@ -53,11 +60,20 @@ impl Application {
             builder = builder.node_id(id);
         }
         let observer = builder.start().await?;
+        crate::telemetry::set_role({
+            let observer = observer.clone();
+            move || match (observer.mode(), observer.is_monitor()) {
+                (version_observer::Mode::Single, _) => "single",
+                (_, true) => "monitor",
+                (_, false) => "member",
+            }
+        });
         let router = http::router(
             &observer,
             leptos_options(&config, addr),
             config.max_inflight as usize,
         );
+        let admin = admin_listener.map(|l| (l, http::admin::router(&observer, token)));
         let page = observer.page_info();
         tracing::info!(
             node_id = %page.node_id, version = %page.version, compat = %config.compat,
@@ -65,11 +81,21 @@ impl Application {
             nats = config.nats.as_deref().map(version_observer::server::redact_urls).unwrap_or_default(),
             %addr, "node listening on http://{addr}"
         );
+        if let Some(admin) = admin.as_ref().and_then(|(l, _)| l.local_addr().ok()) {
+            tracing::info!(%admin, token = config.admin_token_file.is_some(),
+                "admin routes (/api/cluster, /metrics) on http://{admin}");
+        }
         Ok(Self {
             listener,
             router,
+            admin,
             observer,
         })
+    }
+
+    /// The admin listener's address, with `--admin-listen`.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// The address actually bound (useful with port 0).
@@ -88,6 +114,13 @@ impl Application {
     /// (lease released, nodedown, flushed) and ends every stream, and only
     /// then does the server stop accepting and drain.
     pub async fn run_until_stopped(self) -> io::Result<()> {
+        let admin = self.admin.map(|(listener, router)| {
+            tokio::spawn(
+                axum::serve(listener, router.into_make_service())
+                    .with_graceful_shutdown(self.observer.stopped())
+                    .into_future(),
+            )
+        });
         axum::serve(
             self.observer.listener(self.listener),
             // `into_make_service`: serving the `Router` itself would make axum
@@ -96,10 +129,23 @@ impl Application {
         )
         .with_graceful_shutdown(self.observer.stopped())
         .await?;
+        if let Some(admin) = admin {
+            match admin.await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "the admin listener failed"),
+                Err(e) => tracing::warn!(error = %e, "the admin listener's task failed"),
+                Ok(Ok(())) => {}
+            }
+        }
         self.observer.shutdown().await;
         tracing::info!("node stopped");
         Ok(())
     }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::Bind { addr, source })
 }
 
 /// Leptos' own runtime options. cargo-leptos passes `LEPTOS_*` variables when it

@@ -129,6 +129,32 @@ pub struct Config {
           value_parser = range(3))]
     pub safety_interval_ms: u64,
 
+    /// Address for the operators' routes, /api/cluster and /metrics
+    /// [default: none, they are not served]. Keep it private (loopback, an
+    /// internal network): the public --listen port never serves them.
+    #[arg(long, env = "VO_ADMIN_LISTEN", value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
+
+    /// File holding a token the admin listener then requires on every
+    /// request (Authorization: Bearer <token>); 16 bytes or more.
+    #[arg(
+        long,
+        env = "VO_ADMIN_TOKEN_FILE",
+        value_name = "FILE",
+        requires = "admin_listen"
+    )]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// Log format: text (for people) or json (one object per line, with the
+    /// node id, cluster and role on every line, for log collectors).
+    #[arg(
+        long,
+        env = "VO_LOG_FORMAT",
+        value_name = "FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: crate::telemetry::LogFormat,
+
     /// Seconds between keep-alive comments on every version stream (one timer
     /// for the node). The default stays under the 55-60 s idle timeouts of
     /// common proxies and load balancers.

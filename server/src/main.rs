@@ -27,7 +27,7 @@ async fn run() -> anyhow::Result<ExitCode> {
     // Before the flags are read: --max-streams defaults to what the raised
     // limit allows.
     let open_files = version_observer_node::limits::raise_open_files();
-    let config = match Config::load() {
+    let mut config = match Config::load() {
         Ok(config) => config,
         // A bad flag, or --help / --version: clap's message and exit code.
         Err(e) => {
@@ -35,6 +35,15 @@ async fn run() -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2)));
         }
     };
+    // Named now, so that every log line (JSON ones carry it) names it.
+    let node_id = config
+        .node_id
+        .get_or_insert_with(version_observer::server::default_node_id);
+    telemetry::set_node(
+        node_id,
+        config.nats.is_some().then_some(config.cluster.as_str()),
+    );
+    telemetry::start(config.log_format);
     tracing::debug!(
         ?open_files,
         max_streams = config.max_streams,

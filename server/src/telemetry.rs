@@ -1,5 +1,7 @@
 //! Logging: `tracing` with structured fields to stderr, filtered by `RUST_LOG`
-//! (default `info`), coloured only when stderr is a terminal.
+//! (default `info`): text for people (coloured only when stderr is a
+//! terminal) or, with `--log-format json`, one JSON object per line with the
+//! node id, cluster and role on every line, for log collectors.
 //!
 //! Logging must never stop the node, nor its shutdown: a log collector that
 //! died (stderr a closed pipe) or stalled (a full pipe) would otherwise make
@@ -10,12 +12,39 @@
 //! dropped and counted, never waited for. [`flush`] at exit writes what is
 //! still buffered (the last error, say), waiting a moment at most.
 
-use std::io::IsTerminal;
-use tracing_subscriber::EnvFilter;
+use std::{
+    fmt,
+    io::IsTerminal,
+    sync::{Arc, OnceLock, RwLock},
+};
+use tracing::{
+    field::{Field, Visit},
+    Event, Subscriber,
+};
+use tracing_subscriber::{
+    fmt::{
+        format::{self, FormatEvent, FormatFields},
+        time::{FormatTime, SystemTime},
+        FmtContext,
+    },
+    registry::LookupSpan,
+    EnvFilter,
+};
 
-/// Sets up logging (call once, first thing).
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `message`,
+    /// the event's fields, and `node_id`, `cluster`, `role`.
+    Json,
+}
+
+/// Protects the process from its stderr (call once, first thing): see the
+/// module docs.
 pub fn init() {
-    let ansi = std::io::stderr().is_terminal();
     #[cfg(unix)]
     if let Err(e) = relay::install() {
         // Logging still works, unprotected.
@@ -24,12 +53,117 @@ pub fn init() {
             format!("cannot protect logging from a broken stderr: {e}\n").as_bytes(),
         );
     }
+}
+
+/// Starts logging in `format` (call once, when the configuration is read).
+pub fn start(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder.event_format(JsonLines).try_init(),
+    };
+}
+
+/// Who is logging, for the JSON lines.
+struct NodeContext {
+    node_id: String,
+    cluster: Option<String>,
+    role: RwLock<Arc<dyn Fn() -> &'static str + Send + Sync>>,
+}
+
+static CONTEXT: OnceLock<NodeContext> = OnceLock::new();
+
+/// Names this node on every JSON log line from now on (`cluster`: `None`
+/// for a single node); once per process, before [`start`], so that every
+/// line has it. Its role is `starting` until [`set_role`].
+pub fn set_node(node_id: &str, cluster: Option<&str>) {
+    let _ = CONTEXT.set(NodeContext {
+        node_id: node_id.to_owned(),
+        cluster: cluster.map(str::to_owned),
+        role: RwLock::new(Arc::new(|| "starting")),
+    });
+}
+
+/// Where the JSON lines read this node's current role from (`single`,
+/// `monitor`, `member`): called once per line, so it must be cheap.
+pub fn set_role(role: impl Fn() -> &'static str + Send + Sync + 'static) {
+    if let Some(context) = CONTEXT.get() {
+        *context.role.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(role);
+    }
+}
+
+/// The JSON line format.
+struct JsonLines;
+
+impl<S, N> FormatEvent<S, N> for JsonLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: format::Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        writeln!(writer, "{}", json_line(event))
+    }
+}
+
+fn json_line(event: &Event<'_>) -> serde_json::Value {
+    let meta = event.metadata();
+    let mut line = serde_json::Map::new();
+    let mut timestamp = String::new();
+    if SystemTime
+        .format_time(&mut format::Writer::new(&mut timestamp))
+        .is_ok()
+    {
+        line.insert("timestamp".into(), timestamp.into());
+    }
+    line.insert("level".into(), meta.level().as_str().into());
+    line.insert("target".into(), meta.target().into());
+    event.record(&mut JsonFields(&mut line));
+    if let Some(context) = CONTEXT.get() {
+        let role = context
+            .role
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        line.insert("node_id".into(), context.node_id.clone().into());
+        line.insert("cluster".into(), context.cluster.clone().into());
+        line.insert("role".into(), role().into());
+    }
+    serde_json::Value::Object(line)
+}
+
+/// An event's fields as JSON values.
+struct JsonFields<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
+
+impl Visit for JsonFields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0
+            .insert(field.name().to_owned(), format!("{value:?}").into());
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
 }
 
 /// Writes out what is still buffered for stderr, waiting [`FLUSH_WAIT`] at

@@ -1,5 +1,6 @@
 //! The HTTP paths a node serves, named once for the server, the browser and
-//! the tools.
+//! the tools. [`VERSION`] and [`EVENTS`] are public (browsers use them);
+//! [`CLUSTER`] and [`METRICS`] are for operators, served apart.
 
 /// JSON: this node and its cluster view ([`VersionReport`](crate::report::VersionReport)).
 pub const VERSION: &str = "/api/version";
@@ -7,3 +8,9 @@ pub const VERSION: &str = "/api/version";
 pub const EVENTS: &str = "/api/version/events";
 /// JSON: members, monitor, state and record ([`ClusterStatus`](crate::status::ClusterStatus)).
 pub const CLUSTER: &str = "/api/cluster";
+/// The Prometheus metrics of one node (text exposition format).
+pub const METRICS: &str = "/metrics";
+/// The query parameter with which a tab names its page's version when it
+/// opens [`EVENTS`] (`/api/version/events?page=1.2.3`), so that the node can
+/// count open tabs per page version.
+pub const PAGE_PARAM: &str = "page";

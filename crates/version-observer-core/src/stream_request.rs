@@ -68,6 +68,76 @@ pub fn check_head(head: &[u8]) -> Result<(), BadRequest> {
     }
 }
 
+/// The query string of a request head's target (after `?`, before the
+/// space), if it has one.
+///
+/// ```
+/// use version_observer_core::stream_request::head_query;
+/// assert_eq!(head_query(b"GET /api/version/events?page=1.0.0 HTTP/1.1\r\n"), Some("page=1.0.0"));
+/// assert_eq!(head_query(b"GET /api/version/events HTTP/1.1\r\n"), None);
+/// ```
+pub fn head_query(head: &[u8]) -> Option<&str> {
+    let line_end = head
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .unwrap_or(head.len());
+    let line = std::str::from_utf8(&head[..line_end]).ok()?;
+    let target = line.split(' ').nth(1)?;
+    target.split_once('?').map(|(_, query)| query)
+}
+
+/// The page version a tab named in its stream request's query
+/// (`page=<semver>`, [`paths::PAGE_PARAM`]), percent-decoded; `None` if it
+/// is absent or not a version.
+///
+/// ```
+/// use version_observer_core::stream_request::page_version;
+/// assert_eq!(page_version("page=1.2.3").unwrap().to_string(), "1.2.3");
+/// assert_eq!(page_version("x=1&page=2.0.0-rc.1%2Bb5").unwrap().to_string(), "2.0.0-rc.1+b5");
+/// assert_eq!(page_version("page=latest"), None);
+/// ```
+pub fn page_version(query: &str) -> Option<semver::Version> {
+    let value = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(paths::PAGE_PARAM)?.strip_prefix('='))?;
+    semver::Version::parse(&percent_decode(value)?).ok()
+}
+
+/// `%XX` escapes decoded; `None` for a broken escape or bytes that are not
+/// UTF-8.
+fn percent_decode(value: &str) -> Option<String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The stream URL for a page of `version`: `events_url` with
+/// `page=<version>` added to its query (`+` escaped), what the browser opens.
+///
+/// ```
+/// use version_observer_core::stream_request::{page_version, stream_url};
+/// let url = stream_url("/api/version/events", &"1.0.0+b7".parse().unwrap());
+/// assert_eq!(url, "/api/version/events?page=1.0.0%2Bb7");
+/// assert_eq!(page_version(url.split_once('?').unwrap().1).unwrap().to_string(), "1.0.0+b7");
+/// assert_eq!(stream_url("/e?x=1", &"2.0.0".parse().unwrap()), "/e?x=1&page=2.0.0");
+/// ```
+pub fn stream_url(events_url: &str, version: &semver::Version) -> String {
+    let separator = if events_url.contains('?') { '&' } else { '?' };
+    let version = version.to_string().replace('+', "%2B");
+    format!("{events_url}{separator}{}={version}", paths::PAGE_PARAM)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +161,33 @@ mod tests {
         assert_eq!(classify(b""), None);
         assert_eq!(classify(b"GET /api/ver"), None);
         assert_eq!(classify(b"GET /api/version/events"), None);
+    }
+
+    #[test]
+    fn the_page_version_comes_from_the_query_or_not_at_all() {
+        assert_eq!(
+            page_version("page=1.0.0"),
+            Some(semver::Version::new(1, 0, 0))
+        );
+        assert_eq!(
+            page_version("a=b&page=3.4.5&c"),
+            Some(semver::Version::new(3, 4, 5))
+        );
+        for bad in [
+            "",
+            "page",
+            "page=",
+            "pages=1.0.0",
+            "page=1.0",
+            "page=%ZZ",
+            "page=%",
+            "page=%ff%fe",
+            "xpage=1.0.0",
+        ] {
+            assert_eq!(page_version(bad), None, "{bad:?}");
+        }
+        assert_eq!(head_query(b"GET /a?b HTTP/1.1\r\nX: ?y\r\n"), Some("b"));
+        assert_eq!(head_query(b"\xff?x HTTP/1.1\r\n"), None);
     }
 
     #[test]

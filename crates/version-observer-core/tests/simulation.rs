@@ -632,6 +632,26 @@ fn a_rolling_deploy_is_announced_once_after_the_last_old_node_leaves() {
     for node in live {
         assert_eq!(sim.view(node).announced_version, Some(v("1.0.0")));
     }
+    // The counters behind `/metrics`, over every process that ran.
+    let counters: Vec<_> = sim.nodes.iter().map(|n| n.coord.counters()).collect();
+    let sum = |f: fn(&version_observer_core::status::Counters) -> u64| -> u64 {
+        counters.iter().map(f).sum()
+    };
+    assert_eq!(sum(|c| c.announcements_written), 1, "{counters:#?}");
+    assert_eq!(sum(|c| c.baselines_written), 1, "{counters:#?}");
+    assert!(
+        sum(|c| c.lease_acquired) >= 2,
+        "the lease moved: {counters:#?}"
+    );
+    assert!(sum(|c| c.rounds_mixed) >= 1, "{counters:#?}");
+    assert!(sum(|c| c.rounds_settled) >= 2, "{counters:#?}");
+    for c in &counters {
+        assert_eq!(
+            c.round_durations.count,
+            c.rounds_settled + c.rounds_mixed + c.rounds_incomplete
+        );
+        assert!(c.nats_connects >= 1);
+    }
 }
 
 #[test]

@@ -15,13 +15,20 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use version_observer::core::paths;
 
-/// The node's permits for requests in flight.
+/// The node's permits for requests in flight, and what a refusal is
+/// counted with (the observer's metrics).
 #[derive(Clone)]
-pub struct InflightLimit(Arc<Semaphore>);
+pub struct InflightLimit {
+    permits: Arc<Semaphore>,
+    on_refusal: Arc<dyn Fn() + Send + Sync>,
+}
 
 impl InflightLimit {
-    pub fn new(max: usize) -> Self {
-        Self(Arc::new(Semaphore::new(max)))
+    pub fn new(max: usize, on_refusal: impl Fn() + Send + Sync + 'static) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(max)),
+            on_refusal: Arc::new(on_refusal),
+        }
     }
 }
 
@@ -30,7 +37,8 @@ pub async fn enforce(State(limit): State<InflightLimit>, request: Request, next:
     if request.uri().path() == paths::EVENTS {
         return next.run(request).await;
     }
-    let Ok(_permit) = limit.0.clone().try_acquire_owned() else {
+    let Ok(_permit) = limit.permits.clone().try_acquire_owned() else {
+        (limit.on_refusal)();
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::RETRY_AFTER, "2")],
@@ -62,7 +70,7 @@ mod tests {
             .route("/a", get(slow))
             .route("/b", get(|| async { "b" }))
             .route(paths::EVENTS, get(|| async { "stream" }))
-            .layer(from_fn_with_state(InflightLimit::new(1), enforce));
+            .layer(from_fn_with_state(InflightLimit::new(1, || {}), enforce));
         let held = tokio::spawn(
             app.clone()
                 .oneshot(Request::get("/a").body(Body::empty()).unwrap()),

@@ -7,15 +7,18 @@
 //! | `GET /`                    | the page (Leptos SSR once, then from memory; hydrated by WASM) |
 //! | `GET /api/version`         | the observer: this node and its cluster view     |
 //! | `GET /api/version/events`  | the observer: the same, as Server-Sent Events    |
-//! | `GET /api/cluster`         | the observer: members, monitor, state, record    |
 //! | `GET /healthz`             | liveness                                         |
 //! | `GET /pkg/*`, other files  | the built site (wasm, JS, CSS, assets)           |
+//!
+//! The operators' routes (`/api/cluster`, `/metrics`) are served only on the
+//! admin listener ([`admin`], `--admin-listen`).
 //!
 //! Overload is refused, never queued without bound: streams beyond
 //! `--max-streams` (the observer) and other requests beyond
 //! `--max-inflight` (one limit for the whole node, [`limit`]) get a 503
 //! with `Retry-After`.
 
+pub mod admin;
 mod limit;
 mod page_cache;
 
@@ -57,7 +60,10 @@ pub fn router(observer: &VersionObserver, options: LeptosOptions, max_inflight: 
         .version_observer_routes(observer)
         .merge(pages)
         .layer(axum::middleware::from_fn_with_state(
-            limit::InflightLimit::new(max_inflight),
+            limit::InflightLimit::new(max_inflight, {
+                let observer = observer.clone();
+                move || observer.count_refused_request()
+            }),
             limit::enforce,
         ))
 }

@@ -5,7 +5,7 @@ use crate::support::{
     cluster::{
         eventually, names, nats, node, node_with, NodeProcess, ScratchFile, LEASE, NODE_TIMEOUT,
     },
-    SseReader,
+    metric, parse_metrics, SseReader,
 };
 use futures::StreamExt;
 use serde_json::Value;
@@ -185,6 +185,63 @@ async fn a_rolling_deploy_is_announced_once_when_settled() {
     // Exactly once, even after more rounds.
     tokio::time::sleep(Duration::from_millis(2_500)).await; // let safety-net rounds run, then count
     assert_eq!(announced.versions(), vec!["1.0.0".to_string()]);
+
+    // The metrics tell the same story (`/metrics` on each admin listener).
+    let mut announcements = 0.0;
+    let mut monitors = 0.0;
+    for n in &new {
+        let m = parse_metrics(&n.metrics().await.expect("metrics"));
+        let written = |kind| {
+            metric(
+                &m,
+                "version_observer_records_written_total",
+                Some(("kind", kind)),
+            )
+        };
+        announcements += written("announcement").expect("records written");
+        monitors += metric(&m, "version_observer_monitor", None).unwrap();
+        assert_eq!(
+            metric(&m, "version_observer_nats_connected", None),
+            Some(1.0),
+            "{}",
+            n.id
+        );
+        assert_eq!(
+            metric(&m, "version_observer_members", None),
+            Some(3.0),
+            "{}",
+            n.id
+        );
+        assert_eq!(
+            metric(
+                &m,
+                "version_observer_cluster_state",
+                Some(("state", "settled"))
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            metric(
+                &m,
+                "version_observer_messages_dropped_total",
+                Some(("reason", "malformed"))
+            ),
+            Some(0.0)
+        );
+    }
+    assert_eq!(announcements, 1.0, "one announcement written in all");
+    assert_eq!(monitors, 1.0, "one monitor");
+    // new-1 holds the test's stream, which named no page version.
+    let m = parse_metrics(&new[0].metrics().await.unwrap());
+    assert_eq!(metric(&m, "version_observer_streams", None), Some(1.0));
+    assert_eq!(
+        metric(
+            &m,
+            "version_observer_tabs",
+            Some(("page_version", "unknown"))
+        ),
+        Some(1.0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,6 +4,7 @@
 //! real nats-server and real node processes (through the lab), including
 //! nats-servers that demand credentials.
 
+mod admin;
 mod cluster;
 mod http;
 mod limits;

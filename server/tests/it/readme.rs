@@ -1,5 +1,6 @@
 //! What the README shows operators, run for real: its nginx block in front
-//! of two nodes, one of them full, must still give every browser a stream.
+//! of two nodes, one of them full, must still give every browser a stream;
+//! its flag tables list exactly the node's flags and variables.
 
 use crate::support::{TestNode, DEADLINE};
 use vo_lab::{nginx::Site, Nginx};
@@ -63,4 +64,34 @@ async fn the_readme_nginx_block_sends_streams_past_a_full_node() {
     assert_eq!(page.status(), 200);
     drop(held);
     nginx.stop().await;
+}
+
+#[test]
+fn the_readme_documents_exactly_the_flags_the_node_has() {
+    use clap::CommandFactory;
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    // The configuration tables' rows: "| `--flag <value>` | `VO_…` | …".
+    let documented: std::collections::BTreeSet<String> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `--"))
+        .map(|rest| rest.split([' ', '`']).next().unwrap().to_owned())
+        .collect();
+    let command = version_observer_node::Config::command();
+    let flags: std::collections::BTreeSet<String> = command
+        .get_arguments()
+        .filter_map(|a| a.get_long())
+        .filter(|l| !matches!(*l, "help" | "version"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(documented, flags, "README's flag tables against --help");
+    for arg in command.get_arguments() {
+        if let Some(env) = arg.get_env() {
+            let env = env.to_string_lossy();
+            assert!(
+                readme.contains(&format!("| `{env}` |")),
+                "README's tables lack {env}"
+            );
+        }
+    }
 }

@@ -47,7 +47,7 @@ use crate::{
     compat::Compat,
     protocol::{self, *},
     report::{ClusterState, ClusterView},
-    status::{ClusterStatus, MemberStatus, RoundStats},
+    status::{ClusterStatus, Counters, Dropped, MemberStatus, RoundStats},
     timing::Timings,
 };
 use bytes::Bytes;
@@ -207,26 +207,6 @@ pub enum KvError {
     Incompatible(String),
 }
 
-/// Counts of messages dropped, by reason.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Dropped {
-    /// Payloads that did not decode.
-    pub malformed: u64,
-    /// Version requests whose reply subject is not an inbox.
-    pub bad_reply_subject: u64,
-    /// Messages on a subject no node publishes on (or a reply to no round).
-    pub unknown_subject: u64,
-    /// With a cluster key: messages and KV values without a valid MAC.
-    pub unauthenticated: u64,
-}
-
-impl Dropped {
-    /// All of them.
-    pub fn total(&self) -> u64 {
-        self.malformed + self.bad_reply_subject + self.unknown_subject + self.unauthenticated
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Buckets {
     /// Not open; try again at this moment (once connected).
@@ -323,6 +303,8 @@ pub struct Coordinator {
     changes: u64,
     shown: Option<ClusterView>,
     dropped: Dropped,
+    /// Running totals for metrics (`dropped` is copied in when shown).
+    counters: Counters,
     /// The cluster's shared key, if messages are authenticated.
     key: Option<ClusterKey>,
     /// The bucket's replicas, when this node creates it.
@@ -378,6 +360,7 @@ impl Coordinator {
             changes: 1,
             shown: None,
             dropped: Dropped::default(),
+            counters: Counters::default(),
             unix_ms: 0,
             key: None,
             replicas: 1,
@@ -466,6 +449,7 @@ impl Coordinator {
         }
         self.connected = true;
         self.changes += 1;
+        self.counters.nats_connects += 1;
         self.view.start_observing(now);
         // Nodeup at once; heartbeats follow.
         if self.leaving == Leaving::No {
@@ -704,10 +688,12 @@ impl Coordinator {
                 let payload = protocol::encode(&notice);
                 self.publish(self.names.settled(), payload.clone());
                 if kind == RecordKind::Announcement {
+                    self.counters.announcements_written += 1;
                     tracing::info!(version = %notice.record.version, previous = ?notice.record.previous,
                         fence = notice.record.fence, revision, "announcing a new version");
                     self.publish(self.names.announce(), payload);
                 } else {
+                    self.counters.baselines_written += 1;
                     tracing::info!(version = %notice.record.version, fence = notice.record.fence,
                         revision, "recorded the cluster's baseline version");
                 }
@@ -809,6 +795,14 @@ impl Coordinator {
         }
     }
 
+    /// Running totals since this coordinator was created (for metrics).
+    pub fn counters(&self) -> Counters {
+        Counters {
+            dropped: self.dropped,
+            ..self.counters.clone()
+        }
+    }
+
     /// This node's view of its cluster, for `GET /api/cluster`.
     pub fn status(&self, now: Instant) -> ClusterStatus {
         let view = self.view(now);
@@ -848,6 +842,7 @@ impl Coordinator {
             members,
             last_round: self.last_round.clone(),
             dropped_messages: self.dropped.total(),
+            counters: self.counters(),
         }
     }
 
@@ -1000,10 +995,12 @@ impl Coordinator {
         self.changes += 1;
         match change {
             RoleChange::BecameLeader { fence } => {
+                self.counters.lease_acquired += 1;
                 tracing::info!(fence, "elected monitor");
                 self.scheduler.collect_now(now);
             }
             RoleChange::SteppedDown { fence } => {
+                self.counters.lease_lost += 1;
                 tracing::warn!(fence, "no longer the monitor");
                 self.round = None;
                 self.settle = None;
@@ -1279,6 +1276,12 @@ impl Coordinator {
         let collect_ms = now.saturating_duration_since(round.started).as_secs_f64() * 1000.0;
         self.scheduler.finished(&outcome, now);
         tracing::debug!(round = round.number, ?outcome, collect_ms, "round");
+        self.counters.round_durations.observe_ms(collect_ms);
+        match outcome {
+            RoundOutcome::Settled(_) => self.counters.rounds_settled += 1,
+            RoundOutcome::Mixed(_) => self.counters.rounds_mixed += 1,
+            RoundOutcome::Incomplete { .. } => self.counters.rounds_incomplete += 1,
+        }
         self.last_round = Some(RoundStats {
             round: round.number,
             expected: round.expected(),

@@ -37,7 +37,9 @@ use tokio::{
     net::{TcpListener, TcpStream},
     sync::{mpsc, Semaphore},
 };
-use version_observer_core::stream_request::{check_head, classify, BadRequest, MAX_HEAD};
+use version_observer_core::stream_request::{
+    check_head, classify, head_query, page_version, BadRequest, MAX_HEAD,
+};
 
 /// How long a new connection may take to send its request head.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -56,7 +58,6 @@ pub struct StreamListener {
     /// A descriptor kept open to be given up when the process runs out, so
     /// a waiting connection can still be accepted and refused cleanly.
     spare: Option<std::fs::File>,
-    fd_limit: super::observer::RateLimitedCount,
     classifying: Arc<Semaphore>,
     others_tx: mpsc::Sender<(Connection, SocketAddr)>,
     others: mpsc::Receiver<(Connection, SocketAddr)>,
@@ -69,7 +70,6 @@ impl StreamListener {
             tcp,
             streams,
             spare: std::fs::File::open("/dev/null").ok(),
-            fd_limit: super::observer::RateLimitedCount::new(),
             classifying: Arc::new(Semaphore::new(MAX_CLASSIFYING)),
             others_tx,
             others,
@@ -212,7 +212,7 @@ impl StreamListener {
             Some(libc_emfile::EMFILE | libc_emfile::ENFILE)
         );
         if out_of_descriptors {
-            if let Some(refused) = self.fd_limit.bump() {
+            if let Some(refused) = self.streams.refused_open_files.bump() {
                 tracing::warn!(
                     refused,
                     "out of file descriptors: refusing connections with 503"
@@ -261,12 +261,18 @@ async fn read_start(mut tcp: TcpStream) -> Option<(TcpStream, Vec<u8>, bool)> {
 }
 
 /// Reads the rest of the request head, after the `start` already read.
-async fn read_head(tcp: &mut TcpStream, mut head: Vec<u8>) -> Result<(), BadRequest> {
+/// Returns the page version the request names, if any.
+async fn read_head(
+    tcp: &mut TcpStream,
+    mut head: Vec<u8>,
+) -> Result<Option<semver::Version>, BadRequest> {
     let mut chunk = [0u8; 512];
     let read = async {
         loop {
             if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-                return check_head(&head[..end + 2]);
+                let head = &head[..end + 2];
+                check_head(head)?;
+                return Ok(head_query(head).and_then(page_version));
             }
             if head.len() >= MAX_HEAD {
                 return Err(BadRequest::TooLarge);
@@ -289,16 +295,19 @@ const TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\nconte
 
 /// One lean version stream, from request to close.
 async fn serve_stream(mut tcp: TcpStream, start: Vec<u8>, streams: &Streams) {
-    if let Err(bad) = read_head(&mut tcp, start).await {
-        let answer = if bad == BadRequest::TooLarge {
-            TOO_LARGE
-        } else {
-            BAD
-        };
-        let _ = tcp.write_all(answer).await;
-        return;
-    }
-    let Some(_slot) = streams.try_slot() else {
+    let page = match read_head(&mut tcp, start).await {
+        Ok(page) => page,
+        Err(bad) => {
+            let answer = if bad == BadRequest::TooLarge {
+                TOO_LARGE
+            } else {
+                BAD
+            };
+            let _ = tcp.write_all(answer).await;
+            return;
+        }
+    };
+    let Some(_slot) = streams.try_slot(page.as_ref()) else {
         let _ = tcp.write_all(BUSY).await;
         return;
     };

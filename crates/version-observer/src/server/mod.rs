@@ -5,6 +5,7 @@
 //! - [`settings`]: [`ObserverBuilder`] and [`NatsSettings`], checked at start;
 //! - [`routes`]: [`VersionObserverRoutes`], the extension trait on `Router`;
 //! - [`listener`]: [`StreamListener`], version streams served without hyper's buffers;
+//! - [`metrics`]: what `GET /metrics` exports;
 //! - `hub`: the node's report, fanned out to every stream;
 //! - `sse`: the event stream's bytes;
 //! - `cluster`: the NATS driver of the sans-IO coordinator.
@@ -12,6 +13,7 @@
 mod cluster;
 mod hub;
 pub mod listener;
+pub mod metrics;
 pub mod observer;
 pub mod routes;
 pub mod settings;
@@ -22,7 +24,9 @@ mod sse;
 pub use listener::{Connection, StreamListener};
 pub use observer::VersionObserver;
 pub use routes::VersionObserverRoutes;
-pub use settings::{redact_urls, NatsSettings, ObserverBuilder, StartError, DEFAULT_CLUSTER};
+pub use settings::{
+    default_node_id, redact_urls, NatsSettings, ObserverBuilder, StartError, DEFAULT_CLUSTER,
+};
 
 #[cfg(test)]
 mod tests;

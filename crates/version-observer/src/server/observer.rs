@@ -80,20 +80,95 @@ pub(crate) struct Streams {
     /// Every lean stream's task (and every connection still being
     /// classified), so shutdown can wait for them.
     pub(crate) tasks: TaskTracker,
-    refused: RateLimitedCount,
+    pub(crate) max_streams: u32,
+    /// Streams refused at `max_streams`.
+    pub(crate) refused: RateLimitedCount,
+    /// Connections refused at the open-files limit.
+    pub(crate) refused_open_files: RateLimitedCount,
+    /// Requests the host app refused ([`VersionObserver::count_refused_request`]).
+    pub(crate) refused_requests: AtomicU64,
+    /// Open streams per page version.
+    pub(crate) tabs: Arc<TabCounts>,
 }
 
 impl Streams {
-    /// A slot for one more stream, or `None` at `max_streams` (counted, and
-    /// logged at most once a second with the count).
-    pub(crate) fn try_slot(&self) -> Option<OwnedSemaphorePermit> {
-        let slot = self.slots.clone().try_acquire_owned().ok();
-        if slot.is_none() {
+    /// A slot for one more stream from a page of `page` version, or `None`
+    /// at `max_streams` (counted, and logged at most once a second with the
+    /// count).
+    pub(crate) fn try_slot(&self, page: Option<&Version>) -> Option<StreamSlot> {
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
             if let Some(refused) = self.refused.bump() {
                 tracing::warn!(refused, "refusing version streams: max_streams reached");
             }
+            return None;
+        };
+        Some(StreamSlot {
+            _permit: permit,
+            _tab: self.tabs.open(page),
+        })
+    }
+
+    /// Streams open now.
+    pub(crate) fn open_streams(&self) -> u64 {
+        u64::from(self.max_streams).saturating_sub(self.slots.available_permits() as u64)
+    }
+}
+
+/// One open stream's share of the node: its slot and its tab count, both
+/// given back when it is dropped.
+pub(crate) struct StreamSlot {
+    _permit: OwnedSemaphorePermit,
+    _tab: TabGuard,
+}
+
+/// Open tabs per page version, with a bounded set of labels: a client can
+/// name any version, so beyond [`TabCounts::MAX_LABELS`] distinct ones the
+/// rest are counted as `other`.
+#[derive(Debug, Default)]
+pub(crate) struct TabCounts {
+    open: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+}
+
+impl TabCounts {
+    pub(crate) const MAX_LABELS: usize = 32;
+    /// A tab that named no version, or not a valid one.
+    pub(crate) const UNKNOWN: &'static str = "unknown";
+    pub(crate) const OTHER: &'static str = "other";
+
+    fn open(self: &Arc<Self>, page: Option<&Version>) -> TabGuard {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut label = page.map_or_else(|| Self::UNKNOWN.to_owned(), Version::to_string);
+        if !open.contains_key(&label) && open.len() >= Self::MAX_LABELS {
+            label = Self::OTHER.to_owned();
         }
-        slot
+        *open.entry(label.clone()).or_default() += 1;
+        TabGuard {
+            counts: self.clone(),
+            label,
+        }
+    }
+
+    /// `(page version, open tabs)`, in order of version label.
+    pub(crate) fn snapshot(&self) -> Vec<(String, u64)> {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+}
+
+struct TabGuard {
+    counts: Arc<TabCounts>,
+    label: String,
+}
+
+impl Drop for TabGuard {
+    fn drop(&mut self) {
+        let mut open = self.counts.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.label) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.label);
+            }
+        }
     }
 }
 
@@ -112,6 +187,11 @@ impl RateLimitedCount {
             logged_at_ms: AtomicU64::new(0),
             epoch: Instant::now(),
         }
+    }
+
+    /// The count so far.
+    pub(crate) fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
     }
 
     /// Counts one; returns the total when it is time to log it.
@@ -162,7 +242,11 @@ impl VersionObserver {
             slots: Arc::new(Semaphore::new(settings.max_streams as usize)),
             stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            max_streams: settings.max_streams,
             refused: RateLimitedCount::new(),
+            refused_open_files: RateLimitedCount::new(),
+            refused_requests: AtomicU64::new(0),
+            tabs: Arc::default(),
         });
         let cluster = match &settings.nats {
             Some(nats) => Some(
@@ -230,6 +314,20 @@ impl VersionObserver {
     /// What this node tells its browsers right now.
     pub fn report(&self) -> version_observer_core::VersionReport {
         (*self.inner.streams.hub.current().report).clone()
+    }
+
+    /// Whether this node is its cluster's monitor right now (holds the
+    /// lease, by its own clock). A single node is its own monitor.
+    pub fn is_monitor(&self) -> bool {
+        self.inner
+            .cluster
+            .as_ref()
+            .is_none_or(|status| status.borrow().this_node_leads)
+    }
+
+    /// Whether this node runs a cluster node (it was built with NATS).
+    pub(crate) fn is_clustered(&self) -> bool {
+        self.inner.cluster.is_some()
     }
 
     /// Provides this node's [`PageInfo`] to the components that render a
@@ -341,12 +439,44 @@ impl VersionObserver {
             }],
             last_round: None,
             dropped_messages: 0,
+            counters: Default::default(),
         }
     }
 
     /// The compatibility policy this node applies.
     pub fn compat(&self) -> Compat {
         self.inner.compat
+    }
+
+    /// Counts a request your app refused because the node was overloaded
+    /// (a concurrency limit's 503): exported with the observer's own
+    /// refusals as `version_observer_refused_total{reason="requests"}`.
+    ///
+    /// ```no_run
+    /// # fn demo(observer: version_observer::VersionObserver) {
+    /// // in your limit's refusal path:
+    /// observer.count_refused_request();
+    /// # }
+    /// ```
+    pub fn count_refused_request(&self) {
+        self.inner
+            .streams
+            .refused_requests
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// This node's metrics in the Prometheus text format (what
+    /// [`version_observer_admin_routes`](crate::VersionObserverRoutes::version_observer_admin_routes)
+    /// serves at `GET /metrics`); see [`metrics`](super::metrics) for the list.
+    ///
+    /// ```no_run
+    /// # fn demo(observer: version_observer::VersionObserver) {
+    /// let text = observer.metrics_text();
+    /// assert!(text.contains("version_observer_streams"));
+    /// # }
+    /// ```
+    pub fn metrics_text(&self) -> String {
+        super::metrics::encode(self)
     }
 
     pub(crate) fn streams(&self) -> &Arc<Streams> {
@@ -366,6 +496,27 @@ impl std::fmt::Debug for VersionObserver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tab_labels_are_bounded_and_counted_out_when_closed() {
+        let tabs = Arc::new(TabCounts::default());
+        let mut guards: Vec<_> = (0..TabCounts::MAX_LABELS as u64 + 8)
+            .map(|minor| tabs.open(Some(&Version::new(1, minor, 0))))
+            .collect();
+        guards.extend([tabs.open(None), tabs.open(None)]);
+        let open = tabs.snapshot();
+        assert!(open.len() <= TabCounts::MAX_LABELS + 1, "{open:?}");
+        let count = |label: &str| open.iter().find(|(l, _)| l == label).map(|(_, n)| *n);
+        assert_eq!(count("1.0.0"), Some(1));
+        // The unknown ones came after the cap: they are `other` too.
+        assert_eq!(count(TabCounts::OTHER), Some(10));
+        assert_eq!(
+            open.iter().map(|(_, n)| n).sum::<u64>(),
+            guards.len() as u64
+        );
+        drop(guards);
+        assert!(tabs.snapshot().is_empty());
+    }
 
     #[test]
     fn refusals_are_logged_at_most_once_a_second() {

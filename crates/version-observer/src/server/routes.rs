@@ -1,10 +1,20 @@
 //! The observer's HTTP routes, added to a host app's axum router.
 //!
+//! Public (browsers need them), [`version_observer_routes`](VersionObserverRoutes::version_observer_routes):
+//!
 //! | route                      | what                                             |
 //! |----------------------------|--------------------------------------------------|
 //! | `GET /api/version`         | this node and its cluster view, as JSON          |
-//! | `GET /api/version/events`  | the same, as Server-Sent Events                  |
+//! | `GET /api/version/events`  | the same, as Server-Sent Events (`?page=<version>`: the tab's page version, counted in the metrics) |
+//!
+//! For operators, [`version_observer_admin_routes`](VersionObserverRoutes::version_observer_admin_routes):
+//! serve them on a separate, private listener (the reference node's
+//! `--admin-listen`), not next to your pages.
+//!
+//! | route                      | what                                             |
+//! |----------------------------|--------------------------------------------------|
 //! | `GET /api/cluster`         | members, monitor, state and record, as JSON      |
+//! | `GET /metrics`             | Prometheus metrics ([`super::metrics`])          |
 
 use super::{observer::VersionObserver, sse};
 use axum::{
@@ -23,13 +33,20 @@ use version_observer_core::paths;
 /// use axum::Router;
 /// use version_observer::{VersionObserver, VersionObserverRoutes};
 /// # fn demo(observer: VersionObserver) {
+/// // What browsers use, next to your pages:
 /// let app: Router = Router::new().version_observer_routes(&observer);
+/// // For operators, on a listener of their own (loopback, a private network):
+/// let admin: Router = Router::new().version_observer_admin_routes(&observer);
 /// # }
 /// ```
 pub trait VersionObserverRoutes {
-    /// Adds `GET /api/version`, `GET /api/version/events` and
-    /// `GET /api/cluster`, served by `observer`.
+    /// Adds `GET /api/version` and `GET /api/version/events`, served by
+    /// `observer`.
     fn version_observer_routes(self, observer: &VersionObserver) -> Self;
+
+    /// Adds the operators' routes, `GET /api/cluster` and `GET /metrics`,
+    /// served by `observer`. Keep them off the public port.
+    fn version_observer_admin_routes(self, observer: &VersionObserver) -> Self;
 }
 
 impl<S> VersionObserverRoutes for Router<S>
@@ -37,20 +54,22 @@ where
     S: Clone + Send + Sync + 'static,
 {
     fn version_observer_routes(self, observer: &VersionObserver) -> Self {
-        self.merge(routes(observer))
+        self.merge(
+            Router::new()
+                .route(paths::VERSION, get(version))
+                .route(paths::EVENTS, get(sse::version_events))
+                .with_state(observer.clone()),
+        )
     }
-}
 
-/// The routes on their own, with their state applied.
-fn routes<S>(observer: &VersionObserver) -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-{
-    Router::new()
-        .route(paths::VERSION, get(version))
-        .route(paths::EVENTS, get(sse::version_events))
-        .route(paths::CLUSTER, get(cluster))
-        .with_state(observer.clone())
+    fn version_observer_admin_routes(self, observer: &VersionObserver) -> Self {
+        self.merge(
+            Router::new()
+                .route(paths::CLUSTER, get(cluster))
+                .route(paths::METRICS, get(metrics))
+                .with_state(observer.clone()),
+        )
+    }
 }
 
 /// `GET /api/version`: this node, its mode and its cluster view.
@@ -71,6 +90,21 @@ async fn cluster(State(observer): State<VersionObserver>) -> Response {
     (
         [(header::CACHE_CONTROL, "no-store")],
         axum::Json(observer.cluster_status()),
+    )
+        .into_response()
+}
+
+/// `GET /metrics`: the Prometheus text format.
+async fn metrics(State(observer): State<VersionObserver>) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            ),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        observer.metrics_text(),
     )
         .into_response()
 }

@@ -350,7 +350,14 @@ pub fn redact_urls(urls: &str) -> String {
         .join(",")
 }
 
-fn default_node_id() -> String {
+/// The node id a node gets when none is set: `<hostname>-<pid>-<random>`
+/// (a new one at every call).
+///
+/// ```
+/// let id = version_observer::server::default_node_id();
+/// assert!(version_observer::core::protocol::valid_node_id(&id).is_ok());
+/// ```
+pub fn default_node_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())

@@ -19,7 +19,7 @@
 use super::{hub::VersionHub, observer::VersionObserver, routes::overloaded};
 use axum::{
     body::Body,
-    extract::State,
+    extract::{RawQuery, State},
     http::{header, HeaderValue},
     response::{IntoResponse, Response},
 };
@@ -27,7 +27,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use std::{convert::Infallible, time::Duration};
 use tokio_util::sync::CancellationToken;
-use version_observer_core::timing::streams::RETRY_BASE;
+use version_observer_core::{stream_request, timing::streams::RETRY_BASE};
 
 /// What an idle stream sends every keep-alive interval: an empty comment.
 pub(crate) const KEEPALIVE: &[u8] = b":\n\n";
@@ -82,9 +82,13 @@ pub(crate) const HEADERS: [(header::HeaderName, &str); 3] = [
 ];
 
 /// The stream on a connection that already served another request.
-pub(crate) async fn version_events(State(observer): State<VersionObserver>) -> Response {
+pub(crate) async fn version_events(
+    State(observer): State<VersionObserver>,
+    RawQuery(query): RawQuery,
+) -> Response {
     let streams = observer.streams();
-    let Some(slot) = streams.try_slot() else {
+    let page = query.as_deref().and_then(stream_request::page_version);
+    let Some(slot) = streams.try_slot(page.as_ref()) else {
         return overloaded();
     };
     let body = events(&streams.hub, streams.stop.clone())

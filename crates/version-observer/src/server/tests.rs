@@ -22,6 +22,8 @@ const DEADLINE: Duration = Duration::from_secs(10);
 /// An observer's routes, served through its listener on a free port.
 struct TestNode {
     addr: SocketAddr,
+    /// The operators' routes, on a listener of their own.
+    admin_addr: SocketAddr,
     observer: VersionObserver,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -37,8 +39,17 @@ impl TestNode {
                 .with_graceful_shutdown(observer.stopped())
                 .into_future(),
         );
+        let admin_tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin_addr = admin_tcp.local_addr().unwrap();
+        let admin: Router = Router::new().version_observer_admin_routes(&observer);
+        tokio::spawn(
+            axum::serve(admin_tcp, admin.into_make_service())
+                .with_graceful_shutdown(observer.stopped())
+                .into_future(),
+        );
         Self {
             addr,
+            admin_addr,
             observer,
             task,
         }
@@ -46,6 +57,23 @@ impl TestNode {
 
     fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin_addr, path)
+    }
+
+    /// `GET /metrics`, parsed by a Prometheus text-format parser.
+    async fn metrics(&self) -> prometheus_parse::Scrape {
+        let response = reqwest::get(self.admin_url("/metrics")).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text"));
+        let text = response.text().await.unwrap();
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+            .unwrap_or_else(|e| panic!("not the Prometheus text format: {e}\n{text}"))
     }
 
     /// Pushes a new view to every stream, as the cluster node would.
@@ -464,7 +492,12 @@ async fn a_freed_slot_is_taken_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_node_is_its_own_cluster() {
     let node = TestNode::start(version("1.4.0").node_id("solo")).await;
-    let status: serde_json::Value = reqwest::get(node.url("/api/cluster"))
+    // The operators' routes are not on the public listener.
+    for path in ["/api/cluster", "/metrics"] {
+        let public = reqwest::get(node.url(path)).await.unwrap();
+        assert_eq!(public.status(), 404, "{path} on the public port");
+    }
+    let status: serde_json::Value = reqwest::get(node.admin_url("/api/cluster"))
         .await
         .unwrap()
         .json()
@@ -487,4 +520,104 @@ async fn a_single_node_is_its_own_cluster() {
         report.cluster.announced_version,
         Some(Version::new(1, 4, 0))
     );
+}
+
+/// The value of `name` with `label` = `value` in a scrape, if present.
+fn sample(
+    scrape: &prometheus_parse::Scrape,
+    name: &str,
+    label: Option<(&str, &str)>,
+) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            ref other => panic!("{name}: not a number: {other:?}"),
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_streams_tabs_by_page_version_and_refusals() {
+    let node = TestNode::start(version("2.0.0").node_id("m1").max_streams(3)).await;
+    let open = |query: &'static str| {
+        let node = &node;
+        async move {
+            let mut raw = Raw::connect(node).await;
+            raw.send(&STREAM.replacen("events", &format!("events{query}"), 1))
+                .await;
+            raw.until("\n\n").await;
+            raw
+        }
+    };
+    // Two tabs of a 1.0.0 page (one through axum), one of a 2.0.0+b1 page.
+    let a = open("?page=1.0.0").await;
+    let (mut b, head) = {
+        let mut raw = Raw::connect(&node).await;
+        raw.send("GET /api/version HTTP/1.1\r\nHost: node\r\n\r\n")
+            .await;
+        raw.until("}}").await;
+        raw.send(&STREAM.replacen("events", "events?page=1.0.0", 1))
+            .await;
+        let head = raw.until("\r\n\r\n").await;
+        (raw, head)
+    };
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    b.until("\n\n").await;
+    let c = open("?x=1&page=2.0.0%2Bb1").await;
+    // The fourth is refused: the node is full.
+    let mut refused = Raw::connect(&node).await;
+    refused
+        .send(&STREAM.replacen("events", "events?page=junk", 1))
+        .await;
+    assert!(refused.until("\r\n\r\n").await.starts_with("HTTP/1.1 503"));
+    node.observer.count_refused_request();
+
+    let m = node.metrics().await;
+    let info = m
+        .samples
+        .iter()
+        .find(|s| s.metric == "version_observer_node_info")
+        .expect("node info");
+    assert_eq!(info.labels.get("node_id"), Some("m1"));
+    assert_eq!(info.labels.get("version"), Some("2.0.0"));
+    assert_eq!(info.labels.get("mode"), Some("single"));
+    assert_eq!(sample(&m, "version_observer_streams", None), Some(3.0));
+    assert_eq!(sample(&m, "version_observer_stream_limit", None), Some(3.0));
+    let tabs = |m: &prometheus_parse::Scrape, v| {
+        sample(m, "version_observer_tabs", Some(("page_version", v)))
+    };
+    assert_eq!(tabs(&m, "1.0.0"), Some(2.0));
+    assert_eq!(tabs(&m, "2.0.0+b1"), Some(1.0));
+    assert_eq!(tabs(&m, "unknown"), None);
+    let refused_by = |m: &prometheus_parse::Scrape, r| {
+        sample(m, "version_observer_refused_total", Some(("reason", r)))
+    };
+    assert_eq!(refused_by(&m, "streams"), Some(1.0));
+    assert_eq!(refused_by(&m, "requests"), Some(1.0));
+    assert_eq!(refused_by(&m, "open_files"), Some(0.0));
+    // A single node has no cluster metrics.
+    assert_eq!(sample(&m, "version_observer_nats_connected", None), None);
+
+    // Closed tabs are counted out (the server notices asynchronously).
+    drop((a, b));
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let m = node.metrics().await;
+        if tabs(&m, "1.0.0").is_none() && sample(&m, "version_observer_streams", None) == Some(1.0)
+        {
+            assert_eq!(tabs(&m, "2.0.0+b1"), Some(1.0));
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "closed tabs still counted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval
+    }
+    drop(c);
+    node.stop().await;
 }

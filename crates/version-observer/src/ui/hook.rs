@@ -166,8 +166,13 @@ mod live {
                 signals.connected.clone(),
             );
             let page = page.cloned();
+            // The node counts open tabs per page version (its metrics).
+            let stream_url = match &page {
+                Some(page) => version_observer_core::stream_request::stream_url(url, page),
+                None => url.to_owned(),
+            };
             let stream = VersionStream::connect(
-                url,
+                &stream_url,
                 move |next: VersionReport| {
                     if let Some(page) = &page {
                         knowledge.update(|k| k.learn(page, next.cluster.clone()));

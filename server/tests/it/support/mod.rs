@@ -14,6 +14,8 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 
 pub struct TestNode {
     pub addr: SocketAddr,
+    /// With `--admin-listen`: where `/api/cluster` and `/metrics` are.
+    pub admin_addr: Option<SocketAddr>,
     pub observer: VersionObserver,
     task: Option<JoinHandle<std::io::Result<()>>>,
     _site: SiteDir,
@@ -58,10 +60,12 @@ impl TestNode {
         let config = <Config as clap::Parser>::parse_from(args);
         let app = Application::build(config).await.expect("node starts");
         let addr = app.local_addr();
+        let admin_addr = app.admin_addr();
         let observer = app.observer().clone();
         let task = tokio::spawn(app.run_until_stopped());
         Self {
             addr,
+            admin_addr,
             observer,
             task: Some(task),
             _site: site,
@@ -80,6 +84,12 @@ impl TestNode {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// A URL on the admin listener (the node must have `--admin-listen`).
+    pub fn admin_url(&self, path: &str) -> String {
+        let addr = self.admin_addr.expect("started with --admin-listen");
+        format!("http://{addr}{path}")
     }
 }
 
@@ -148,4 +158,29 @@ impl SseReader {
             }
         }
     }
+}
+
+/// Metrics text parsed by a Prometheus text-format parser (panics, with the
+/// text, if it is not that format).
+pub fn parse_metrics(text: &str) -> prometheus_parse::Scrape {
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .unwrap_or_else(|e| panic!("not the Prometheus text format: {e}\n{text}"))
+}
+
+/// The value of the sample `name` (with `label` = `value`, if given).
+pub fn metric(
+    scrape: &prometheus_parse::Scrape,
+    name: &str,
+    label: Option<(&str, &str)>,
+) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            ref other => panic!("{name}: not a number: {other:?}"),
+        })
 }
