@@ -319,17 +319,17 @@ fn strip_error_prefix(message: &str) -> &str {
 }
 
 /// A duration in whole milliseconds, for flag defaults.
-const fn ms(d: Duration) -> u64 {
+pub(crate) const fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
 }
 
 /// The allowed range of the `index`-th timing ([`Timings::RANGES_MS`]).
-fn range(index: usize) -> clap::builder::RangedU64ValueParser {
+pub(crate) fn range(index: usize) -> clap::builder::RangedU64ValueParser {
     let (_, min, max) = Timings::RANGES_MS[index];
     clap::value_parser!(u64).range(min..=max)
 }
 
-fn parse_version(value: &str) -> Result<Version, String> {
+pub(crate) fn parse_version(value: &str) -> Result<Version, String> {
     Version::parse(value.trim()).map_err(|e| {
         format!("not a semantic version (MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD], e.g. 1.4.0): {e}")
     })
@@ -340,7 +340,7 @@ fn parse_node_id(value: &str) -> Result<String, String> {
     Ok(value.to_owned())
 }
 
-fn parse_cluster_name(value: &str) -> Result<String, String> {
+pub(crate) fn parse_cluster_name(value: &str) -> Result<String, String> {
     protocol::valid_cluster_name(value)?;
     Ok(value.to_owned())
 }

@@ -5,13 +5,15 @@
 //! - [`http`] — the router (the observer's routes, the page, the site files);
 //! - [`limits`] — the open-files limit, and the streams it allows;
 //! - [`application`] — start-up, serving, graceful shutdown;
-//! - [`telemetry`] — logs.
+//! - [`telemetry`] — logs;
+//! - [`tools`] — `wait` and `status`: the cluster watched from outside.
 
 pub mod application;
 pub mod config;
 pub mod http;
 pub mod limits;
 pub mod telemetry;
+pub mod tools;
 
 pub use application::{Application, StartupError};
 pub use config::Config;

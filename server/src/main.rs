@@ -4,7 +4,7 @@
 use std::{io::Write, process::ExitCode};
 
 use anyhow::Context;
-use version_observer_node::{telemetry, Application, Config};
+use version_observer_node::{telemetry, tools, Application, Config};
 
 fn main() -> ExitCode {
     telemetry::init();
@@ -26,6 +26,21 @@ fn main() -> ExitCode {
 async fn run() -> anyhow::Result<ExitCode> {
     // Before the flags are read: --max-streams defaults to what the raised
     // limit allows.
+    // `version-observer wait|status …`: a tool, not a node.
+    if std::env::args()
+        .nth(1)
+        .is_some_and(|first| tools::NAMES.contains(&first.as_str()))
+    {
+        let cli = match <tools::ToolCli as clap::Parser>::try_parse() {
+            Ok(cli) => cli,
+            Err(e) => {
+                let _ = e.print();
+                return Ok(ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2)));
+            }
+        };
+        telemetry::start(telemetry::LogFormat::Text);
+        return tools::run(cli).await;
+    }
     let open_files = version_observer_node::limits::raise_open_files();
     let mut config = match Config::load() {
         Ok(config) => config,

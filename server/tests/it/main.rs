@@ -12,3 +12,4 @@ mod nats_auth;
 mod readme;
 mod startup;
 mod support;
+mod tools;

@@ -8,10 +8,13 @@
 //!   (`handle_*`), actions come out ([`Coordinator::poll_action`]), and
 //!   [`Coordinator::poll_timeout`] says when to call back. A thin driver (in
 //!   the `version-observer` crate) moves the bytes over NATS.
+//! - [`watcher`]: the cluster seen from outside (members, rollout, record),
+//!   for deploy gates and fleet views; it never publishes.
 
 pub mod coordinator;
 pub mod election;
 pub mod membership;
 pub mod monitor;
+pub mod watcher;
 
 pub use coordinator::{Action, BucketSpec, Coordinator, Entry, Identity, KvError, LeaseCall};

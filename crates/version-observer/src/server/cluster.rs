@@ -135,7 +135,7 @@ impl ClusterNode {
 /// credentials (a start-up error, named once) from a server that is not
 /// there yet (then the client keeps trying in the background). Returns the
 /// client and whether it is connected already.
-async fn connect(
+pub(crate) async fn connect(
     settings: &NatsSettings,
     node_id: &str,
     events: mpsc::UnboundedSender<Event>,

@@ -6,11 +6,13 @@
 //! - [`routes`]: [`VersionObserverRoutes`], the extension trait on `Router`;
 //! - [`listener`]: [`StreamListener`], version streams served without hyper's buffers;
 //! - [`metrics`]: what `GET /metrics` exports;
+//! - [`fleet`]: [`fleet::FleetWatch`], a cluster watched from outside (deploy gates);
 //! - `hub`: the node's report, fanned out to every stream;
 //! - `sse`: the event stream's bytes;
 //! - `cluster`: the NATS driver of the sans-IO coordinator.
 
 mod cluster;
+pub mod fleet;
 mod hub;
 pub mod listener;
 pub mod metrics;
