@@ -128,8 +128,11 @@ test.describe('rolling deploy behind nginx', () => {
     let release!: () => void;
     const released = new Promise<void>((r) => (release = r));
     let held = 0;
-    await page.route('**/api/version/events', async (route) => {
+    const asked: string[] = [];
+    // (The tab names its page's version in the query: `?page=0.1.0`.)
+    await page.route((url) => url.pathname === '/api/version/events', async (route) => {
       held += 1;
+      asked.push(new URL(route.request().url()).search);
       await released;
       // A request from an earlier load of the page was cancelled meanwhile.
       await route.continue().catch(() => {});
@@ -141,6 +144,7 @@ test.describe('rolling deploy behind nginx', () => {
     }
     await expect(page.getByTestId('page-version')).toHaveText('0.1.0');
     await expect.poll(() => held, { message: 'the hydrated page asks for its stream' }).toBeGreaterThan(0);
+    expect(asked).toContain('?page=0.1.0');
     await expect(page.getByTestId('stream-status')).toHaveText('connecting');
 
     await lab.stopNode('n1');
