@@ -415,6 +415,7 @@ async fn forge(
             version: version.parse().expect("a version"),
             incarnation,
             leader: false,
+            tabs: Default::default(),
         })
     };
     let fake = SettledNotice {

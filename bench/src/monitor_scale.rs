@@ -181,6 +181,7 @@ impl Simulated {
                         version: version.clone(),
                         incarnation: 1,
                         leader: false,
+                        tabs: Default::default(),
                     })
                 })
                 .collect();

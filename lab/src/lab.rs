@@ -72,6 +72,8 @@ pub struct Announcement {
 pub struct NodeStatus {
     pub id: String,
     pub port: u16,
+    /// Its admin listener (`/fleet`, `/api/cluster`, `/metrics`), while it runs.
+    pub admin_port: Option<u16>,
     pub running: bool,
     pub version: Option<String>,
     pub pid: Option<u32>,
@@ -224,6 +226,7 @@ impl Lab {
         NodeStatus {
             id: id.to_owned(),
             port: slot.port,
+            admin_port: slot.node.as_ref().filter(|_| running).map(|n| n.admin_port),
             running,
             version: slot
                 .node

@@ -73,7 +73,10 @@ impl Application {
             leptos_options(&config, addr),
             config.max_inflight as usize,
         );
-        let admin = admin_listener.map(|l| (l, http::admin::router(&observer, token)));
+        let admin = admin_listener.map(|listener| {
+            let options = leptos_options(&config, listener.local_addr().unwrap_or(addr));
+            (listener, http::admin::router(&observer, token, options))
+        });
         let page = observer.page_info();
         tracing::info!(
             node_id = %page.node_id, version = %page.version, compat = %config.compat,
@@ -83,7 +86,7 @@ impl Application {
         );
         if let Some(admin) = admin.as_ref().and_then(|(l, _)| l.local_addr().ok()) {
             tracing::info!(%admin, token = config.admin_token_file.is_some(),
-                "admin routes (/api/cluster, /metrics) on http://{admin}");
+                "admin routes (/fleet, /api/cluster, /metrics) on http://{admin}");
         }
         Ok(Self {
             listener,

@@ -248,6 +248,14 @@ pub fn table(fleet: &Fleet) -> String {
         fleet.rollout(),
         record_line(fleet)
     );
+    if !fleet.tabs.is_empty() {
+        let tabs: Vec<String> = fleet
+            .tabs
+            .iter()
+            .map(|(v, n)| format!("{v} ×{n}"))
+            .collect();
+        out.push_str(&format!("open tabs by page version: {}\n", tabs.join(", ")));
+    }
     let id_width = fleet
         .members
         .iter()

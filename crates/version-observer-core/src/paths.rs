@@ -1,6 +1,6 @@
 //! The HTTP paths a node serves, named once for the server, the browser and
 //! the tools. [`VERSION`] and [`EVENTS`] are public (browsers use them);
-//! [`CLUSTER`] and [`METRICS`] are for operators, served apart.
+//! [`CLUSTER`], [`FLEET_EVENTS`] and [`METRICS`] are for operators, served apart.
 
 /// JSON: this node and its cluster view ([`VersionReport`](crate::report::VersionReport)).
 pub const VERSION: &str = "/api/version";
@@ -8,6 +8,9 @@ pub const VERSION: &str = "/api/version";
 pub const EVENTS: &str = "/api/version/events";
 /// JSON: members, monitor, state and record ([`ClusterStatus`](crate::status::ClusterStatus)).
 pub const CLUSTER: &str = "/api/cluster";
+/// Server-Sent Events: this node's [`ClusterStatus`](crate::status::ClusterStatus)
+/// at once and every half second, for live fleet views.
+pub const FLEET_EVENTS: &str = "/api/fleet/events";
 /// The Prometheus metrics of one node (text exposition format).
 pub const METRICS: &str = "/metrics";
 /// The query parameter with which a tab names its page's version when it

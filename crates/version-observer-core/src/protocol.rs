@@ -231,7 +231,16 @@ pub struct Presence {
     /// take it at once).
     #[serde(default)]
     pub leader: bool,
+    /// Open tabs (version streams) at the sender, by the version of their
+    /// page, on nodeup and heartbeats: what fleet views add up. Optional on
+    /// the wire; a receiver keeps at most [`MAX_TAB_VERSIONS`] entries.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tabs: std::collections::BTreeMap<String, u64>,
 }
+
+/// The most page versions a node counts its tabs under, and a receiver
+/// keeps per member (beyond it, tabs are counted as `other`).
+pub const MAX_TAB_VERSIONS: usize = 32;
 
 /// The monitor asking every node for its version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -323,6 +332,7 @@ pub enum DecodeError {
 ///     version: Version::new(1, 2, 0),
 ///     incarnation: 7,
 ///     leader: false,
+///     tabs: Default::default(),
 /// };
 /// let received: Presence = decode(&encode(&sent)).unwrap();
 /// assert_eq!(received, sent);
@@ -475,6 +485,7 @@ mod tests {
             version: Version::parse("2.0.0-rc.1+b7").unwrap(),
             incarnation: 42,
             leader: true,
+            tabs: Default::default(),
         };
         assert_eq!(decode::<Presence>(&encode(&p)).unwrap(), p);
         // `leader` is optional on the wire.

@@ -22,6 +22,9 @@ pub struct MemberStatus {
     /// itself, by its own clock; for another member, as its last presence
     /// message said.
     pub leader: bool,
+    /// Its open tabs by page version, as its last presence message said.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tabs: std::collections::BTreeMap<String, u64>,
 }
 
 /// One node's view of its cluster.
@@ -57,6 +60,11 @@ pub struct ClusterStatus {
     /// Running totals since the node started (what `/metrics` exports).
     #[serde(default)]
     pub counters: Counters,
+    /// The records (announcements and baselines) this node has seen since
+    /// it started, newest first, at most
+    /// [`RECENT_RECORDS`](crate::cluster::coordinator::RECENT_RECORDS).
+    #[serde(default)]
+    pub recent_records: Vec<SettledNotice>,
 }
 
 /// Running totals of one node's cluster protocol since it started: what a

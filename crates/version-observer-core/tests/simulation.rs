@@ -721,6 +721,7 @@ fn with_a_cluster_key_only_signed_messages_count() {
         version: v("9.0.0"),
         incarnation: 1,
         leader: false,
+        tabs: Default::default(),
     };
     let up = sim.names.presence(PresenceKind::Up);
     let payload = protocol::encode(&forged);
@@ -1069,6 +1070,7 @@ fn a_member_that_joins_while_the_record_is_read_is_waited_for() {
         version: v("0.1.0"),
         incarnation: 1,
         leader: false,
+        tabs: Default::default(),
     };
     let up = sim.names.presence(PresenceKind::Up);
     let joined = sim.now;
@@ -1129,4 +1131,33 @@ fn a_stopping_node_is_not_counted_after_its_nodedown() {
         !answers.contains(&format!("n{}", old_follower + 1)),
         "{answers:?}"
     );
+}
+
+#[test]
+fn open_tabs_travel_with_heartbeats_and_records_are_remembered() {
+    let mut sim = settled_cluster(2, "1.0.0");
+    sim.nodes[0]
+        .coord
+        .set_tabs([("1.0.0".to_owned(), 2), ("0.9.0".to_owned(), 1)].into());
+    sim.run_until("n1's tabs at n2", ms(5_000), |s| {
+        s.nodes[1].coord.status(s.now).members.iter().any(|m| {
+            m.id == "n1" && m.tabs.get("1.0.0") == Some(&2) && m.tabs.get("0.9.0") == Some(&1)
+        })
+    });
+    // A major deploy: the baseline, then the announcement, newest first.
+    sim.stop(0);
+    sim.stop(1);
+    sim.run_for(ms(500));
+    let new = sim.start("n3", "2.0.0");
+    sim.run_until("the announcement", ms(15_000), |s| {
+        !s.announcements().is_empty()
+    });
+    sim.run_for(ms(1_000));
+    let recent = sim.nodes[new].coord.status(sim.now).recent_records;
+    let versions: Vec<String> = recent
+        .iter()
+        .map(|n| n.record.version.to_string())
+        .collect();
+    assert_eq!(versions, ["2.0.0", "1.0.0"], "{recent:?}");
+    assert!(recent[0].revision > recent[1].revision);
 }

@@ -46,7 +46,7 @@ export interface Announcement {
 
 export interface LabStatus {
   proxy: string;
-  nodes: { id: string; port: number; running: boolean; version: string | null }[];
+  nodes: { id: string; port: number; admin_port: number | null; running: boolean; version: string | null }[];
   view: null | {
     state: 'settled' | 'mixed' | 'unknown';
     leader: string | null;

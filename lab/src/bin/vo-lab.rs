@@ -436,6 +436,7 @@ mod tests {
         NodeStatus {
             id: id.into(),
             port: 1,
+            admin_port: None,
             running: version.is_some(),
             version: version.map(Into::into),
             pid: None,

@@ -1,17 +1,23 @@
 //! The admin listener (`--admin-listen`): the operators' routes, apart from
 //! the public port, optionally behind a bearer token (`--admin-token-file`).
 //!
-//! | route              | what                                              |
-//! |--------------------|---------------------------------------------------|
-//! | `GET /api/cluster` | members, monitor, state, record, counters (JSON)  |
-//! | `GET /metrics`     | Prometheus metrics                                |
-//! | `GET /healthz`     | liveness (never asks for the token)               |
+//! | route                    | what                                              |
+//! |--------------------------|---------------------------------------------------|
+//! | `GET /fleet`             | the fleet view (a Leptos page, live)              |
+//! | `GET /api/fleet/events`  | the node's cluster status, every half second (SSE) |
+//! | `GET /api/cluster`       | members, monitor, state, record, counters (JSON)  |
+//! | `GET /metrics`           | Prometheus metrics                                |
+//! | `GET /healthz`           | liveness (never asks for the token)               |
+//! | `GET /pkg/*`             | the site's bundle, for the fleet view (no token)  |
 //!
 //! With a token, every other request must carry `Authorization: Bearer
-//! <token>`; a missing or wrong one gets `401` with `WWW-Authenticate:
-//! Bearer` and nothing else (the comparison takes the same time whatever
-//! the guess).
+//! <token>`, or the cookie a browser gets by opening `/fleet?token=<token>`
+//! once (`HttpOnly`, `SameSite=Strict`; the page's event stream cannot send
+//! a header); a missing or wrong one gets `401` with `WWW-Authenticate:
+//! Bearer` and nothing else (comparisons take the same time whatever the
+//! guess).
 
+use app::{shell, App, FLEET_PATH};
 use axum::{
     extract::{Request, State},
     http::{header, StatusCode},
@@ -20,12 +26,17 @@ use axum::{
     routing::get,
     Router,
 };
+use leptos::prelude::LeptosOptions;
+use leptos_axum::{generate_route_list, LeptosRoutes};
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
 };
 use subtle::ConstantTimeEq;
 use version_observer::{VersionObserver, VersionObserverRoutes};
+
+/// The cookie that carries the token for the fleet view's browser.
+const COOKIE: &str = "vo_admin";
 
 /// The shortest token accepted.
 pub const MIN_TOKEN_LEN: usize = 16;
@@ -67,36 +78,131 @@ impl AdminToken {
         let Some(given) = header.and_then(|h| h.strip_prefix(b"Bearer ")) else {
             return false;
         };
+        self.matches(given)
+    }
+
+    fn matches(&self, given: &[u8]) -> bool {
         bool::from(given.ct_eq(&self.0))
+    }
+
+    /// The cookie value: the token in hex (any bytes fit a cookie so).
+    fn cookie_value(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Whether a `Cookie` header carries this token.
+    fn accepts_cookie(&self, header: Option<&[u8]>) -> bool {
+        let Some(header) = header.and_then(|h| std::str::from_utf8(h).ok()) else {
+            return false;
+        };
+        let expected = self.cookie_value();
+        header
+            .split(';')
+            .filter_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+            .any(|value| bool::from(value.as_bytes().ct_eq(expected.as_bytes())))
     }
 }
 
-/// The admin listener's router.
-pub fn router(observer: &VersionObserver, token: Option<AdminToken>) -> Router {
-    let guarded = Router::new().version_observer_admin_routes(observer);
+/// `token=<value>` in a query string, percent-decoded.
+fn query_token(query: Option<&str>) -> Option<Vec<u8>> {
+    let value = query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="))?;
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The admin listener's router: the observer's admin routes and the fleet
+/// view (the app's [`FLEET_PATH`] page, with the site's files for it).
+pub fn router(
+    observer: &VersionObserver,
+    token: Option<AdminToken>,
+    options: LeptosOptions,
+) -> Router {
+    let fleet: Vec<_> = generate_route_list(App)
+        .into_iter()
+        .filter(|route| route.path() == FLEET_PATH)
+        .collect();
+    let pages = Router::new()
+        .leptos_routes_with_context(&options, fleet, observer.context(), {
+            let options = options.clone();
+            move || shell(options.clone())
+        })
+        .with_state(options.clone());
+    let guarded = Router::new()
+        .version_observer_admin_routes(observer)
+        .merge(pages);
     let guarded = match token {
         Some(token) => guarded.layer(axum::middleware::from_fn_with_state(token, require)),
         None => guarded,
     };
+    // The bundle the fleet view hydrates with (public on the public port
+    // anyway); anything else is a 404.
+    let pkg: &str = &options.site_pkg_dir;
+    let files = Path::new(&*options.site_root).join(pkg);
     Router::new()
         .route("/healthz", get(super::healthz))
         .merge(guarded)
+        .nest_service(
+            &format!("/{pkg}"),
+            tower_http::services::ServeDir::new(files),
+        )
 }
 
 async fn require(State(token): State<AdminToken>, request: Request, next: Next) -> Response {
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.as_bytes());
-    if !token.accepts(given) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            "a valid admin token is required\n",
-        )
-            .into_response();
+    let headers = request.headers();
+    let bearer = token.accepts(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()));
+    let cookie = token.accepts_cookie(headers.get(header::COOKIE).map(|v| v.as_bytes()));
+    if bearer || cookie {
+        return next.run(request).await;
     }
-    next.run(request).await
+    // `/fleet?token=…` once: the browser keeps the token as a cookie, and
+    // the address bar loses it.
+    if request.uri().path() == FLEET_PATH {
+        if let Some(given) = query_token(request.uri().query()) {
+            if token.matches(&given) {
+                return (
+                    StatusCode::SEE_OTHER,
+                    [
+                        (header::LOCATION, FLEET_PATH.to_owned()),
+                        (
+                            header::SET_COOKIE,
+                            format!(
+                                "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
+                                token.cookie_value()
+                            ),
+                        ),
+                    ],
+                )
+                    .into_response();
+            }
+        }
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        "a valid admin token is required\n",
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -119,6 +225,26 @@ mod tests {
             assert!(!token.accepts(Some(wrong)), "{wrong:?}");
         }
         assert!(!token.accepts(None));
+    }
+
+    #[test]
+    fn the_fleet_views_cookie_and_query_carry_the_same_token() {
+        let token = AdminToken(b"a b;c=d/0123456789".as_slice().into());
+        let cookie = format!("theme=dark; {COOKIE}={}; x=1", token.cookie_value());
+        assert!(token.accepts_cookie(Some(cookie.as_bytes())));
+        for wrong in [
+            "",
+            "vo_admin=",
+            "vo_admin=00",
+            "other=612062",
+            &format!("{COOKIE}x={}", token.cookie_value()),
+        ] {
+            assert!(!token.accepts_cookie(Some(wrong.as_bytes())), "{wrong:?}");
+        }
+        let given = query_token(Some("x=1&token=a+b%3Bc%3Dd%2F0123456789")).unwrap();
+        assert!(token.matches(&given));
+        assert_eq!(query_token(Some("token=%zz")), None);
+        assert_eq!(query_token(Some("x=1")), None);
     }
 
     #[test]

@@ -10,8 +10,9 @@
 //! | `GET /healthz`             | liveness                                         |
 //! | `GET /pkg/*`, other files  | the built site (wasm, JS, CSS, assets)           |
 //!
-//! The operators' routes (`/api/cluster`, `/metrics`) are served only on the
-//! admin listener ([`admin`], `--admin-listen`).
+//! The operators' routes (`/api/cluster`, `/api/fleet/events`, `/metrics`)
+//! and the fleet view (`/fleet`) are served only on the admin listener
+//! ([`admin`], `--admin-listen`); here `/fleet` is a plain 404.
 //!
 //! Overload is refused, never queued without bound: streams beyond
 //! `--max-streams` (the observer) and other requests beyond
@@ -24,7 +25,7 @@ mod page_cache;
 
 use app::{shell, App};
 use axum::{
-    http::{header, HeaderValue},
+    http::{header, HeaderValue, StatusCode},
     response::IntoResponse,
     routing::get,
     Router,
@@ -36,9 +37,14 @@ use version_observer::{VersionObserver, VersionObserverRoutes};
 
 /// Builds the node's router.
 pub fn router(observer: &VersionObserver, options: LeptosOptions, max_inflight: usize) -> Router {
-    let routes = generate_route_list(App);
+    // The fleet view is the admin listener's ([`admin`]), never the public port's.
+    let routes: Vec<_> = generate_route_list(App)
+        .into_iter()
+        .filter(|route| route.path() != app::FLEET_PATH)
+        .collect();
     let pages = Router::new()
         .route("/healthz", get(healthz))
+        .route(app::FLEET_PATH, get(|| async { StatusCode::NOT_FOUND }))
         .leptos_routes_with_context(&options, routes, observer.context(), {
             let options = options.clone();
             move || shell(options.clone())

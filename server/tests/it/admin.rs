@@ -83,6 +83,82 @@ async fn admin_routes_are_served_only_on_the_admin_listener_behind_its_token() {
 }
 
 #[tokio::test]
+async fn the_fleet_view_takes_the_token_once_as_a_cookie_and_streams_the_status() {
+    let token = ScratchFile::new("admin-token", TOKEN.as_bytes());
+    let node = TestNode::start(&[
+        "--app-version",
+        "4.0.0",
+        "--node-id",
+        "fleet-1",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--admin-token-file",
+        &token.arg(),
+    ])
+    .await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // No token: nothing.
+    for path in ["/fleet", "/api/fleet/events", "/fleet?token=wrong"] {
+        let refused = http.get(node.admin_url(path)).send().await.unwrap();
+        assert_eq!(refused.status(), 401, "{path}");
+    }
+    // The token once in the address: a cookie, and the address without it.
+    let given = http
+        .get(node.admin_url(&format!("/fleet?token={TOKEN}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(given.status(), 303);
+    assert_eq!(given.headers()["location"], "/fleet");
+    let cookie = given.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains(TOKEN),
+        "the cookie is not the token in clear: {cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap().to_owned();
+    let page = http
+        .get(node.admin_url("/fleet"))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("Fleet"));
+    // The page's stream, with the cookie: the status at once.
+    let events = http
+        .get(node.admin_url("/api/fleet/events"))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    let first = crate::support::SseReader::new(events)
+        .next_event()
+        .await
+        .expect("an event");
+    let status: serde_json::Value = serde_json::from_str(&first.data).unwrap();
+    assert_eq!(status["node_id"], "fleet-1");
+    assert_eq!(status["members"][0]["version"], "4.0.0");
+    // The public port has no fleet view, token or not.
+    let public = http
+        .get(node.url("/fleet"))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public.status(), 404);
+    node.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn without_admin_listen_the_admin_routes_are_served_nowhere() {
     let node = TestNode::start(&[]).await;
     assert_eq!(node.admin_addr, None);

@@ -475,6 +475,7 @@ async fn with_a_cluster_key_unsigned_and_wrongly_signed_messages_are_dropped() {
         version: semver::Version::new(0, 1, 0),
         incarnation: 1,
         leader: false,
+        tabs: Default::default(),
     };
     for _ in 0..3 {
         client

@@ -232,6 +232,7 @@ async fn nats_permissions_let_nodes_coordinate_and_stop_anyone_else_from_announc
         version: "0.1.0".parse().unwrap(),
         incarnation: 1,
         leader: false,
+        tabs: Default::default(),
     };
     let _ = outsider.publish(names.announce(), encode(&forged)).await;
     let _ = outsider.publish(names.settled(), encode(&forged)).await;

@@ -53,7 +53,7 @@ use crate::{
 use bytes::Bytes;
 use semver::Version;
 use std::{
-    collections::VecDeque,
+    collections::{BTreeMap, VecDeque},
     time::{Duration, Instant},
 };
 
@@ -260,6 +260,9 @@ enum Leaving {
     Left,
 }
 
+/// How many of the records it has seen a node lists in its status.
+pub const RECENT_RECORDS: usize = 8;
+
 /// One node's cluster protocol. See the [module docs](self).
 #[derive(Debug)]
 pub struct Coordinator {
@@ -305,6 +308,10 @@ pub struct Coordinator {
     dropped: Dropped,
     /// Running totals for metrics (`dropped` is copied in when shown).
     counters: Counters,
+    /// This node's open tabs by page version, for its presence messages.
+    tabs: BTreeMap<String, u64>,
+    /// The records this node has seen, newest first (at most [`RECENT_RECORDS`]).
+    recent: VecDeque<SettledNotice>,
     /// The cluster's shared key, if messages are authenticated.
     key: Option<ClusterKey>,
     /// The bucket's replicas, when this node creates it.
@@ -361,6 +368,8 @@ impl Coordinator {
             shown: None,
             dropped: Dropped::default(),
             counters: Counters::default(),
+            tabs: BTreeMap::new(),
+            recent: VecDeque::new(),
             unix_ms: 0,
             key: None,
             replicas: 1,
@@ -795,6 +804,12 @@ impl Coordinator {
         }
     }
 
+    /// This node's open tabs by page version, sent with its next nodeup or
+    /// heartbeat (fleet views add them up across the cluster).
+    pub fn set_tabs(&mut self, tabs: BTreeMap<String, u64>) {
+        self.tabs = tabs;
+    }
+
     /// Running totals since this coordinator was created (for metrics).
     pub fn counters(&self) -> Counters {
         Counters {
@@ -823,6 +838,7 @@ impl Coordinator {
                 } else {
                     m.leader
                 },
+                tabs: m.tabs.clone(),
             })
             .collect();
         let leader = if leads {
@@ -843,6 +859,7 @@ impl Coordinator {
             last_round: self.last_round.clone(),
             dropped_messages: self.dropped.total(),
             counters: self.counters(),
+            recent_records: self.recent.iter().cloned().collect(),
         }
     }
 
@@ -907,6 +924,10 @@ impl Coordinator {
                 PresenceKind::Down => self.released_lease,
                 _ => self.election.is_leader(now),
             },
+            tabs: match kind {
+                PresenceKind::Down => Default::default(),
+                _ => self.tabs.clone(),
+            },
         };
         self.publish(self.names.presence(kind), protocol::encode(&presence));
     }
@@ -934,16 +955,18 @@ impl Coordinator {
                 }
                 left
             }
-            PresenceKind::Up | PresenceKind::Heartbeat => self
-                .view
-                .heard(
+            PresenceKind::Up | PresenceKind::Heartbeat => {
+                let change = self.view.heard(
                     &presence.id,
                     &presence.version,
                     presence.incarnation,
                     presence.leader,
                     now,
-                )
-                .is_material(),
+                );
+                self.view
+                    .set_tabs(&presence.id, presence.incarnation, presence.tabs);
+                change.is_material()
+            }
         };
         if material {
             tracing::info!(node = %presence.id, version = %presence.version, event = kind.as_str(), "membership changed");
@@ -1016,6 +1039,14 @@ impl Coordinator {
             .as_ref()
             .is_none_or(|a| notice.revision >= a.revision);
         if newer && self.announced.as_ref() != Some(&notice) {
+            if self
+                .recent
+                .front()
+                .is_none_or(|r| r.revision < notice.revision)
+            {
+                self.recent.push_front(notice.clone());
+                self.recent.truncate(RECENT_RECORDS);
+            }
             self.announced = Some(notice);
             self.changes += 1;
         }

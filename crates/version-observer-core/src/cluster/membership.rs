@@ -20,6 +20,7 @@
 //! have sent its first heartbeat yet, and a monitor deciding on a cold view
 //! could see "everybody agrees" while an old node is still serving.
 
+use crate::protocol::MAX_TAB_VERSIONS;
 use semver::Version;
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -61,6 +62,9 @@ pub struct Member {
     pub last_seen: Instant,
     /// Whether its last presence message said it holds the monitor lease.
     pub leader: bool,
+    /// Its open tabs by page version, as its last presence message said
+    /// (at most [`MAX_TAB_VERSIONS`] entries).
+    pub tabs: BTreeMap<String, u64>,
 }
 
 impl Member {
@@ -208,10 +212,23 @@ impl MembershipView {
                     incarnation,
                     last_seen: now,
                     leader,
+                    tabs: BTreeMap::new(),
                 };
                 self.members.insert(process, member);
                 Change::Joined
             }
+        }
+    }
+
+    /// What a member's last presence message said of its open tabs (kept
+    /// to [`MAX_TAB_VERSIONS`] entries; nothing for a process that is not a
+    /// member).
+    pub fn set_tabs(&mut self, id: &str, incarnation: u64, mut tabs: BTreeMap<String, u64>) {
+        if let Some(m) = self.members.get_mut(&Process::new(id, incarnation)) {
+            if tabs.len() > MAX_TAB_VERSIONS {
+                tabs = tabs.into_iter().take(MAX_TAB_VERSIONS).collect();
+            }
+            m.tabs = tabs;
         }
     }
 

@@ -15,7 +15,7 @@
 //! let mut watcher = Watcher::new(names.clone(), Duration::from_secs(3), None);
 //! let t0 = Instant::now();
 //! watcher.handle_connected(t0);
-//! let hello = Presence { id: "web-1".into(), version: "2.0.0".parse().unwrap(), incarnation: 1, leader: true };
+//! let hello = Presence { id: "web-1".into(), version: "2.0.0".parse().unwrap(), incarnation: 1, leader: true, tabs: Default::default() };
 //! watcher.handle_message(&names.presence(PresenceKind::Heartbeat), &encode(&hello), None, t0);
 //! let target: Version = "2.0.0".parse().unwrap();
 //! // Not before every live node has had a node timeout to be heard.
@@ -45,6 +45,10 @@ pub struct Fleet {
     pub members: Vec<MemberStatus>,
     /// How many live members run each version.
     pub versions: BTreeMap<Version, usize>,
+    /// Open tabs across the cluster, by the version of their page (the sum
+    /// of what the members' heartbeats said).
+    #[serde(default)]
+    pub tabs: BTreeMap<String, u64>,
     /// The settled record (the last announcement or the baseline), if any
     /// was read.
     pub record: Option<SettledNotice>,
@@ -156,6 +160,8 @@ impl Watcher {
                     presence.leader,
                     now,
                 );
+                self.view
+                    .set_tabs(&presence.id, presence.incarnation, presence.tabs);
             }
         }
     }
@@ -204,17 +210,23 @@ impl Watcher {
                 )
                 .unwrap_or(u64::MAX),
                 leader: m.leader,
+                tabs: m.tabs.clone(),
             })
             .collect();
         let mut versions = BTreeMap::new();
+        let mut tabs = BTreeMap::new();
         for m in &members {
             *versions.entry(m.version.clone()).or_default() += 1;
+            for (page, n) in &m.tabs {
+                *tabs.entry(page.clone()).or_default() += n;
+            }
         }
         Fleet {
             cluster: self.names.cluster().to_owned(),
             complete: self.view.is_warm(now),
             members,
             versions,
+            tabs,
             record: self.record.clone(),
         }
     }
@@ -256,6 +268,7 @@ mod tests {
             version: v(version),
             incarnation,
             leader: false,
+            tabs: Default::default(),
         })
     }
 
@@ -378,6 +391,49 @@ mod tests {
                 .gate(&target, Compat::Major, s.t0 + TIMEOUT * 3 + half),
             Gate::Waiting(_)
         ));
+    }
+
+    #[test]
+    fn open_tabs_are_added_up_across_members_and_bounded() {
+        let mut s = setup(None);
+        let subject = s.names.presence(PresenceKind::Heartbeat);
+        let with_tabs = |id: &str, tabs: &[(&str, u64)]| {
+            encode(&Presence {
+                id: id.into(),
+                version: v("2.0.0"),
+                incarnation: 1,
+                leader: false,
+                tabs: tabs.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
+            })
+        };
+        s.watcher.handle_message(
+            &subject,
+            &with_tabs("a", &[("1.0.0", 3), ("2.0.0", 1)]),
+            None,
+            s.t0,
+        );
+        s.watcher
+            .handle_message(&subject, &with_tabs("b", &[("1.0.0", 2)]), None, s.t0);
+        let fleet = s.watcher.fleet(s.t0);
+        assert_eq!(fleet.tabs.get("1.0.0"), Some(&5));
+        assert_eq!(fleet.tabs.get("2.0.0"), Some(&1));
+        // The next heartbeat replaces a member's counts.
+        s.watcher
+            .handle_message(&subject, &with_tabs("a", &[]), None, s.t0);
+        assert_eq!(s.watcher.fleet(s.t0).tabs.get("1.0.0"), Some(&2));
+        // A member can claim at most MAX_TAB_VERSIONS versions.
+        let many: Vec<(String, u64)> = (0..100).map(|i| (format!("1.{i}.0"), 1)).collect();
+        let many: Vec<(&str, u64)> = many.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+        s.watcher
+            .handle_message(&subject, &with_tabs("c", &many), None, s.t0);
+        let c = s
+            .watcher
+            .fleet(s.t0)
+            .members
+            .into_iter()
+            .find(|m| m.id == "c")
+            .unwrap();
+        assert_eq!(c.tabs.len(), protocol::MAX_TAB_VERSIONS);
     }
 
     #[test]

@@ -307,7 +307,14 @@ impl Driver {
         let mut leaving = false;
         let mut shown_changes = 0;
         let mut shown_at = Instant::now();
+        let mut tabs_seen = None;
         loop {
+            // The open tabs go out with the next heartbeat.
+            let tabs = self.streams.tabs.generation();
+            if tabs_seen != Some(tabs) {
+                tabs_seen = Some(tabs);
+                self.coordinator.set_tabs(self.streams.tabs.counts());
+            }
             self.execute(&kv_tx).await;
             let now = Instant::now();
             self.coordinator.set_unix_time_ms(unix_ms());

@@ -127,10 +127,12 @@ pub(crate) struct StreamSlot {
 #[derive(Debug, Default)]
 pub(crate) struct TabCounts {
     open: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Bumped at every change, so a reader can skip an unchanged snapshot.
+    generation: AtomicU64,
 }
 
 impl TabCounts {
-    pub(crate) const MAX_LABELS: usize = 32;
+    pub(crate) const MAX_LABELS: usize = version_observer_core::protocol::MAX_TAB_VERSIONS;
     /// A tab that named no version, or not a valid one.
     pub(crate) const UNKNOWN: &'static str = "unknown";
     pub(crate) const OTHER: &'static str = "other";
@@ -142,6 +144,7 @@ impl TabCounts {
             label = Self::OTHER.to_owned();
         }
         *open.entry(label.clone()).or_default() += 1;
+        self.generation.fetch_add(1, Ordering::Relaxed);
         TabGuard {
             counts: self.clone(),
             label,
@@ -150,8 +153,17 @@ impl TabCounts {
 
     /// `(page version, open tabs)`, in order of version label.
     pub(crate) fn snapshot(&self) -> Vec<(String, u64)> {
-        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        open.iter().map(|(k, v)| (k.clone(), *v)).collect()
+        self.counts().into_iter().collect()
+    }
+
+    /// Open tabs by page version.
+    pub(crate) fn counts(&self) -> std::collections::BTreeMap<String, u64> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Changes so far: equal numbers, equal counts.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
     }
 }
 
@@ -169,6 +181,7 @@ impl Drop for TabGuard {
                 open.remove(&self.label);
             }
         }
+        self.counts.generation.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -436,10 +449,12 @@ impl VersionObserver {
                 version: page.version.clone(),
                 last_seen_ms_ago: 0,
                 leader: true,
+                tabs: self.inner.streams.tabs.counts(),
             }],
             last_round: None,
             dropped_messages: 0,
             counters: Default::default(),
+            recent_records: Vec::new(),
         }
     }
 

@@ -14,6 +14,7 @@
 //! | route                      | what                                             |
 //! |----------------------------|--------------------------------------------------|
 //! | `GET /api/cluster`         | members, monitor, state and record, as JSON      |
+//! | `GET /api/fleet/events`    | the same, as Server-Sent Events, every half second |
 //! | `GET /metrics`             | Prometheus metrics ([`super::metrics`])          |
 
 use super::{observer::VersionObserver, sse};
@@ -44,8 +45,9 @@ pub trait VersionObserverRoutes {
     /// `observer`.
     fn version_observer_routes(self, observer: &VersionObserver) -> Self;
 
-    /// Adds the operators' routes, `GET /api/cluster` and `GET /metrics`,
-    /// served by `observer`. Keep them off the public port.
+    /// Adds the operators' routes, `GET /api/cluster`,
+    /// `GET /api/fleet/events` and `GET /metrics`, served by `observer`.
+    /// Keep them off the public port.
     fn version_observer_admin_routes(self, observer: &VersionObserver) -> Self;
 }
 
@@ -66,6 +68,7 @@ where
         self.merge(
             Router::new()
                 .route(paths::CLUSTER, get(cluster))
+                .route(paths::FLEET_EVENTS, get(fleet_events))
                 .route(paths::METRICS, get(metrics))
                 .with_state(observer.clone()),
         )
@@ -92,6 +95,40 @@ async fn cluster(State(observer): State<VersionObserver>) -> Response {
         axum::Json(observer.cluster_status()),
     )
         .into_response()
+}
+
+/// How often `GET /api/fleet/events` sends the status.
+const FLEET_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// `GET /api/fleet/events`: the node's cluster status as an event at once
+/// and every [`FLEET_INTERVAL`] (members' ages change all the time), until
+/// the client leaves or the node stops.
+async fn fleet_events(State(observer): State<VersionObserver>) -> Response {
+    let stop = observer.streams().stop.clone();
+    let mut tick = tokio::time::interval(FLEET_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let events = futures::stream::unfold(
+        (observer, tick, stop),
+        |(observer, mut tick, stop)| async move {
+            tokio::select! {
+                _ = stop.cancelled() => return None,
+                _ = tick.tick() => {}
+            }
+            let json = serde_json::to_string(&observer.cluster_status()).ok()?;
+            let event = bytes::Bytes::from(format!("data: {json}\n\n"));
+            Some((
+                Ok::<_, std::convert::Infallible>(event),
+                (observer, tick, stop),
+            ))
+        },
+    );
+    let mut response = axum::body::Body::from_stream(events).into_response();
+    for (name, value) in sse::HEADERS {
+        response
+            .headers_mut()
+            .insert(name, axum::http::HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// `GET /metrics`: the Prometheus text format.
