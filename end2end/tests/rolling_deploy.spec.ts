@@ -95,6 +95,24 @@ test.describe('rolling deploy behind nginx', () => {
     expect((await lab.announcements()).map((a) => a.version)).toEqual(['1.0.0']);
   });
 
+  test('a tab whose stream gave up (every node down) reconnects at once when the browser is back online', async ({ page }) => {
+    await lab.startNode('n1', '0.1.0');
+    await lab.until('the baseline 0.1.0', (s) => recorded(s)?.join() === '0.1.0,baseline' && s.view?.state === 'settled');
+    await page.goto(lab.proxy);
+    await expect(page.getByTestId('stream-status')).toHaveText('connected');
+    await markDocument(page);
+    // Every node down: nginx answers 502, so the tab backs off (1, 2, 4, 8 s...).
+    await lab.stopNode('n1');
+    await expect(page.getByTestId('stream-status')).toHaveText('connecting');
+    await page.waitForTimeout(12_000); // a window for the backoff to grow past 8 s, not a wait for a condition
+    await lab.startNode('n2', '1.0.0');
+    await lab.until('1.0.0 announced', (s) => recorded(s)?.join() === '1.0.0,announcement');
+    // The laptop is back online: the tab reopens its stream now, not after its backoff.
+    await page.evaluate(() => window.dispatchEvent(new Event('online')));
+    await expect(page.getByTestId('version-banner')).toContainText('1.0.0', { timeout: 2_000 });
+    await expectSameDocument(page);
+  });
+
   test('a minor deploy (1.0.0 to 1.1.0) settles without an announcement or a banner', async ({ page }) => {
     for (const id of ['n1', 'n2', 'n3']) await lab.startNode(id, '1.0.0');
     await lab.until('the baseline 1.0.0', (s) => recorded(s)?.join() === '1.0.0,baseline');

@@ -2,7 +2,6 @@
 //! would, and read through its own HTTP interface.
 
 use crate::{
-    free_port,
     process::Managed,
     scratch::ScratchDir,
     timings::{self, Timings},
@@ -128,18 +127,20 @@ pub struct NodeProcess {
 }
 
 impl NodeProcess {
-    /// Starts the node and waits until it serves HTTP.
+    /// Starts the node and waits until it serves HTTP. A node without a
+    /// fixed port binds port 0 itself, and so does every node's admin
+    /// listener: the lab reads the ports back from the node's log (picking
+    /// a free port first and handing it over would race with every other
+    /// process binding one meanwhile).
     pub async fn start(config: &NodeConfig) -> Result<Self, LabError> {
-        let port = if config.port == 0 {
-            free_port()?
-        } else {
-            config.port
-        };
-        let admin_port = free_port()?;
         let mut command = Command::new(&config.binary);
         command
-            .args(config.command_line(port, admin_port))
-            .env("RUST_LOG", &config.log_filter)
+            .args(config.command_line(config.port, 0))
+            // Whatever the filter, the lines that say where it listens.
+            .env(
+                "RUST_LOG",
+                format!("{},{LISTENING_TARGET}=info", config.log_filter),
+            )
             // The node finds its site (target/site) relative to the repository root.
             .current_dir(repo_root());
         let scratch = match config.log_dir {
@@ -151,9 +152,36 @@ impl NodeProcess {
             .as_deref()
             .or(scratch.as_ref().map(ScratchDir::path))
             .expect("one of the two");
-        let log = dir.join(format!("{}-{port}.log", config.id));
+        let log = match config.port {
+            0 => dir.join(format!("{}-{}.log", config.id, unique())),
+            port => dir.join(format!("{}-{port}.log", config.id)),
+        };
         let _ = std::fs::remove_file(&log);
-        let process = Managed::spawn(&config.id, command, &log)?;
+        let mut process = Managed::spawn(&config.id, command, &log)?;
+        let deadline = tokio::time::Instant::now() + READY;
+        let (port, admin_port) = loop {
+            if let Some(status) = process.exited() {
+                return Err(LabError::Exited {
+                    name: config.id.clone(),
+                    status,
+                    logs: process.logs(),
+                });
+            }
+            let logs = process.logs();
+            if let (Some(port), Some(admin)) = (
+                listening_port(&logs, PUBLIC_LINE),
+                listening_port(&logs, ADMIN_LINE),
+            ) {
+                break (port, admin);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(LabError::Timeout(format!(
+                    "{} to say where it listens",
+                    config.id
+                )));
+            }
+            tokio::time::sleep(wait::POLL).await; // the poll interval
+        };
         let mut node = Self {
             id: config.id.clone(),
             version: config.version.clone(),
@@ -169,7 +197,6 @@ impl NodeProcess {
         // A plain loop rather than `wait::eventually`: this future must be
         // `Send` (the control API awaits it), which async closures are not yet.
         let health = node.url("/healthz");
-        let deadline = tokio::time::Instant::now() + READY;
         loop {
             if let Some(status) = node.process.exited() {
                 return Err(LabError::Exited {
@@ -275,6 +302,30 @@ impl NodeProcess {
     }
 }
 
+/// The module whose log lines say where a node listens.
+const LISTENING_TARGET: &str = "version_observer_node::application";
+/// What those lines say, before the address.
+const PUBLIC_LINE: &str = "node listening on http://";
+const ADMIN_LINE: &str = "admin routes (";
+
+/// The port in the first log line with `marker`, from the
+/// `http://127.0.0.1:<port>` that follows it.
+fn listening_port(logs: &str, marker: &str) -> Option<u16> {
+    logs.lines().find_map(|line| {
+        let rest = &line[line.find(marker)?..];
+        let rest = &rest[rest.find("http://127.0.0.1:")? + "http://127.0.0.1:".len()..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    })
+}
+
+/// A name no other node of this process has had.
+fn unique() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{n}", std::process::id())
+}
+
 /// The repository root (this crate's parent folder), where nodes find `target/site`.
 pub fn repo_root() -> PathBuf {
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -284,6 +335,18 @@ pub fn repo_root() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ports_are_read_from_the_nodes_log_lines_text_or_json() {
+        let text = "2026-11-26T04:00:00Z  INFO version_observer_node::application: node listening on http://127.0.0.1:40123 node_id=n1\n\
+                    2026-11-26T04:00:00Z  INFO version_observer_node::application: admin routes (/fleet, /api/cluster, /metrics) on http://127.0.0.1:40124 admin=127.0.0.1:40124";
+        assert_eq!(listening_port(text, PUBLIC_LINE), Some(40123));
+        assert_eq!(listening_port(text, ADMIN_LINE), Some(40124));
+        let json =
+            r#"{"message":"node listening on http://127.0.0.1:5001","addr":"127.0.0.1:5001"}"#;
+        assert_eq!(listening_port(json, PUBLIC_LINE), Some(5001));
+        assert_eq!(listening_port("starting", PUBLIC_LINE), None);
+    }
 
     #[test]
     fn a_single_node_gets_no_cluster_flags() {

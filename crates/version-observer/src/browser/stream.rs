@@ -4,6 +4,13 @@
 //! the server's `retry:` hint. After an HTTP error (a load balancer's 502 while
 //! every node restarts, a node's 503 when it is full) it gives up for good, so
 //! [`VersionStream`] opens a fresh one with capped, jittered backoff.
+//!
+//! A laptop that slept through a deploy must not wait out that backoff, nor
+//! trust a connection that died while it slept: when the browser says it is
+//! `online` again, when a page comes back from the back/forward cache, or
+//! when a tab becomes visible after being hidden for [`WAKE_AFTER_MS`] or
+//! more (or with no open stream), the stream is opened afresh at once, and
+//! its first event carries the current report.
 
 use std::{
     cell::{Cell, RefCell},
@@ -15,6 +22,9 @@ use web_sys::{Event, EventSource, MessageEvent};
 
 const BACKOFF_START_MS: i32 = 1_000;
 const BACKOFF_MAX_MS: i32 = 30_000;
+/// A tab hidden at least this long reopens its stream when it is shown
+/// again (a shorter absence, a mere tab switch, keeps it).
+pub const WAKE_AFTER_MS: f64 = 30_000.0;
 
 /// A live subscription; dropping it closes the connection and cancels retries.
 pub struct VersionStream {
@@ -31,6 +41,10 @@ struct Shared {
     on_open: Closure<dyn FnMut(Event)>,
     on_error: Closure<dyn FnMut(Event)>,
     reopen: Closure<dyn FnMut()>,
+    /// `online`, `pageshow` and `visibilitychange`.
+    on_wake: Closure<dyn FnMut(Event)>,
+    /// When the tab was last hidden (`performance.now()`), if it is.
+    hidden_since: Cell<Option<f64>>,
 }
 
 impl VersionStream {
@@ -74,6 +88,12 @@ impl VersionStream {
                     s.open();
                 }
             });
+            let w = weak.clone();
+            let on_wake = Closure::<dyn FnMut(Event)>::new(move |event: Event| {
+                if let Some(s) = w.upgrade() {
+                    s.woke(&event);
+                }
+            });
             Shared {
                 url: url.to_owned(),
                 source: RefCell::new(None),
@@ -84,8 +104,11 @@ impl VersionStream {
                 on_open,
                 on_error,
                 reopen,
+                on_wake,
+                hidden_since: Cell::new(None),
             }
         });
+        shared.listen_for_wake(true);
         shared.open();
         Self { shared }
     }
@@ -138,6 +161,73 @@ impl Shared {
         }
     }
 
+    /// (Un)registers the wake-up listeners.
+    fn listen_for_wake(&self, on: bool) {
+        let Some(window) = web_sys::window() else {
+            return;
+        };
+        let listener = self.on_wake.as_ref().unchecked_ref();
+        for event in ["online", "pageshow"] {
+            let _ = if on {
+                window.add_event_listener_with_callback(event, listener)
+            } else {
+                window.remove_event_listener_with_callback(event, listener)
+            };
+        }
+        if let Some(document) = window.document() {
+            let _ = if on {
+                document.add_event_listener_with_callback("visibilitychange", listener)
+            } else {
+                document.remove_event_listener_with_callback("visibilitychange", listener)
+            };
+        }
+    }
+
+    /// The browser is back: reopen now if the stream may be dead.
+    fn woke(&self, event: &Event) {
+        if self.stopped.get() {
+            return;
+        }
+        let now = web_sys::window()
+            .and_then(|w| w.performance())
+            .map_or(0.0, |p| p.now());
+        let reopen = match event.type_().as_str() {
+            "online" => true,
+            // Restored from the back/forward cache: its connection is gone.
+            "pageshow" => event
+                .dyn_ref::<web_sys::PageTransitionEvent>()
+                .is_some_and(|e| e.persisted()),
+            "visibilitychange" => {
+                let hidden = web_sys::window()
+                    .and_then(|w| w.document())
+                    .is_some_and(|d| d.hidden());
+                if hidden {
+                    if self.hidden_since.get().is_none() {
+                        self.hidden_since.set(Some(now));
+                    }
+                    false
+                } else {
+                    let away = self.hidden_since.take().map_or(0.0, |t| now - t);
+                    let open = self
+                        .source
+                        .borrow()
+                        .as_ref()
+                        .is_some_and(|s| s.ready_state() == EventSource::OPEN);
+                    away >= WAKE_AFTER_MS || !open
+                }
+            }
+            _ => false,
+        };
+        if reopen {
+            if let (Some(id), Some(window)) = (self.retry_timer.take(), web_sys::window()) {
+                window.clear_timeout_with_handle(id);
+            }
+            self.failures.set(0);
+            self.close_source();
+            self.open();
+        }
+    }
+
     fn close_source(&self) {
         if let Some(source) = self.source.take() {
             source.set_onmessage(None);
@@ -151,6 +241,7 @@ impl Shared {
 impl Drop for VersionStream {
     fn drop(&mut self) {
         self.shared.stopped.set(true);
+        self.shared.listen_for_wake(false);
         self.shared.close_source();
         if let (Some(id), Some(window)) = (self.shared.retry_timer.take(), web_sys::window()) {
             window.clear_timeout_with_handle(id);
