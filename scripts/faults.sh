@@ -4,7 +4,8 @@
 # NATS servers killed, a partitioned node, forged messages) twenty times, and
 # the floods (half-sent heads, the open-files limit, clients that never
 # read); prints per scenario runs, announcements expected and seen, false,
-# missed and duplicated ones, and the time to recover. Installs what is missing and builds in release mode first.
+# missed and duplicated ones, and the time to recover. RELIABILITY.md records
+# a run. Installs what is missing and builds in release mode first.
 #   scripts/faults.sh                  twenty runs per scenario (about 40 min)
 #   scripts/faults.sh --fault-runs 3   fewer
 # (scripts/test.sh runs each scenario once.)

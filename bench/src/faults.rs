@@ -163,11 +163,16 @@ fn summarize(report: &mut Report, name: &str, runs: usize, outcomes: &[Outcome])
     );
     let recover: Vec<f64> = outcomes.iter().filter_map(|o| o.recover_ms).collect();
     report.distribution(&format!("{name}: time to recover"), &recover, "ms", None);
-    let mut extras: Vec<&'static str> = outcomes
+    // Each figure once, in the order runs first report them.
+    let mut extras: Vec<&'static str> = Vec::new();
+    for name in outcomes
         .iter()
         .flat_map(|o| o.extra.iter().map(|(n, _)| *n))
-        .collect();
-    extras.dedup();
+    {
+        if !extras.contains(&name) {
+            extras.push(name);
+        }
+    }
     for extra in extras {
         let values: Vec<f64> = outcomes
             .iter()

@@ -10,7 +10,7 @@
 //! 5. [`polling`]: N polling tabs beside N streaming tabs;
 //! 6. [`ssr`]: `GET /` rendered per request vs nginx serving it static;
 //! 7. [`bundle`]: the wasm, JS and CSS a browser downloads;
-//! 8. [`faults`]: faults during a rolling deploy, and floods (`scripts/faults.sh`).
+//! 8. [`faults`]: faults during a rolling deploy, and floods (`scripts/faults.sh`, RELIABILITY.md).
 
 mod bundle;
 mod client;
