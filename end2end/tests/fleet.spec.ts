@@ -57,8 +57,8 @@ test.describe('the fleet view', () => {
     await expect(page.getByTestId('fleet-tabs')).toContainText('0.1.0: 1');
     await expect(user.getByTestId('version-banner')).toBeVisible();
 
-    // The public port has no fleet view.
-    const publicFleet = await page.request.get(`${lab.proxy}/fleet`);
+    // The node's public port has no fleet view.
+    const publicFleet = await page.request.get(`http://127.0.0.1:${n2.port}/fleet`);
     expect(publicFleet.status()).toBe(404);
   });
 });
