@@ -1,6 +1,7 @@
 //! Copies the example app's `src/lib.rs` without version-observer: the
-//! `use version_observer::…` line and the `<VersionBanner/>` line (and the
-//! module docs, which `include!` cannot take). Anything else in the example
+//! `use version_observer::…` line, the `<VersionBanner/>` and
+//! `<ReloadOnNavigation/>` lines and their comments (and the module docs,
+//! which `include!` cannot take). Anything else in the example
 //! is compiled as it is, so the difference between the two bundles is what
 //! embedding version-observer costs.
 
@@ -14,15 +15,17 @@ fn main() {
     let kept: Vec<&str> = source
         .lines()
         .filter(|line| {
-            let drop =
-                line.contains("VersionBanner") || line.contains("// The one line for the banner");
+            let drop = line.contains("VersionBanner")
+                || line.contains("ReloadOnNavigation")
+                || line.contains("// The one line for the banner")
+                || line.contains("// And, optionally: once stale");
             removed += usize::from(drop);
             !drop && !line.trim_start().starts_with("//!")
         })
         .collect();
     assert_eq!(
-        removed, 3,
-        "expected the import, the comment and <VersionBanner/> in examples/todo/src/lib.rs; update build.rs"
+        removed, 5,
+        "expected the import, <VersionBanner/>, <ReloadOnNavigation/> and their comments in examples/todo/src/lib.rs; update build.rs"
     );
     let out = Path::new(&env::var("OUT_DIR").unwrap()).join("lib.rs");
     fs::write(out, kept.join("\n")).unwrap();

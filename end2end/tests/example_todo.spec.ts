@@ -59,7 +59,7 @@ test.describe('the example app', () => {
     app = undefined;
   });
 
-  test('its server function and routes work, and a major redeploy shows the banner without a reload', async ({ page }) => {
+  test('its server function and routes work, a major redeploy shows the banner without a reload, and the next link loads the new version', async ({ page }) => {
     const port = await freePort();
     app = new TodoApp(port, '1.0.0');
     await app.start();
@@ -86,8 +86,11 @@ test.describe('the example app', () => {
     // No reload happened: the marker set on the old document is still there.
     expect(await page.evaluate(() => (window as any).__sameDocument)).toBe(true);
 
-    await banner.getByRole('button', { name: 'Reload' }).click();
-    await waitFor('the reloaded page', async () => (await page.evaluate(() => (window as any).__sameDocument)) !== true);
+    // <ReloadOnNavigation/>: the next link loads the new version in full.
+    await page.getByRole('link', { name: 'Todos' }).click();
+    await waitFor('the page loaded in full', async () => (await page.evaluate(() => (window as any).__sameDocument)) !== true);
+    await expect(page).toHaveURL(new RegExp(`^${app.url}/?$`));
+    await expect(page.getByRole('heading', { name: 'Todos' })).toBeVisible();
     await expect(page.getByTestId('version-banner')).toHaveCount(0);
   });
 });

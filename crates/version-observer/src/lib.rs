@@ -5,7 +5,9 @@
 //! even while a rolling deploy runs mixed versions across a cluster.
 //!
 //! - **In the browser**: [`VersionBanner`] (the default UI) or
-//!   [`use_version_observer`] (signals for your own UI).
+//!   [`use_version_observer`] (signals for your own UI), and
+//!   [`ReloadOnNavigation`] (the next navigation of a stale page loads the
+//!   new version).
 //! - **On the server** (feature `ssr`): a [`VersionObserver`] built from
 //!   typed settings, its routes for your axum router
 //!   ([`VersionObserverRoutes`]), an optional lean [`StreamListener`], and,
@@ -50,7 +52,7 @@ pub use version_observer_core::{
 mod ui;
 pub use ui::{
     reload_page, use_version_observer, use_version_observer_with_options, PageInfo,
-    UseVersionObserverOptions, UseVersionObserverReturn, VersionBanner,
+    ReloadOnNavigation, UseVersionObserverOptions, UseVersionObserverReturn, VersionBanner,
 };
 
 #[cfg(feature = "hydrate")]

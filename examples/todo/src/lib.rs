@@ -8,7 +8,7 @@ use leptos_router::{
     components::{Route, Router, Routes, A},
     path,
 };
-use version_observer::VersionBanner;
+use version_observer::{ReloadOnNavigation, VersionBanner};
 
 /// The HTML document (server only).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -37,6 +37,8 @@ pub fn App() -> impl IntoView {
         <Router>
             // The one line for the banner:
             <VersionBanner/>
+            // And, optionally: once stale, the next link loads the new version.
+            <ReloadOnNavigation/>
             <nav class="todo-nav">
                 <A href="/">"Todos"</A>
                 <A href="/about">"About"</A>

@@ -1,15 +1,18 @@
 //! The Leptos side, rendered on the server (`ssr`) and hydrated in the
 //! browser (`hydrate`): [`use_version_observer`] for your own UI, and
-//! [`VersionBanner`], the default one built on it.
+//! [`VersionBanner`], the default one built on it; [`ReloadOnNavigation`],
+//! the `on-navigation` reload strategy.
 
 mod banner;
 mod hook;
+mod navigation;
 
 pub use banner::VersionBanner;
 pub use hook::{
     use_version_observer, use_version_observer_with_options, UseVersionObserverOptions,
     UseVersionObserverReturn,
 };
+pub use navigation::ReloadOnNavigation;
 
 use serde::{Deserialize, Serialize};
 use version_observer_core::Version;
