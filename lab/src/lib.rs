@@ -23,6 +23,7 @@
 pub mod control;
 pub mod credentials;
 pub mod lab;
+pub mod metrics;
 pub mod nats;
 pub mod nats_cluster;
 pub mod nginx;

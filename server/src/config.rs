@@ -187,20 +187,16 @@ impl Config {
 
     /// How the node reaches its cluster, in cluster mode.
     pub fn nats_settings(&self) -> Option<NatsSettings> {
-        let mut settings = NatsSettings::new(self.nats.clone()?)
+        let settings = NatsSettings::new(self.nats.clone()?)
             .cluster(&self.cluster)
-            .timings(self.timings());
-        if let Some(creds) = &self.nats_creds {
-            settings = settings.credentials_file(creds);
-        }
-        if let Some(ca) = &self.nats_ca {
-            settings = settings.root_certificates(ca);
-        }
-        if let Some(key) = &self.cluster_key_file {
-            settings = settings.cluster_key_file(key);
-        }
-        settings = settings.kv_replicas(usize::from(self.kv_replicas));
-        Some(settings)
+            .timings(self.timings())
+            .kv_replicas(usize::from(self.kv_replicas));
+        Some(with_files(
+            settings,
+            self.nats_creds.as_deref(),
+            self.nats_ca.as_deref(),
+            self.cluster_key_file.as_deref(),
+        ))
     }
 
     /// A configuration with every built-in default (no file, no environment
@@ -251,6 +247,26 @@ impl Config {
             )
         })
     }
+}
+
+/// `settings` with the NATS credentials file, the CA certificates and the
+/// cluster key file that are given (the node's flags, and the tools').
+pub(crate) fn with_files(
+    mut settings: NatsSettings,
+    creds: Option<&Path>,
+    ca: Option<&Path>,
+    key: Option<&Path>,
+) -> NatsSettings {
+    if let Some(creds) = creds {
+        settings = settings.credentials_file(creds);
+    }
+    if let Some(ca) = ca {
+        settings = settings.root_certificates(ca);
+    }
+    if let Some(key) = key {
+        settings = settings.cluster_key_file(key);
+    }
+    settings
 }
 
 /// The configuration file read by default, from the working directory.

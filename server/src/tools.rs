@@ -11,7 +11,7 @@
 //!
 //! Both take the node's NATS flags (and their `VO_*` variables).
 
-use crate::config::{ms, parse_cluster_name, parse_version, range};
+use crate::config::{ms, parse_cluster_name, parse_version, range, with_files};
 use clap::{Args, Parser, Subcommand};
 use semver::Version;
 use std::{
@@ -80,22 +80,18 @@ pub struct ClusterArgs {
 
 impl ClusterArgs {
     fn settings(&self) -> NatsSettings {
-        let mut settings = NatsSettings::new(self.nats.clone())
+        let settings = NatsSettings::new(self.nats.clone())
             .cluster(&self.cluster)
             .timings(Timings {
                 node_timeout: Duration::from_millis(self.node_timeout_ms),
                 ..Timings::DEFAULT
             });
-        if let Some(creds) = &self.nats_creds {
-            settings = settings.credentials_file(creds);
-        }
-        if let Some(ca) = &self.nats_ca {
-            settings = settings.root_certificates(ca);
-        }
-        if let Some(key) = &self.cluster_key_file {
-            settings = settings.cluster_key_file(key);
-        }
-        settings
+        with_files(
+            settings,
+            self.nats_creds.as_deref(),
+            self.nats_ca.as_deref(),
+            self.cluster_key_file.as_deref(),
+        )
     }
 
     fn node_timeout(&self) -> Duration {

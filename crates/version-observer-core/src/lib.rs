@@ -12,6 +12,7 @@
 //!   rounds and decisions, and the [`Coordinator`](cluster::Coordinator)
 //!   that ties them into one state machine (events and time in, actions out);
 //! - [`stream_request`]: recognising a version-stream request from its first bytes;
+//! - [`query`]: one query parameter, percent-decoded;
 //! - [`status`]: a node's view of its cluster, for operators (`GET /api/cluster`);
 //! - [`timing`]: every timing default, in one place.
 //!
@@ -30,6 +31,7 @@ pub mod cluster;
 pub mod compat;
 pub mod paths;
 pub mod protocol;
+pub mod query;
 pub mod report;
 pub mod status;
 pub mod stream_request;

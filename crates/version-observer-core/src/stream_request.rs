@@ -97,29 +97,8 @@ pub fn head_query(head: &[u8]) -> Option<&str> {
 /// assert_eq!(page_version("page=latest"), None);
 /// ```
 pub fn page_version(query: &str) -> Option<semver::Version> {
-    let value = query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix(paths::PAGE_PARAM)?.strip_prefix('='))?;
-    semver::Version::parse(&percent_decode(value)?).ok()
-}
-
-/// `%XX` escapes decoded; `None` for a broken escape or bytes that are not
-/// UTF-8.
-fn percent_decode(value: &str) -> Option<String> {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    let value = crate::query::decode(crate::query::param(query, paths::PAGE_PARAM)?, false)?;
+    semver::Version::parse(std::str::from_utf8(&value).ok()?).ok()
 }
 
 /// The stream URL for a page of `version`: `events_url` with

@@ -105,30 +105,8 @@ impl AdminToken {
 
 /// `token=<value>` in a query string, percent-decoded.
 fn query_token(query: Option<&str>) -> Option<Vec<u8>> {
-    let value = query?
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("token="))?;
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    Some(out)
+    use version_observer::core::query;
+    query::decode(query::param(query?, "token")?, true)
 }
 
 /// The admin listener's router: the observer's admin routes and the fleet

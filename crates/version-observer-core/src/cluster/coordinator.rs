@@ -47,7 +47,7 @@ use crate::{
     compat::Compat,
     protocol::{self, *},
     report::{ClusterState, ClusterView},
-    status::{ClusterStatus, Counters, Dropped, MemberStatus, RoundStats},
+    status::{ClusterStatus, Counters, Dropped, RoundStats},
     timing::Timings,
 };
 use bytes::Bytes;
@@ -825,20 +825,9 @@ impl Coordinator {
         let members = self
             .view
             .members()
-            .map(|m| MemberStatus {
-                id: m.id.clone(),
-                incarnation: m.incarnation,
-                version: m.version.clone(),
-                last_seen_ms_ago: u64::try_from(
-                    now.saturating_duration_since(m.last_seen).as_millis(),
-                )
-                .unwrap_or(u64::MAX),
-                leader: if m.id == self.me.id && m.incarnation == self.me.incarnation {
-                    leads
-                } else {
-                    m.leader
-                },
-                tabs: m.tabs.clone(),
+            .map(|m| {
+                let me = m.id == self.me.id && m.incarnation == self.me.incarnation;
+                m.status(now, if me { leads } else { m.leader })
             })
             .collect();
         let leader = if leads {

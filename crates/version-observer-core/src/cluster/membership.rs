@@ -72,6 +72,22 @@ impl Member {
     pub fn process(&self) -> Process {
         Process::new(&self.id, self.incarnation)
     }
+
+    /// How a status shows it at `now`, holding the lease or not as `leader`
+    /// says (its own word, or the reporting node's clock for itself).
+    pub fn status(&self, now: Instant, leader: bool) -> crate::status::MemberStatus {
+        crate::status::MemberStatus {
+            id: self.id.clone(),
+            incarnation: self.incarnation,
+            version: self.version.clone(),
+            last_seen_ms_ago: u64::try_from(
+                now.saturating_duration_since(self.last_seen).as_millis(),
+            )
+            .unwrap_or(u64::MAX),
+            leader,
+            tabs: self.tabs.clone(),
+        }
+    }
 }
 
 /// What a presence message did to the view.

@@ -201,17 +201,7 @@ impl Watcher {
         let members: Vec<MemberStatus> = self
             .view
             .members()
-            .map(|m| MemberStatus {
-                id: m.id.clone(),
-                incarnation: m.incarnation,
-                version: m.version.clone(),
-                last_seen_ms_ago: u64::try_from(
-                    now.saturating_duration_since(m.last_seen).as_millis(),
-                )
-                .unwrap_or(u64::MAX),
-                leader: m.leader,
-                tabs: m.tabs.clone(),
-            })
+            .map(|m| m.status(now, m.leader))
             .collect();
         let mut versions = BTreeMap::new();
         let mut tabs = BTreeMap::new();

@@ -235,8 +235,13 @@ fn cluster(e: &mut DescriptorEncoder<'_>, status: &ClusterStatus) -> fmt::Result
     )
 }
 
+/// A count as a gauge's value (saturating: gauges are signed).
+fn const_gauge(value: u64) -> ConstGauge {
+    ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX))
+}
+
 fn gauge(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: u64) -> fmt::Result {
-    let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+    let gauge = const_gauge(value);
     gauge.encode(e.encode_descriptor(name, help, None, gauge.metric_type())?)
 }
 
@@ -261,7 +266,7 @@ fn labelled(
         let m = family.encode_family(&labels)?;
         match metric_type {
             MetricType::Counter => ConstCounter::new(*n).encode(m)?,
-            _ => ConstGauge::new(i64::try_from(*n).unwrap_or(i64::MAX)).encode(m)?,
+            _ => const_gauge(*n).encode(m)?,
         }
     }
     Ok(())

@@ -15,6 +15,7 @@ use tokio::{
     task::JoinHandle,
 };
 use version_observer_core::{ClusterState, ClusterView, Compat, Version, VersionReport};
+use vo_lab::metrics::{value as sample, Scrape};
 
 /// Long enough for a loaded CI machine, short enough to fail fast.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -64,7 +65,7 @@ impl TestNode {
     }
 
     /// `GET /metrics`, parsed by a Prometheus text-format parser.
-    async fn metrics(&self) -> prometheus_parse::Scrape {
+    async fn metrics(&self) -> Scrape {
         let response = reqwest::get(self.admin_url("/metrics")).await.unwrap();
         assert_eq!(response.status(), 200);
         assert!(response.headers()["content-type"]
@@ -72,8 +73,7 @@ impl TestNode {
             .unwrap()
             .starts_with("application/openmetrics-text"));
         let text = response.text().await.unwrap();
-        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
-            .unwrap_or_else(|e| panic!("not the Prometheus text format: {e}\n{text}"))
+        vo_lab::metrics::parse(&text)
     }
 
     /// Pushes a new view to every stream, as the cluster node would.
@@ -522,24 +522,6 @@ async fn a_single_node_is_its_own_cluster() {
     );
 }
 
-/// The value of `name` with `label` = `value` in a scrape, if present.
-fn sample(
-    scrape: &prometheus_parse::Scrape,
-    name: &str,
-    label: Option<(&str, &str)>,
-) -> Option<f64> {
-    scrape
-        .samples
-        .iter()
-        .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            ref other => panic!("{name}: not a number: {other:?}"),
-        })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_streams_tabs_by_page_version_and_refusals() {
     let node = TestNode::start(version("2.0.0").node_id("m1").max_streams(3)).await;
@@ -587,15 +569,12 @@ async fn metrics_count_streams_tabs_by_page_version_and_refusals() {
     assert_eq!(info.labels.get("mode"), Some("single"));
     assert_eq!(sample(&m, "version_observer_streams", None), Some(3.0));
     assert_eq!(sample(&m, "version_observer_stream_limit", None), Some(3.0));
-    let tabs = |m: &prometheus_parse::Scrape, v| {
-        sample(m, "version_observer_tabs", Some(("page_version", v)))
-    };
+    let tabs = |m: &Scrape, v| sample(m, "version_observer_tabs", Some(("page_version", v)));
     assert_eq!(tabs(&m, "1.0.0"), Some(2.0));
     assert_eq!(tabs(&m, "2.0.0+b1"), Some(1.0));
     assert_eq!(tabs(&m, "unknown"), None);
-    let refused_by = |m: &prometheus_parse::Scrape, r| {
-        sample(m, "version_observer_refused_total", Some(("reason", r)))
-    };
+    let refused_by =
+        |m: &Scrape, r| sample(m, "version_observer_refused_total", Some(("reason", r)));
     assert_eq!(refused_by(&m, "streams"), Some(1.0));
     assert_eq!(refused_by(&m, "requests"), Some(1.0));
     assert_eq!(refused_by(&m, "open_files"), Some(0.0));

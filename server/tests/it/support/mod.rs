@@ -3,6 +3,8 @@
 
 pub mod cluster;
 
+pub use vo_lab::metrics::{parse as parse_metrics, value as metric};
+
 use futures::StreamExt;
 use std::{net::SocketAddr, time::Duration};
 use tokio::task::JoinHandle;
@@ -158,29 +160,4 @@ impl SseReader {
             }
         }
     }
-}
-
-/// Metrics text parsed by a Prometheus text-format parser (panics, with the
-/// text, if it is not that format).
-pub fn parse_metrics(text: &str) -> prometheus_parse::Scrape {
-    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
-        .unwrap_or_else(|e| panic!("not the Prometheus text format: {e}\n{text}"))
-}
-
-/// The value of the sample `name` (with `label` = `value`, if given).
-pub fn metric(
-    scrape: &prometheus_parse::Scrape,
-    name: &str,
-    label: Option<(&str, &str)>,
-) -> Option<f64> {
-    scrape
-        .samples
-        .iter()
-        .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            ref other => panic!("{name}: not a number: {other:?}"),
-        })
 }
