@@ -24,8 +24,8 @@ fn main() {
         })
         .collect();
     assert_eq!(
-        removed, 5,
-        "expected the import, <VersionBanner/>, <ReloadOnNavigation/> and their comments in examples/todo/src/lib.rs; update build.rs"
+        removed, 6,
+        "expected the imports, <VersionBanner/>, <ReloadOnNavigation/> and their comments in examples/todo/src/lib.rs; update build.rs"
     );
     let out = Path::new(&env::var("OUT_DIR").unwrap()).join("lib.rs");
     fs::write(out, kept.join("\n")).unwrap();

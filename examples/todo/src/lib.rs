@@ -8,7 +8,8 @@ use leptos_router::{
     components::{Route, Router, Routes, A},
     path,
 };
-use version_observer::{ReloadOnNavigation, VersionBanner};
+use version_observer::ReloadOnNavigation;
+use version_observer::VersionBanner;
 
 /// The HTML document (server only).
 pub fn shell(options: LeptosOptions) -> impl IntoView {

@@ -54,6 +54,13 @@ async fn wait_exits_zero_only_once_a_rolling_deploy_has_settled_and_been_announc
         node(&url, "w-old-1", "1.0.0").await,
         node(&url, "w-old-2", "1.0.0").await,
     ];
+    // The cluster has recorded 1.0.0 before the deploy starts (else 2.0.0
+    // would be its first record, a baseline).
+    eventually("the 1.0.0 baseline", Duration::from_secs(20), async || {
+        let record = &old[0].cluster().await?["announced"]["record"];
+        (record["version"] == "1.0.0" && record["kind"] == "baseline").then_some(())
+    })
+    .await;
     let mut gate = tool("wait", &url, &["--settled", "2.0.0", "--timeout", "60s"]);
     let new_1 = node(&url, "w-new-1", "2.0.0").await;
     old[0].stop().await.unwrap();
