@@ -13,7 +13,8 @@ use leptos_router::{
     StaticSegment,
 };
 use version_observer::{
-    use_version_observer, ClusterState, ClusterStatus, ClusterView, VersionBanner,
+    use_kept_signal, use_version_observer, BannerTexts, ClusterState, ClusterStatus, ClusterView,
+    ReloadOnNavigation, ReloadStrategy, VersionBanner,
 };
 
 /// The fleet view's path. The node serves it on its admin listener only.
@@ -56,10 +57,56 @@ pub fn App() -> impl IntoView {
     }
 }
 
-/// The page a user keeps open: its own version, the live cluster view, a notes
-/// field whose content survives a reload, and the banner when the page is stale.
+/// The reload strategy and texts a page asks for in its query, so the lab,
+/// the demo and the browser tests can try each one on the same build:
+/// `?reload=when-hidden,immediate,immediate-required&countdown=<seconds>`,
+/// `&lang=de` for the German texts. Without them: the default, `prompt`.
+fn strategy_from_query(reload: Option<String>, countdown: Option<String>) -> ReloadStrategy {
+    let countdown = countdown.and_then(|s| s.parse::<u64>().ok()).map_or(
+        ReloadStrategy::DEFAULT_COUNTDOWN,
+        std::time::Duration::from_secs,
+    );
+    let mut strategy = ReloadStrategy::prompt();
+    for name in reload.as_deref().unwrap_or("").split(',') {
+        strategy = match name.trim() {
+            "when-hidden" => strategy.when_hidden(),
+            "immediate" => strategy.immediate(countdown),
+            "immediate-required" => strategy.immediate_when_required(countdown),
+            _ => strategy,
+        };
+    }
+    strategy
+}
+
+/// The banner's texts in German: every text is replaceable.
+fn german() -> BannerTexts {
+    BannerTexts {
+        message: "Eine neue Version, ".into(),
+        available: ", ist verfügbar.".into(),
+        required: ", ist erforderlich.".into(),
+        reload: "Neu laden".into(),
+        release_notes: "Was ist neu".into(),
+        countdown: "Neu laden in {seconds} s.".into(),
+        cancel: "Abbrechen".into(),
+        unsaved: "Bitte zuerst speichern, dann neu laden.".into(),
+        reload_failed: "Die neue Version ist noch nicht erreichbar; gleich noch einmal versuchen."
+            .into(),
+    }
+}
+
+/// The page a user keeps open: its own version, the live cluster view, a
+/// notes field whose content survives a reload, a draft form whose unsaved
+/// input holds automatic reloads back, and the banner when the page is
+/// stale. Router navigations of a stale page load the new version.
 #[component]
 fn VersionPage() -> impl IntoView {
+    let query = leptos_router::hooks::use_query_map();
+    let (strategy, texts) = query.with_untracked(|q| {
+        (
+            strategy_from_query(q.get("reload"), q.get("countdown")),
+            (q.get("lang").as_deref() == Some("de")).then(german),
+        )
+    });
     let observer = use_version_observer();
     let (version, node) = match &observer.page {
         Some(page) => (page.version.to_string(), page.node_id.clone()),
@@ -70,7 +117,8 @@ fn VersionPage() -> impl IntoView {
 
     view! {
         <main class="page">
-            <VersionBanner class="banner"/>
+            <VersionBanner class="banner" strategy texts=texts.unwrap_or_default()/>
+            <ReloadOnNavigation/>
             <h1>"version-observer"</h1>
             <dl class="facts">
                 <dt>"This page"</dt>
@@ -85,6 +133,8 @@ fn VersionPage() -> impl IntoView {
                 </dd>
             </dl>
             <Notes/>
+            <Draft/>
+            <p><a href="/?again" data-testid="internal-link">"This page, by the router"</a></p>
         </main>
     }
 }
@@ -105,57 +155,46 @@ fn cluster_summary(view: Option<&ClusterView>) -> String {
     }
 }
 
-/// A scratch field standing in for the user's work: kept in `localStorage`, so
-/// reloading for a new version loses nothing.
+/// A scratch field standing in for the user's work, kept across reloads of
+/// the tab ([`use_kept_signal`]): reloading for a new version loses nothing,
+/// so typing here does not hold automatic reloads back.
 #[component]
 fn Notes() -> impl IntoView {
-    let text = RwSignal::new(String::new());
-
-    #[cfg(feature = "hydrate")]
-    Effect::new(move |first: Option<()>| {
-        if first.is_none() {
-            if let Some(saved) = notes::load() {
-                text.set(saved);
-            }
-        }
-    });
-
+    let text = use_kept_signal("notes", String::new());
     view! {
         <label class="notes">
             "Notes (kept across reloads)"
             <textarea
                 data-testid="notes"
+                data-version-observer-keep
                 prop:value=move || text.get()
-                on:input=move |ev| {
-                    let value = event_target_value(&ev);
-                    #[cfg(feature = "hydrate")]
-                    notes::save(&value);
-                    text.set(value);
-                }
+                on:input=move |ev| text.set(event_target_value(&ev))
             ></textarea>
         </label>
     }
 }
 
-/// The notes' `localStorage` slot (browser only).
-#[cfg(feature = "hydrate")]
-mod notes {
-    const KEY: &str = "version-observer.notes";
-
-    fn storage() -> Option<web_sys::Storage> {
-        web_sys::window()?.local_storage().ok()?
-    }
-
-    /// The notes saved by an earlier page, if any.
-    pub fn load() -> Option<String> {
-        storage()?.get_item(KEY).ok()?
-    }
-
-    /// Saves the notes; a full or disabled storage only loses the convenience.
-    pub fn save(text: &str) {
-        if let Some(storage) = storage() {
-            let _ = storage.set_item(KEY, text);
-        }
+/// A message form that is not kept: while it holds unsent input, the page
+/// does not reload by itself; sending it (the form's submit) clears that.
+#[component]
+fn Draft() -> impl IntoView {
+    let sent = RwSignal::new(0u32);
+    view! {
+        <form
+            class="draft"
+            data-testid="draft-form"
+            on:submit=move |ev| {
+                ev.prevent_default();
+                sent.update(|n| *n += 1);
+            }
+        >
+            <label>
+                "Message (not kept)"
+                <input type="text" data-testid="draft" name="draft"/>
+            </label>
+            <button type="submit">"Send"</button>
+            <span data-testid="draft-sent">{move || format!("sent {}", sent.get())}</span>
+        </form>
     }
 }
 

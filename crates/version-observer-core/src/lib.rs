@@ -13,6 +13,7 @@
 //!   that ties them into one state machine (events and time in, actions out);
 //! - [`stream_request`]: recognising a version-stream request from its first bytes;
 //! - [`query`]: one query parameter, percent-decoded;
+//! - [`reload`]: when a stale page reloads by itself (strategies, unsaved input, the loop guard);
 //! - [`status`]: a node's view of its cluster, for operators (`GET /api/cluster`);
 //! - [`timing`]: every timing default, in one place.
 //!
@@ -32,6 +33,7 @@ pub mod compat;
 pub mod paths;
 pub mod protocol;
 pub mod query;
+pub mod reload;
 pub mod report;
 pub mod status;
 pub mod stream_request;

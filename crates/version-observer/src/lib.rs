@@ -7,7 +7,9 @@
 //! - **In the browser**: [`VersionBanner`] (the default UI) or
 //!   [`use_version_observer`] (signals for your own UI), and
 //!   [`ReloadOnNavigation`] (the next navigation of a stale page loads the
-//!   new version).
+//!   new version); [`ReloadStrategy`] for automatic reloads that never
+//!   lose unsaved input ([`use_unsaved_input`], [`use_kept_signal`]) and
+//!   never loop.
 //! - **On the server** (feature `ssr`): a [`VersionObserver`] built from
 //!   typed settings, its routes for your axum router
 //!   ([`VersionObserverRoutes`]), an optional lean [`StreamListener`], and,
@@ -45,14 +47,17 @@
 
 pub use version_observer_core as core;
 pub use version_observer_core::{
-    banner::PageKnowledge, status::ClusterStatus, ClusterState, ClusterView, Compat, Mode,
-    NodeInfo, Timings, Version, VersionReport,
+    banner::PageKnowledge,
+    reload::{Immediate, ReloadStrategy},
+    status::ClusterStatus,
+    ClusterState, ClusterView, Compat, Mode, NodeInfo, Timings, Version, VersionReport,
 };
 
 mod ui;
 pub use ui::{
-    reload_page, use_version_observer, use_version_observer_with_options, PageInfo,
-    ReloadOnNavigation, UseVersionObserverOptions, UseVersionObserverReturn, VersionBanner,
+    reload_page, use_kept_signal, use_unsaved_input, use_version_observer,
+    use_version_observer_with_options, BannerTexts, PageInfo, ReloadOnNavigation, UnsavedInput,
+    UseVersionObserverOptions, UseVersionObserverReturn, VersionBanner,
 };
 
 #[cfg(feature = "hydrate")]

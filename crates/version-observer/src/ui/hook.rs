@@ -57,6 +57,11 @@ pub struct UseVersionObserverReturn {
     /// The version to reload for, once this page is stale (see
     /// [`PageKnowledge`]); `None` while it is current.
     pub stale: Signal<Option<Version>>,
+    /// Whether the update this page is stale for is required (the release
+    /// says so, or the page is older than its minimum supported version).
+    pub required: Signal<bool>,
+    /// The release notes of the announced version, if the deploy named them.
+    pub notes_url: Signal<Option<String>>,
 }
 
 impl UseVersionObserverReturn {
@@ -106,6 +111,8 @@ pub fn use_version_observer_with_options(
         cluster,
         connected: signals.connected.into(),
         stale,
+        required: Signal::stored(false),
+        notes_url: Signal::stored(None),
     }
 }
 
@@ -134,14 +141,14 @@ mod live {
 #[cfg(feature = "hydrate")]
 mod live {
     use super::*;
-    use crate::browser::stream::VersionStream;
+    use crate::browser::shared::BrowserStream;
     use std::{cell::RefCell, collections::HashMap, rc::Rc};
 
     /// One stream per URL per page, and the signals it feeds.
     struct Live {
         signals: Signals,
         users: usize,
-        _stream: VersionStream,
+        _stream: BrowserStream,
     }
 
     thread_local! {
@@ -171,7 +178,9 @@ mod live {
                 Some(page) => version_observer_core::stream_request::stream_url(url, page),
                 None => url.to_owned(),
             };
-            let stream = VersionStream::connect(
+            // One stream per browser: the tab holding it shares every report.
+            let stream = BrowserStream::connect(
+                url,
                 &stream_url,
                 move |next: VersionReport| {
                     if let Some(page) = &page {

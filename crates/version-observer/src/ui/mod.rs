@@ -1,18 +1,24 @@
 //! The Leptos side, rendered on the server (`ssr`) and hydrated in the
 //! browser (`hydrate`): [`use_version_observer`] for your own UI, and
 //! [`VersionBanner`], the default one built on it; [`ReloadOnNavigation`],
-//! the `on-navigation` reload strategy.
+//! the `on-navigation` reload strategy; [`use_unsaved_input`] and
+//! [`use_kept_signal`], so that no reload loses the user's work.
 
+mod auto;
 mod banner;
 mod hook;
+mod kept;
 mod navigation;
+mod unsaved;
 
-pub use banner::VersionBanner;
+pub use banner::{BannerTexts, VersionBanner};
 pub use hook::{
     use_version_observer, use_version_observer_with_options, UseVersionObserverOptions,
     UseVersionObserverReturn,
 };
+pub use kept::use_kept_signal;
 pub use navigation::ReloadOnNavigation;
+pub use unsaved::{use_unsaved_input, UnsavedInput};
 
 use serde::{Deserialize, Serialize};
 use version_observer_core::Version;
