@@ -45,8 +45,10 @@
 
 pub use version_observer_core as core;
 pub use version_observer_core::{
-    banner::PageKnowledge, status::ClusterStatus, ClusterState, ClusterView, Compat, Mode,
-    NodeInfo, Timings, Version, VersionReport,
+    banner::{PageKnowledge, Staleness},
+    status::ClusterStatus,
+    ClusterState, ClusterView, Compat, Mode, NodeInfo, Release, Severity, Timings, Version,
+    VersionReport,
 };
 
 mod ui;
