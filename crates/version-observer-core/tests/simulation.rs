@@ -1229,18 +1229,21 @@ fn a_rolling_deploy_carries_the_new_nodes_release_into_the_record() {
         notes_url: Some("https://example.com/releases/1.0.0".into()),
         min_supported: None,
     };
-    // n1 and n3 agree; n2 was given another notes URL and a minimum
-    // supported version: the merge takes the most severe severity, the
-    // highest minimum, and the notes of the lowest node id (n1).
+    // The three new nodes were given different releases (a mistake, but
+    // one the monitor must settle the same way every time): the merge takes
+    // the most severe severity, the highest minimum, and the notes of the
+    // lowest node id (n1).
     let other = Release {
         severity: Severity::Optional,
         notes_url: Some("/notes".into()),
         min_supported: Some(v("0.5.0")),
     };
-    let live = roll_onto_one_oh(
-        &mut sim,
-        [Some(required.clone()), Some(other), Some(required.clone())],
-    );
+    let third = Release {
+        severity: Severity::Optional,
+        notes_url: Some("/other-notes".into()),
+        min_supported: Some(v("0.2.0")),
+    };
+    let live = roll_onto_one_oh(&mut sim, [Some(required.clone()), Some(other), Some(third)]);
     let want = Release {
         min_supported: Some(v("0.5.0")),
         ..required
