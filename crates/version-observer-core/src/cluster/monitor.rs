@@ -588,4 +588,34 @@ mod tests {
         assert_eq!(BACKOFF.delay(4), ms(1_000));
         assert_eq!(BACKOFF.delay(40), ms(1_000));
     }
+
+    #[test]
+    fn a_rounds_release_is_merged_from_the_answers_that_count() {
+        use crate::release::Severity;
+        let (mut r, _) = round(&["a", "b"]);
+        let required = Release {
+            severity: Severity::Required,
+            notes_url: Some("/b".into()),
+            min_supported: None,
+        };
+        let optional = Release {
+            notes_url: Some("/a".into()),
+            ..Release::default()
+        };
+        r.reply_with_release(p("b"), &v("2.0.0"), Some(required.clone()));
+        r.reply_with_release(p("a"), &v("2.0.0"), Some(optional.clone()));
+        assert_eq!(
+            r.release(),
+            Some(Release {
+                notes_url: Some("/a".into()),
+                ..required.clone()
+            })
+        );
+        // b leaves: its release no longer counts.
+        r.departed(&p("b"));
+        assert_eq!(r.release(), Some(optional));
+        // a answers again without one: none.
+        r.reply(p("a"), &v("2.0.0"));
+        assert_eq!(r.release(), None);
+    }
 }
