@@ -186,6 +186,7 @@ pub async fn announce(
         fence: previous.fence,
         leader: "vo-bench".into(),
         at_ms: 0,
+        release: None,
     };
     let revision = kv
         .update(STATE_KEY, encode(&record), current.revision)

@@ -432,6 +432,7 @@ async fn forge(
             fence: 1_000_000,
             leader: "forger".into(),
             at_ms: 0,
+            release: None,
         },
     };
     let sends = [

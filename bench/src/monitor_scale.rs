@@ -163,6 +163,7 @@ impl Simulated {
                     id: id.clone(),
                     version: version.clone(),
                     incarnation: 1,
+                    release: None,
                 });
                 let client = client.clone();
                 tasks.push(tokio::spawn(async move {

@@ -172,6 +172,50 @@ test.describe('reload strategies', () => {
     await waitFor('one open stream after the redeploy', async () => (await openStreams(adminPort)) === 1);
   });
 
+  test('a required release: the banner says so, links its notes, and immediate-required counts down to the reload', async ({ page }) => {
+    node = new Node({ port: await freePort(), version: '1.0.0' });
+    await node.start();
+    await page.goto(`${node.url}/?reload=immediate-required&countdown=2`);
+    await expect(page.getByTestId('stream-status')).toHaveText('connected');
+
+    node = await redeploy(node, '2.0.0', [
+      '--release-severity', 'required',
+      '--release-notes-url', '/releases/2.0.0',
+    ]);
+    const banner = page.getByTestId('version-banner');
+    await expect(banner).toContainText('A new version, 2.0.0, is required.');
+    await expect(banner).toHaveAttribute('data-required', '');
+    await expect(page.getByTestId('version-notes')).toHaveAttribute('href', '/releases/2.0.0');
+    await expect(page.getByTestId('version-notes')).toHaveText("What's new");
+    await expect(page.getByTestId('version-countdown')).toHaveText(/Reloading in [12] s\./);
+    await expect(page.getByTestId('page-version')).toHaveText('2.0.0');
+  });
+
+  test('an optional release asks; a page older than the minimum supported version gets the required treatment', async ({ context }) => {
+    const port = await freePort();
+    const query = '/?reload=immediate-required&countdown=600';
+    node = new Node({ port, version: '1.4.0' });
+    await node.start();
+    const old = await context.newPage();
+    await old.goto(node.url + query);
+    await expect(old.getByTestId('stream-status')).toHaveText('connected');
+    node = await redeploy(node, '1.6.0');
+    const newer = await context.newPage();
+    await newer.goto(node.url + query);
+    await expect(newer.getByTestId('page-version')).toHaveText('1.6.0');
+    await expect(old.getByTestId('cluster-state')).toContainText('settled on 1.6.0');
+
+    node = await redeploy(node, '2.0.0', ['--min-supported-version', '1.5.0']);
+    const oldBanner = old.getByTestId('version-banner');
+    await expect(oldBanner).toContainText('2.0.0, is required.');
+    await expect(oldBanner).toHaveAttribute('data-state', 'countdown');
+    const newerBanner = newer.getByTestId('version-banner');
+    await expect(newerBanner).toContainText('2.0.0, is available.');
+    await expect(newerBanner).toHaveAttribute('data-state', 'prompt');
+    await expect(newerBanner).not.toHaveAttribute('data-required');
+    await expect(newer.getByTestId('version-countdown')).toHaveCount(0);
+  });
+
   test('the banner is polite, keyboard-usable, and speaks the texts it is given', async ({ page }) => {
     node = new Node({ port: await freePort(), version: '1.0.0' });
     await node.start();

@@ -55,7 +55,8 @@ impl Application {
             .compat(config.compat)
             .nats_opt(config.nats_settings())
             .max_streams(config.max_streams)
-            .keepalive(config.keepalive());
+            .keepalive(config.keepalive())
+            .release(config.release());
         if let Some(id) = &config.node_id {
             builder = builder.node_id(id);
         }

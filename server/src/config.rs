@@ -17,8 +17,8 @@ use std::{
     time::Duration,
 };
 use version_observer::{
-    core::{protocol, timing::streams},
-    Compat, NatsSettings, Timings,
+    core::{protocol, release::valid_notes_url, timing::streams},
+    Compat, NatsSettings, Release, Severity, Timings,
 };
 
 /// The version this binary was built as.
@@ -52,6 +52,23 @@ pub struct Config {
     /// leftmost non-zero component), minor, patch or exact.
     #[arg(long, env = "VO_COMPAT", value_name = "MODE", default_value = "major")]
     pub compat: Compat,
+
+    /// How urgent reloading onto this node's version is, when the cluster
+    /// announces it: optional or required (pages older than
+    /// --min-supported-version are told required either way).
+    #[arg(long, env = "VO_RELEASE_SEVERITY", value_name = "SEVERITY", default_value = "optional",
+          value_parser = parse_severity)]
+    pub release_severity: Severity,
+
+    /// Release notes of this node's version, linked from the banner: an
+    /// https:// or http:// URL, or a path on the site starting with '/'.
+    #[arg(long, env = "VO_RELEASE_NOTES_URL", value_name = "URL", value_parser = parse_notes_url)]
+    pub release_notes_url: Option<String>,
+
+    /// The oldest page version that still works with this node's version:
+    /// older pages are told the reload is required.
+    #[arg(long, env = "VO_MIN_SUPPORTED_VERSION", value_name = "SEMVER", value_parser = parse_version)]
+    pub min_supported_version: Option<Version>,
 
     /// Folder with the built site (the wasm, JS and CSS under pkg/).
     #[arg(
@@ -169,6 +186,16 @@ impl Config {
         self.app_version.clone().unwrap_or_else(|| {
             Version::parse(BUILD_VERSION).expect("Cargo package versions are semver")
         })
+    }
+
+    /// What this node's operators say about its version, from the
+    /// `--release-*` and `--min-supported-version` flags.
+    pub fn release(&self) -> Release {
+        Release {
+            severity: self.release_severity,
+            notes_url: self.release_notes_url.clone(),
+            min_supported: self.min_supported_version.clone(),
+        }
     }
 
     pub fn keepalive(&self) -> Duration {
@@ -351,6 +378,15 @@ pub(crate) fn parse_version(value: &str) -> Result<Version, String> {
     })
 }
 
+fn parse_severity(value: &str) -> Result<Severity, String> {
+    value.parse()
+}
+
+fn parse_notes_url(value: &str) -> Result<String, String> {
+    valid_notes_url(value).map_err(|e| e.reason.to_owned())?;
+    Ok(value.to_owned())
+}
+
 fn parse_node_id(value: &str) -> Result<String, String> {
     protocol::valid_node_id(value)?;
     Ok(value.to_owned())
@@ -381,6 +417,47 @@ mod tests {
         assert_eq!(c.timings(), Timings::DEFAULT);
         assert_eq!(c.max_streams, crate::limits::default_max_streams());
         assert!(c.max_streams <= streams::MAX_STREAMS);
+        assert_eq!(c.release(), Release::default());
+    }
+
+    #[test]
+    fn release_flags_make_the_release() {
+        let c = parse(&[
+            "--release-severity",
+            "required",
+            "--release-notes-url",
+            "https://example.com/releases/2.0.0",
+            "--min-supported-version",
+            "1.4.0",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.release(),
+            Release {
+                severity: Severity::Required,
+                notes_url: Some("https://example.com/releases/2.0.0".into()),
+                min_supported: Some(Version::new(1, 4, 0)),
+            }
+        );
+        let c = parse(&["--release-notes-url", "/notes"]).unwrap();
+        assert_eq!(c.release().notes_url.as_deref(), Some("/notes"));
+        assert_eq!(c.release().severity, Severity::Optional);
+    }
+
+    #[test]
+    fn rejects_bad_release_flags_naming_them() {
+        for (flag, bad) in [
+            ("--release-severity", "urgent"),
+            ("--release-severity", "Required"),
+            ("--release-notes-url", "javascript:alert(1)"),
+            ("--release-notes-url", "//evil.example"),
+            ("--release-notes-url", "notes.html"),
+            ("--min-supported-version", "1.4"),
+        ] {
+            let err = parse(&[flag, bad]).unwrap_err().to_string();
+            assert!(err.contains(&format!("'{bad}'")), "{bad}: {err}");
+            assert!(err.contains(flag), "{err}");
+        }
     }
 
     #[test]

@@ -12,8 +12,17 @@
 //!    cluster is mixed or unknown; only when the live nodes have settled on a
 //!    version compatible with the announcement (a rollback that stuck) is the
 //!    page stale.
+//!
+//! How urgent the reload is ([`Staleness`]) comes from the announcement's
+//! release metadata: `required` if the release says so, or if the page is
+//! older than its minimum supported version; `optional` otherwise. Release
+//! metadata never makes a page stale by itself: a page compatible with the
+//! announced version gets no banner, whatever the release says.
 
-use crate::report::{ClusterState, ClusterView};
+use crate::{
+    release::{Release, Severity},
+    report::{ClusterState, ClusterView},
+};
 use semver::Version;
 
 /// The version the banner should name, or `None` to show no banner.
@@ -33,6 +42,67 @@ pub fn stale_page_target<'a>(page: &Version, view: &'a ClusterView) -> Option<&'
     settled_on_announced.then_some(announced)
 }
 
+/// A stale page's banner: the version it names, and how urgent reloading is
+/// for this page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Staleness {
+    /// The version the banner names ([`stale_page_target`]).
+    pub target: Version,
+    /// How urgent reloading is for this page ([`Release::severity_for`]
+    /// of the announcement's release; [`Severity::Optional`] without one).
+    pub severity: Severity,
+    /// The announcement's release metadata, as announced (validated).
+    pub release: Option<Release>,
+}
+
+impl Staleness {
+    /// Whether the page must reload ([`Severity::Required`]).
+    pub fn required(&self) -> bool {
+        self.severity == Severity::Required
+    }
+
+    /// The release notes of the announced version, if its operators gave any
+    /// (an `https://`/`http://` URL or a path on the site, validated).
+    pub fn notes_url(&self) -> Option<&str> {
+        self.release.as_ref()?.notes_url.as_deref()
+    }
+}
+
+/// [`stale_page_target`], with how urgent the reload is for `page`: `None`
+/// for no banner. A release in `view` that fails [`Release::validate`] is
+/// ignored.
+///
+/// ```
+/// use version_observer_core::{banner::staleness, ClusterView, Compat, Release, Severity, Version};
+/// let release = Release {
+///     notes_url: Some("/releases/2.0".into()),
+///     min_supported: Some(Version::new(1, 5, 0)),
+///     ..Release::default()
+/// };
+/// let view = ClusterView::single_node(&Version::new(2, 0, 0), Compat::Major)
+///     .with_release(Some(release));
+/// let old = staleness(&Version::new(1, 4, 0), &view).unwrap();
+/// assert!(old.required(), "older than the minimum supported version");
+/// assert_eq!(old.notes_url(), Some("/releases/2.0"));
+/// let newer = staleness(&Version::new(1, 6, 0), &view).unwrap();
+/// assert_eq!(newer.severity, Severity::Optional);
+/// assert_eq!(staleness(&Version::new(2, 0, 1), &view), None, "compatible: no banner");
+/// ```
+pub fn staleness(page: &Version, view: &ClusterView) -> Option<Staleness> {
+    let target = stale_page_target(page, view)?.clone();
+    let release = view
+        .announced_release
+        .clone()
+        .filter(|r| r.validate().is_ok());
+    Some(Staleness {
+        target,
+        severity: release
+            .as_ref()
+            .map_or(Severity::Optional, |r| r.severity_for(page)),
+        release,
+    })
+}
+
 /// What an open page has learned from every report it received, and the
 /// banner that follows: the rules of [`stale_page_target`], made monotonic.
 ///
@@ -41,6 +111,8 @@ pub fn stale_page_target<'a>(page: &Version, view: &'a ClusterView) -> Option<&'
 /// - Once a page is stale it stays stale (no flapping while a later deploy is
 ///   in progress); only a newer announcement can change the target, or clear
 ///   it when the page is current again (a rollback to the page's version).
+/// - The release metadata (severity, notes) is the one of the newest
+///   announcement, like the version; see [`staleness`](Self::staleness).
 ///
 /// ```
 /// use version_observer_core::{banner::PageKnowledge, ClusterView, ClusterState, Compat, Version};
@@ -52,6 +124,7 @@ pub fn stale_page_target<'a>(page: &Version, view: &'a ClusterView) -> Option<&'
 ///     announced_version: Some(Version::new(2, 0, 0)),
 ///     announced_revision: Some(7),
 ///     compat: Compat::Major,
+///     announced_release: None,
 /// };
 /// known.learn(&page, announced.clone());
 /// assert_eq!(known.stale_target(), Some(&Version::new(2, 0, 0)));
@@ -69,23 +142,38 @@ pub fn stale_page_target<'a>(page: &Version, view: &'a ClusterView) -> Option<&'
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PageKnowledge {
     view: Option<ClusterView>,
-    stale: Option<Version>,
+    stale: Option<Staleness>,
     stale_revision: Option<u64>,
 }
 
 impl PageKnowledge {
-    /// Takes in the next report's view.
+    /// Takes in the next report's view, for a page of version `page` (the
+    /// same page every time).
     pub fn learn(&mut self, page: &Version, mut view: ClusterView) {
+        // Never trust metadata that fails the check, whoever sent it.
+        view.announced_release = view
+            .announced_release
+            .filter(|r| r.validate().is_ok())
+            .and_then(Release::non_empty);
         if let Some(known) = &self.view {
             if view.announced_revision < known.announced_revision {
                 // This node knows less: keep the newer announcement.
                 view.announced_version = known.announced_version.clone();
                 view.announced_revision = known.announced_revision;
+                view.announced_release = known.announced_release.clone();
+            } else if view.announced_revision.is_some()
+                && view.announced_revision == known.announced_revision
+                && view.announced_release.is_none()
+            {
+                // The same record from a node that does not pass release
+                // metadata on (an older version, mid-deploy): keep what
+                // the page knows of it.
+                view.announced_release = known.announced_release.clone();
             }
         }
-        match stale_page_target(page, &view) {
-            Some(target) => {
-                self.stale = Some(target.clone());
+        match staleness(page, &view) {
+            Some(stale) => {
+                self.stale = Some(stale);
                 self.stale_revision = view.announced_revision;
             }
             None if view.announced_revision > self.stale_revision => {
@@ -105,7 +193,49 @@ impl PageKnowledge {
 
     /// The version the banner names, or `None` for no banner.
     pub fn stale_target(&self) -> Option<&Version> {
+        self.stale.as_ref().map(|s| &s.target)
+    }
+
+    /// The banner: the version it names, how urgent reloading is for this
+    /// page, and the release notes; `None` for no banner.
+    ///
+    /// ```
+    /// use version_observer_core::{banner::PageKnowledge, ClusterView, Compat, Release, Severity, Version};
+    /// let page = Version::new(1, 0, 0);
+    /// let mut known = PageKnowledge::default();
+    /// let release = Release {
+    ///     severity: Severity::Required,
+    ///     notes_url: Some("https://example.com/2.0".into()),
+    ///     min_supported: None,
+    /// };
+    /// known.learn(&page, ClusterView::single_node(&Version::new(2, 0, 0), Compat::Major)
+    ///     .with_release(Some(release.clone())));
+    /// let stale = known.staleness().unwrap();
+    /// assert_eq!(stale.target, Version::new(2, 0, 0));
+    /// assert!(stale.required() && known.required());
+    /// assert_eq!(known.notes_url(), Some("https://example.com/2.0"));
+    /// assert_eq!(known.stale_release(), Some(&release));
+    /// ```
+    pub fn staleness(&self) -> Option<&Staleness> {
         self.stale.as_ref()
+    }
+
+    /// The release metadata of the announcement the banner names, if its
+    /// operators gave any; `None` without a banner.
+    pub fn stale_release(&self) -> Option<&Release> {
+        self.stale.as_ref()?.release.as_ref()
+    }
+
+    /// Whether this page must reload: it is stale, and the announcement's
+    /// release says `required` or the page is older than its minimum
+    /// supported version. `false` without a banner.
+    pub fn required(&self) -> bool {
+        self.stale.as_ref().is_some_and(Staleness::required)
+    }
+
+    /// The announced version's release notes, while the page is stale.
+    pub fn notes_url(&self) -> Option<&str> {
+        self.stale.as_ref()?.notes_url()
     }
 }
 
@@ -126,6 +256,7 @@ mod tests {
             announced_version: announced.map(v),
             announced_revision: None,
             compat: Compat::Major,
+            announced_release: None,
         }
     }
 
@@ -271,5 +402,276 @@ mod tests {
         assert_eq!(known.stale_target(), None);
         known.learn(&page, view(Settled, Some("2.0.0"), Some("2.0.0")));
         assert_eq!(known.stale_target(), Some(&v("2.0.0")));
+    }
+
+    fn rel(severity: Severity, url: Option<&str>, min: Option<&str>) -> Release {
+        Release {
+            severity,
+            notes_url: url.map(str::to_owned),
+            min_supported: min.map(v),
+        }
+    }
+
+    fn with(mut view: ClusterView, release: Option<Release>) -> ClusterView {
+        view.announced_release = release;
+        view
+    }
+
+    /// (page, state, settled, announced, release severity, min supported,
+    /// expected banner and severity)
+    #[allow(clippy::type_complexity)]
+    const SEVERITY_TABLE: &[(
+        &str,
+        ClusterState,
+        Option<&str>,
+        &str,
+        Option<Severity>,
+        Option<&str>,
+        Option<(&str, Severity)>,
+    )] = &[
+        // an old page, no release metadata: optional
+        (
+            "1.0.0",
+            Settled,
+            Some("2.0.0"),
+            "2.0.0",
+            None,
+            None,
+            Some(("2.0.0", Severity::Optional)),
+        ),
+        (
+            "1.0.0",
+            Settled,
+            Some("2.0.0"),
+            "2.0.0",
+            Some(Severity::Optional),
+            None,
+            Some(("2.0.0", Severity::Optional)),
+        ),
+        // the release says required
+        (
+            "1.0.0",
+            Settled,
+            Some("2.0.0"),
+            "2.0.0",
+            Some(Severity::Required),
+            None,
+            Some(("2.0.0", Severity::Required)),
+        ),
+        (
+            "1.0.0",
+            Mixed,
+            None,
+            "2.0.0",
+            Some(Severity::Required),
+            None,
+            Some(("2.0.0", Severity::Required)),
+        ),
+        (
+            "1.0.0",
+            Unknown,
+            None,
+            "2.0.0",
+            Some(Severity::Required),
+            None,
+            Some(("2.0.0", Severity::Required)),
+        ),
+        // min_supported makes an optional release required only for older pages
+        (
+            "1.4.0",
+            Settled,
+            Some("2.0.0"),
+            "2.0.0",
+            Some(Severity::Optional),
+            Some("1.5.0"),
+            Some(("2.0.0", Severity::Required)),
+        ),
+        (
+            "1.5.0",
+            Settled,
+            Some("2.0.0"),
+            "2.0.0",
+            Some(Severity::Optional),
+            Some("1.5.0"),
+            Some(("2.0.0", Severity::Optional)),
+        ),
+        (
+            "1.9.0",
+            Settled,
+            Some("2.0.0"),
+            "2.0.0",
+            Some(Severity::Optional),
+            Some("1.5.0"),
+            Some(("2.0.0", Severity::Optional)),
+        ),
+        (
+            "1.5.0-rc.1",
+            Settled,
+            Some("2.0.0"),
+            "2.0.0",
+            Some(Severity::Optional),
+            Some("1.5.0"),
+            Some(("2.0.0", Severity::Required)),
+        ),
+        // a compatible deploy stays silent, whatever its release says
+        (
+            "2.0.0",
+            Settled,
+            Some("2.1.0"),
+            "2.1.0",
+            Some(Severity::Required),
+            None,
+            None,
+        ),
+        (
+            "2.0.0",
+            Settled,
+            Some("2.1.0"),
+            "2.1.0",
+            Some(Severity::Optional),
+            Some("2.1.0"),
+            None,
+        ),
+        (
+            "2.0.0",
+            Settled,
+            Some("2.0.0"),
+            "2.0.0",
+            Some(Severity::Required),
+            Some("3.0.0"),
+            None,
+        ),
+        // a new page mid-deploy stays quiet, required or not
+        (
+            "2.0.0",
+            Mixed,
+            None,
+            "1.0.0",
+            Some(Severity::Required),
+            Some("1.0.0"),
+            None,
+        ),
+        // a rollback that stuck: the rolled-back-to version's release counts
+        (
+            "2.0.0",
+            Settled,
+            Some("1.0.0"),
+            "1.0.0",
+            Some(Severity::Required),
+            None,
+            Some(("1.0.0", Severity::Required)),
+        ),
+        (
+            "2.0.0",
+            Settled,
+            Some("1.0.0"),
+            "1.0.0",
+            Some(Severity::Optional),
+            Some("1.0.0"),
+            Some(("1.0.0", Severity::Optional)),
+        ),
+    ];
+
+    #[test]
+    fn severity_table() {
+        for (page, state, settled, announced, severity, min, expected) in SEVERITY_TABLE {
+            let release = severity.map(|s| rel(s, Some("/notes"), *min));
+            let view = with(view(*state, *settled, Some(announced)), release.clone());
+            let got = staleness(&v(page), &view);
+            let want = expected.map(|(target, severity)| Staleness {
+                target: v(target),
+                severity,
+                release: release.clone(),
+            });
+            assert_eq!(
+                got, want,
+                "page {page}, {state:?}, settled {settled:?}, announced {announced}, {severity:?}, min {min:?}"
+            );
+            // The monotonic page agrees on a first report.
+            let mut known = PageKnowledge::default();
+            known.learn(&v(page), view);
+            assert_eq!(known.staleness(), want.as_ref(), "page {page}");
+            assert_eq!(
+                known.required(),
+                matches!(expected, Some((_, Severity::Required))),
+                "page {page}"
+            );
+            assert_eq!(
+                known.notes_url(),
+                want.as_ref().and(release.as_ref()).and(Some("/notes")),
+                "page {page}"
+            );
+            assert_eq!(known.stale_release(), want.as_ref().and(release.as_ref()));
+        }
+    }
+
+    #[test]
+    fn the_newest_announcements_release_wins() {
+        let page = v("1.0.0");
+        let mut known = PageKnowledge::default();
+        let optional = rel(Severity::Optional, Some("/notes/2"), None);
+        let required = rel(Severity::Required, Some("/notes/3"), None);
+        let announced = |version: &str, release: &Release, revision| {
+            at(
+                with(
+                    view(Settled, Some(version), Some(version)),
+                    Some(release.clone()),
+                ),
+                revision,
+            )
+        };
+        known.learn(&page, announced("2.0.0", &optional, 5));
+        assert!(!known.required());
+        assert_eq!(known.notes_url(), Some("/notes/2"));
+        // A node that has not read record 5 yet, with an older record whose
+        // release was required: the page keeps the newest one.
+        known.learn(&page, announced("1.5.0", &required, 3));
+        assert_eq!(known.stale_target(), Some(&v("2.0.0")));
+        assert!(!known.required());
+        assert_eq!(known.notes_url(), Some("/notes/2"));
+        assert_eq!(
+            known.view().unwrap().announced_release,
+            Some(optional.clone())
+        );
+        // ...nor can one with no release take it away.
+        known.learn(&page, at(view(Unknown, None, Some("1.0.0")), 2));
+        assert_eq!(known.stale_release(), Some(&optional));
+        // A newer announcement brings its own release: required now.
+        known.learn(&page, announced("3.0.0", &required, 8));
+        assert_eq!(known.stale_target(), Some(&v("3.0.0")));
+        assert!(known.required());
+        assert_eq!(known.notes_url(), Some("/notes/3"));
+        // The next deploy in progress does not change it (no flapping),
+        // even reported by an older node that drops the release of record 8.
+        known.learn(&page, at(view(Mixed, None, Some("3.0.0")), 8));
+        assert!(known.required());
+        assert_eq!(known.notes_url(), Some("/notes/3"));
+        // And a newer one that says optional again is optional: it is news.
+        known.learn(&page, announced("4.0.0", &optional, 9));
+        assert_eq!(known.stale_target(), Some(&v("4.0.0")));
+        assert!(!known.required());
+        // Back to the page's own version: no banner, no severity, no notes.
+        known.learn(&page, announced("1.0.0", &required, 10));
+        assert_eq!(known.staleness(), None);
+        assert!(!known.required());
+        assert_eq!(known.notes_url(), None);
+    }
+
+    #[test]
+    fn an_invalid_release_in_a_report_is_ignored() {
+        let page = v("1.0.0");
+        for url in ["javascript:alert(1)", "//evil.example", "https://a b"] {
+            let forged = rel(Severity::Required, Some(url), Some("9.0.0"));
+            let view = with(view(Settled, Some("2.0.0"), Some("2.0.0")), Some(forged));
+            let stale = staleness(&page, &view).unwrap();
+            assert_eq!(stale.release, None, "{url}");
+            assert_eq!(stale.severity, Severity::Optional);
+            let mut known = PageKnowledge::default();
+            known.learn(&page, view);
+            assert_eq!(known.stale_target(), Some(&v("2.0.0")));
+            assert_eq!(known.notes_url(), None, "{url}");
+            assert!(!known.required());
+            assert_eq!(known.view().unwrap().announced_release, None);
+        }
     }
 }

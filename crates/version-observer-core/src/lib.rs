@@ -4,6 +4,7 @@
 //!
 //! - [`auth`]: authenticating cluster messages with a shared key;
 //! - [`compat`]: the compatibility policy (when does a version change break an open page);
+//! - [`release`]: release metadata (severity, notes URL, minimum supported version) and its validation;
 //! - [`report`]: what a node tells its browsers (`GET /api/version`, the event stream);
 //! - [`banner`]: when an open page is stale, from its own version and the node's view;
 //! - [`paths`]: the HTTP paths a node serves;
@@ -33,6 +34,7 @@ pub mod compat;
 pub mod paths;
 pub mod protocol;
 pub mod query;
+pub mod release;
 pub mod reload;
 pub mod report;
 pub mod status;
@@ -40,6 +42,7 @@ pub mod stream_request;
 pub mod timing;
 
 pub use compat::Compat;
+pub use release::{Release, Severity};
 pub use report::{ClusterState, ClusterView, Mode, NodeInfo, VersionReport};
 pub use semver::Version;
 pub use timing::Timings;

@@ -18,6 +18,7 @@
 //! by the caller ([`decode`] never panics). With a cluster key every message
 //! also carries a MAC, and KV values are sealed ([`crate::auth`]).
 
+use crate::release::Release;
 use semver::Version;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
@@ -261,6 +262,11 @@ pub struct VersionReply {
     pub version: Version,
     /// The replying node's incarnation, as in its [`Presence`] messages.
     pub incarnation: u64,
+    /// The release metadata the replying node was started with, if any.
+    /// Optional on the wire (older nodes send none); decode replies with
+    /// [`decode_with_release`], which drops an invalid one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<Release>,
 }
 
 /// The value of the lease key.
@@ -300,6 +306,11 @@ pub struct SettledRecord {
     /// [`Coordinator`](crate::cluster::Coordinator)); informational only,
     /// nothing decides on it.
     pub at_ms: u64,
+    /// The settled version's release metadata, from the replies of the nodes
+    /// that run it ([`Release::merge`]); absent when they gave none, and in
+    /// records of older nodes. Decode records with [`decode_with_release`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<Release>,
 }
 
 /// A record as written, with its KV revision (newer records have larger ones).
@@ -343,6 +354,76 @@ pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DecodeError> {
         return Err(DecodeError::TooLarge(payload.len()));
     }
     Ok(serde_json::from_slice(payload)?)
+}
+
+/// A message that may carry release metadata: [`VersionReply`] and
+/// [`SettledRecord`].
+pub trait CarriesRelease {
+    /// Where the message keeps its release.
+    fn release_mut(&mut self) -> &mut Option<Release>;
+}
+
+impl CarriesRelease for VersionReply {
+    fn release_mut(&mut self) -> &mut Option<Release> {
+        &mut self.release
+    }
+}
+
+impl CarriesRelease for SettledRecord {
+    fn release_mut(&mut self) -> &mut Option<Release> {
+        &mut self.release
+    }
+}
+
+/// What [`decode_with_release`] made of a message's release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReleaseCheck {
+    /// The message carried no release, or a valid one (kept).
+    Ok,
+    /// The message carried a release that does not decode or fails
+    /// [`Release::validate`]: it was dropped (the message keeps `None`) and
+    /// must be counted.
+    Dropped(String),
+}
+
+/// Decodes a message that may carry release metadata ([`CarriesRelease`]),
+/// so that bad metadata never costs the message itself: the message is
+/// decoded without its `release` field, and the release on its own; a
+/// release that does not decode, or fails [`Release::validate`] (a
+/// `javascript:` notes URL, say), is dropped and reported as
+/// [`ReleaseCheck::Dropped`]. Errors only when the rest of the message is
+/// malformed ([`decode`]). Never panics, whatever the bytes.
+///
+/// ```
+/// use version_observer_core::protocol::{decode_with_release, ReleaseCheck, VersionReply};
+/// let forged = br#"{"id":"web-1","version":"2.0.0","incarnation":1,
+///     "release":{"severity":"required","notes_url":"javascript:alert(1)"}}"#;
+/// let (reply, check) = decode_with_release::<VersionReply>(forged).unwrap();
+/// assert_eq!((reply.id.as_str(), reply.release), ("web-1", None));
+/// assert!(matches!(check, ReleaseCheck::Dropped(_)));
+/// let old = br#"{"id":"web-1","version":"1.0.0","incarnation":1}"#;
+/// assert_eq!(decode_with_release::<VersionReply>(old).unwrap().1, ReleaseCheck::Ok);
+/// ```
+pub fn decode_with_release<T: DeserializeOwned + CarriesRelease>(
+    payload: &[u8],
+) -> Result<(T, ReleaseCheck), DecodeError> {
+    let mut value: serde_json::Value = decode(payload)?;
+    let raw = value
+        .as_object_mut()
+        .and_then(|fields| fields.remove("release"));
+    let mut message: T = serde_json::from_value(value)?;
+    let (release, check) = match raw {
+        None | Some(serde_json::Value::Null) => (None, ReleaseCheck::Ok),
+        Some(raw) => match serde_json::from_value::<Release>(raw) {
+            Ok(release) => match release.validate() {
+                Ok(()) => (release.non_empty(), ReleaseCheck::Ok),
+                Err(e) => (None, ReleaseCheck::Dropped(e.to_string())),
+            },
+            Err(e) => (None, ReleaseCheck::Dropped(format!("invalid release: {e}"))),
+        },
+    };
+    *message.release_mut() = release;
+    Ok((message, check))
 }
 
 /// Encodes a message as JSON, the wire format of every payload and KV value.
@@ -500,10 +581,76 @@ mod tests {
                 fence: 3,
                 leader: "n2".into(),
                 at_ms: 1,
+                release: None,
             },
         };
         let json = String::from_utf8(encode(&notice).to_vec()).unwrap();
         assert!(json.contains(r#""kind":"announcement""#), "{json}");
         assert_eq!(decode::<SettledNotice>(json.as_bytes()).unwrap(), notice);
+    }
+
+    #[test]
+    fn release_metadata_is_optional_on_the_wire_and_checked() {
+        use crate::release::Severity;
+        let release = Release {
+            severity: Severity::Required,
+            notes_url: Some("https://example.com/2.0".into()),
+            min_supported: Some(Version::new(1, 5, 0)),
+        };
+        let reply = VersionReply {
+            id: "n1".into(),
+            version: Version::new(2, 0, 0),
+            incarnation: 4,
+            release: Some(release.clone()),
+        };
+        let (back, check) = decode_with_release::<VersionReply>(&encode(&reply)).unwrap();
+        assert_eq!((back, check), (reply.clone(), ReleaseCheck::Ok));
+        // Without one, the field is left out, so older nodes read it as before.
+        let bare = VersionReply {
+            release: None,
+            ..reply.clone()
+        };
+        let json = String::from_utf8(encode(&bare).to_vec()).unwrap();
+        assert!(!json.contains("release"), "{json}");
+        assert_eq!(decode::<VersionReply>(json.as_bytes()).unwrap(), bare);
+        // An empty release is none.
+        let (empty, check) = decode_with_release::<VersionReply>(
+            br#"{"id":"n1","version":"2.0.0","incarnation":4,"release":{}}"#,
+        )
+        .unwrap();
+        assert_eq!((empty.release, check), (None, ReleaseCheck::Ok));
+        // Bad metadata of every kind is dropped; the message itself is kept.
+        for bad in [
+            r#"{"notes_url":"javascript:alert(1)"}"#,
+            r#"{"notes_url":"//evil.example"}"#,
+            r#"{"severity":"urgent"}"#,
+            r#"{"min_supported":"1.x"}"#,
+            r#"{"notes_url":7}"#,
+            r#""required""#,
+        ] {
+            let payload =
+                format!(r#"{{"id":"n1","version":"2.0.0","incarnation":4,"release":{bad}}}"#);
+            let (reply, check) = decode_with_release::<VersionReply>(payload.as_bytes()).unwrap();
+            assert_eq!(reply.release, None, "{bad}");
+            assert_eq!(reply.id, "n1");
+            assert!(
+                matches!(check, ReleaseCheck::Dropped(_)),
+                "{bad}: {check:?}"
+            );
+        }
+        // A malformed message is still malformed.
+        assert!(decode_with_release::<VersionReply>(br#"{"id":"n1"}"#).is_err());
+        assert!(decode_with_release::<VersionReply>(b"[1,2]").is_err());
+        assert!(decode_with_release::<VersionReply>(b"not json").is_err());
+        // Records: an old one (no field) decodes, a new one keeps its release.
+        let old = br#"{"version":"1.0.0","previous":null,"kind":"baseline","fence":2,"leader":"n1","at_ms":0}"#;
+        let (record, check) = decode_with_release::<SettledRecord>(old).unwrap();
+        assert_eq!((record.release, check), (None, ReleaseCheck::Ok));
+        let record = SettledRecord {
+            release: Some(release),
+            ..record
+        };
+        let (back, check) = decode_with_release::<SettledRecord>(&encode(&record)).unwrap();
+        assert_eq!((back, check), (record, ReleaseCheck::Ok));
     }
 }

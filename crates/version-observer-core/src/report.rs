@@ -13,7 +13,7 @@
 //! assert!(json.contains(r#""state":"settled""#));
 //! ```
 
-use crate::compat::Compat;
+use crate::{compat::Compat, release::Release};
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +46,12 @@ pub struct ClusterView {
     pub announced_revision: Option<u64>,
     /// The policy that decides which differences from `announced_version` make a page stale.
     pub compat: Compat,
+    /// What the announced version's operators said about it (severity,
+    /// release notes, minimum supported version), validated
+    /// ([`Release::validate`]); left out when they said nothing, and absent
+    /// in reports of older nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announced_release: Option<Release>,
 }
 
 impl ClusterView {
@@ -57,7 +63,28 @@ impl ClusterView {
             announced_version: Some(version.clone()),
             announced_revision: None,
             compat,
+            announced_release: None,
         }
+    }
+
+    /// This view with `release` as the announced version's release (a
+    /// single node announces its own); an empty or invalid release is left
+    /// out.
+    ///
+    /// ```
+    /// use version_observer_core::{ClusterView, Compat, Release, Severity, Version};
+    /// let release = Release { severity: Severity::Required, ..Release::default() };
+    /// let view = ClusterView::single_node(&Version::new(2, 0, 0), Compat::Major)
+    ///     .with_release(Some(release.clone()));
+    /// assert_eq!(view.announced_release, Some(release));
+    /// let json = serde_json::to_string(&view).unwrap();
+    /// assert!(json.contains(r#""announced_release":{"severity":"required"}"#), "{json}");
+    /// ```
+    pub fn with_release(mut self, release: Option<Release>) -> Self {
+        self.announced_release = release
+            .filter(|r| r.validate().is_ok())
+            .and_then(Release::non_empty);
+        self
     }
 }
 

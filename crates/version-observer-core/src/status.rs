@@ -105,12 +105,20 @@ pub struct Dropped {
     pub unknown_subject: u64,
     /// With a cluster key: messages and KV values without a valid MAC.
     pub unauthenticated: u64,
+    /// Release metadata that failed its check (a version reply's or a
+    /// record's): the metadata was dropped, the message itself kept.
+    #[serde(default)]
+    pub bad_release: u64,
 }
 
 impl Dropped {
     /// All of them.
     pub fn total(&self) -> u64 {
-        self.malformed + self.bad_reply_subject + self.unknown_subject + self.unauthenticated
+        self.malformed
+            + self.bad_reply_subject
+            + self.unknown_subject
+            + self.unauthenticated
+            + self.bad_release
     }
 }
 

@@ -17,7 +17,7 @@ use version_observer_core::{
         self, Names, Presence, PresenceKind, SettledNotice, SettledRecord, VersionRequest,
         LEASE_KEY, STATE_KEY,
     },
-    ClusterState, ClusterView, Compat, Timings, Version,
+    ClusterState, ClusterView, Compat, Release, Severity, Timings, Version,
 };
 
 const LATENCY: Duration = Duration::from_millis(1);
@@ -159,6 +159,9 @@ struct Sim {
     kv_delay_of: Vec<(usize, Duration)>,
     /// The cluster key nodes started from now on get.
     key: Option<ClusterKey>,
+    /// Rewrites the `release` of every version reply from this node id
+    /// (a forged or tampered reply) into this JSON.
+    tamper_release: Option<(String, serde_json::Value)>,
 }
 
 impl Sim {
@@ -184,6 +187,7 @@ impl Sim {
             kv_delay: Duration::ZERO,
             kv_delay_of: Vec::new(),
             key: None,
+            tamper_release: None,
         }
     }
 
@@ -193,6 +197,21 @@ impl Sim {
     }
 
     fn start_with(&mut self, id: &str, version: &str, compat: Compat) -> usize {
+        self.start_full(id, version, compat, None)
+    }
+
+    /// Starts a node with release metadata.
+    fn start_release(&mut self, id: &str, version: &str, release: Release) -> usize {
+        self.start_full(id, version, Compat::Major, Some(release))
+    }
+
+    fn start_full(
+        &mut self,
+        id: &str,
+        version: &str,
+        compat: Compat,
+        release: Option<Release>,
+    ) -> usize {
         let index = self.nodes.len();
         let inbox = format!("_INBOX.n{index}");
         let me = Identity {
@@ -210,6 +229,9 @@ impl Sim {
         );
         if let Some(key) = &self.key {
             coord = coord.with_key(key.clone());
+        }
+        if let Some(release) = release {
+            coord = coord.with_release(release);
         }
         coord.handle_connected(self.now);
         self.nodes.push(Node {
@@ -286,6 +308,18 @@ impl Sim {
         payload: Bytes,
         mac: Option<String>,
     ) {
+        let payload = match &self.tamper_release {
+            Some((id, release)) if subject.starts_with("_INBOX.") => {
+                let mut reply: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+                if reply["id"] == id.as_str() {
+                    reply["release"] = release.clone();
+                    Bytes::from(serde_json::to_vec(&reply).unwrap())
+                } else {
+                    payload
+                }
+            }
+            _ => payload,
+        };
         self.log.push((self.now, subject.clone(), payload.clone()));
         let cluster = "vo.c.";
         for to in 0..self.nodes.len() {
@@ -771,6 +805,7 @@ fn with_a_cluster_key_a_forged_record_never_reaches_browsers_and_is_replaced() {
         fence: 0,
         leader: "forger".into(),
         at_ms: 0,
+        release: None,
     };
     let now = sim.now;
     let value = protocol::encode(&forged);
@@ -985,6 +1020,7 @@ fn a_forged_notice_never_reaches_browsers() {
             fence: 999,
             leader: "forger".into(),
             at_ms: 0,
+            release: None,
         },
     };
     let payload = protocol::encode(&forged);
@@ -1160,4 +1196,167 @@ fn open_tabs_travel_with_heartbeats_and_records_are_remembered() {
         .collect();
     assert_eq!(versions, ["2.0.0", "1.0.0"], "{recent:?}");
     assert!(recent[0].revision > recent[1].revision);
+}
+
+/// Rolls the nodes of a settled 0.1.0 cluster of three onto 1.0.0, one by
+/// one, the new nodes started with these releases; returns the live nodes.
+fn roll_onto_one_oh(sim: &mut Sim, releases: [Option<Release>; 3]) -> Vec<usize> {
+    let mut live = vec![0, 1, 2];
+    for (i, release) in releases.into_iter().enumerate() {
+        let old = live.remove(0);
+        sim.stop(old);
+        sim.run_for(ms(500));
+        let id = format!("n{}", i + 1);
+        let new = match release {
+            Some(release) => sim.start_release(&id, "1.0.0", release),
+            None => sim.start(&id, "1.0.0"),
+        };
+        live.push(new);
+    }
+    sim.run_until("the announcement", ms(20_000), |s| {
+        !s.announcements().is_empty()
+    });
+    sim.run_for(ms(10_000));
+    live
+}
+
+#[test]
+fn a_rolling_deploy_carries_the_new_nodes_release_into_the_record() {
+    let mut sim = settled_cluster(3, "0.1.0");
+    assert_eq!(sim.record().unwrap().release, None, "the baseline has none");
+    let required = Release {
+        severity: Severity::Required,
+        notes_url: Some("https://example.com/releases/1.0.0".into()),
+        min_supported: None,
+    };
+    // The three new nodes were given different releases (a mistake, but
+    // one the monitor must settle the same way every time): the merge takes
+    // the most severe severity, the highest minimum, and the notes of the
+    // lowest node id (n1).
+    let other = Release {
+        severity: Severity::Optional,
+        notes_url: Some("/notes".into()),
+        min_supported: Some(v("0.5.0")),
+    };
+    let third = Release {
+        severity: Severity::Optional,
+        notes_url: Some("/other-notes".into()),
+        min_supported: Some(v("0.2.0")),
+    };
+    let live = roll_onto_one_oh(&mut sim, [Some(required.clone()), Some(other), Some(third)]);
+    let want = Release {
+        min_supported: Some(v("0.5.0")),
+        ..required
+    };
+    let announced = sim.announcements();
+    assert_eq!(announced.len(), 1, "{announced:?}");
+    assert_eq!(announced[0].version, v("1.0.0"));
+    assert_eq!(announced[0].release, Some(want.clone()));
+    assert_eq!(sim.record().unwrap().release, Some(want.clone()));
+    for node in live {
+        let view = sim.view(node);
+        assert_eq!(view.announced_version, Some(v("1.0.0")));
+        assert_eq!(view.announced_release, Some(want.clone()), "node {node}");
+        // A page still on 0.1.0 must reload, with the notes.
+        let stale = version_observer_core::banner::staleness(&v("0.1.0"), &view).unwrap();
+        assert!(stale.required());
+        assert_eq!(
+            stale.notes_url(),
+            Some("https://example.com/releases/1.0.0")
+        );
+    }
+}
+
+#[test]
+fn a_compatible_deploy_with_a_release_stays_silent() {
+    let mut sim = settled_cluster(2, "1.0.0");
+    let required = Release {
+        severity: Severity::Required,
+        ..Release::default()
+    };
+    for i in 0..2 {
+        sim.stop(i);
+        sim.start_release(&format!("n{}", i + 1), "1.1.0", required.clone());
+        sim.run_for(ms(3_000));
+    }
+    sim.run_for(ms(20_000));
+    assert!(sim.announcements().is_empty());
+    assert_eq!(sim.record().unwrap().version, v("1.0.0"));
+    assert_eq!(sim.view(2).announced_release, None);
+    assert_eq!(sim.view(3).state, ClusterState::Settled);
+}
+
+#[test]
+fn a_forged_release_in_a_reply_is_dropped_and_counted() {
+    let mut sim = settled_cluster(3, "0.1.0");
+    let genuine = Release {
+        severity: Severity::Optional,
+        notes_url: Some("/releases/1.0.0".into()),
+        min_supported: None,
+    };
+    // Every reply of n1 (the lowest id, whose notes would win) carries a
+    // script URL and an impossible minimum instead.
+    sim.tamper_release = Some((
+        "n1".into(),
+        serde_json::json!({
+            "severity": "required",
+            "notes_url": "javascript:alert(document.cookie)",
+            "min_supported": "99.0.0"
+        }),
+    ));
+    let live = roll_onto_one_oh(
+        &mut sim,
+        [
+            Some(genuine.clone()),
+            Some(genuine.clone()),
+            Some(genuine.clone()),
+        ],
+    );
+    // n1's replies still counted (the version was announced, nothing
+    // stalled), but their release was dropped: the record has the others'.
+    let announced = sim.announcements();
+    assert_eq!(announced.len(), 1, "{announced:?}");
+    assert_eq!(announced[0].release, Some(genuine.clone()));
+    assert_eq!(sim.record().unwrap().release, Some(genuine.clone()));
+    let bad: u64 = sim
+        .nodes
+        .iter()
+        .map(|n| n.coord.dropped().bad_release)
+        .sum();
+    assert!(bad >= 1, "counted");
+    assert!(sim.nodes.iter().all(|n| n.coord.dropped().malformed == 0));
+    for node in live {
+        assert_eq!(sim.view(node).announced_release, Some(genuine.clone()));
+        assert!(sim.nodes[node].views.iter().all(|view| view
+            .announced_release
+            .as_ref()
+            .is_none_or(|r| r.severity == Severity::Optional)));
+    }
+}
+
+#[test]
+fn an_invalid_release_in_the_record_never_reaches_browsers() {
+    let mut sim = settled_cluster(2, "1.0.0");
+    // Someone with KV write access (no cluster key) writes a record whose
+    // release links to a script.
+    let now = sim.now;
+    let record = br#"{"version":"2.0.0","previous":"1.0.0","kind":"announcement","fence":0,"leader":"forger","at_ms":0,"release":{"severity":"required","notes_url":"javascript:alert(1)"}}"#;
+    sim.stream
+        .publish(
+            STATE_KEY,
+            Some(Bytes::from_static(record)),
+            None,
+            None,
+            None,
+            now,
+        )
+        .unwrap();
+    sim.run_for(ms(6_000));
+    for i in 0..2 {
+        assert!(sim.nodes[i]
+            .views
+            .iter()
+            .all(|view| view.announced_release.is_none()));
+        assert!(sim.nodes[i].coord.dropped().bad_release >= 1, "node {i}");
+    }
 }

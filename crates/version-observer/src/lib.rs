@@ -47,10 +47,11 @@
 
 pub use version_observer_core as core;
 pub use version_observer_core::{
-    banner::PageKnowledge,
+    banner::{PageKnowledge, Staleness},
     reload::{Immediate, ReloadStrategy},
     status::ClusterStatus,
-    ClusterState, ClusterView, Compat, Mode, NodeInfo, Timings, Version, VersionReport,
+    ClusterState, ClusterView, Compat, Mode, NodeInfo, Release, Severity, Timings, Version,
+    VersionReport,
 };
 
 mod ui;

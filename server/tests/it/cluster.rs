@@ -533,3 +533,40 @@ fn a_short_or_missing_cluster_key_stops_startup_naming_the_file() {
         assert!(stderr.contains(expect), "{stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_new_nodes_release_reaches_the_record_and_the_browsers() {
+    let nats = nats().await;
+    let url = nats.url();
+    let mut old = node(&url, "old-1", "0.1.0").await;
+    announced_on(&old, "0.1.0", "baseline").await;
+    let flags = [
+        "--release-severity",
+        "required",
+        "--release-notes-url",
+        "/releases/1.0.0",
+        "--min-supported-version",
+        "0.1.0",
+    ];
+    let new = [
+        node_with(&url, "new-1", "1.0.0", &flags).await,
+        node_with(&url, "new-2", "1.0.0", &flags).await,
+    ];
+    old.stop().await.unwrap();
+    let want = serde_json::json!({
+        "severity": "required",
+        "notes_url": "/releases/1.0.0",
+        "min_supported": "0.1.0"
+    });
+    for n in &new {
+        let c = announced_on(n, "1.0.0", "announcement").await;
+        assert_eq!(c["announced"]["record"]["release"], want, "{c}");
+        let report: Value = reqwest::get(n.url("/api/version"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(report["cluster"]["announced_release"], want, "{report}");
+    }
+}

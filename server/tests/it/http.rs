@@ -4,7 +4,9 @@
 use crate::support::{SseReader, TestNode, DEADLINE};
 use semver::Version;
 use std::time::Instant;
-use version_observer::{ClusterState, ClusterView, Compat, Mode, VersionReport};
+use version_observer::{
+    ClusterState, ClusterView, Compat, Mode, PageKnowledge, Release, Severity, VersionReport,
+};
 
 #[tokio::test]
 async fn api_version_reports_the_flags() {
@@ -134,4 +136,78 @@ async fn shutdown_ends_open_streams_and_the_server() {
     node.observer.stop();
     assert!(stream.next_event().await.is_none(), "the stream should end");
     node.stop().await.expect("the server drains cleanly");
+}
+
+#[tokio::test]
+async fn a_redeploy_with_release_flags_tells_old_pages_to_reload() {
+    let page = Version::new(1, 4, 0);
+    let old = TestNode::start(&["--app-version", "1.4.0"]).await;
+    let port = old.addr.port();
+    let mut known = PageKnowledge::default();
+    let first: VersionReport = reqwest::get(old.url("/api/version"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first.cluster.announced_release, None);
+    known.learn(&page, first.cluster);
+    assert_eq!(known.staleness(), None);
+    old.stop().await.unwrap();
+    // The new version, on the same port, with the three release flags.
+    let new = TestNode::start_on(
+        &format!("127.0.0.1:{port}"),
+        &[
+            "--app-version",
+            "2.0.0",
+            "--release-severity",
+            "optional",
+            "--release-notes-url",
+            "https://example.com/releases/2.0.0",
+            "--min-supported-version",
+            "1.5.0",
+        ],
+    )
+    .await;
+    // The tab's stream reconnects: its first event carries the release.
+    let response = reqwest::get(new.url("/api/version/events")).await.unwrap();
+    let event = SseReader::new(response).next_event().await.unwrap();
+    let body: serde_json::Value = serde_json::from_str(&event.data).unwrap();
+    assert_eq!(
+        body["cluster"]["announced_release"],
+        serde_json::json!({
+            "severity": "optional",
+            "notes_url": "https://example.com/releases/2.0.0",
+            "min_supported": "1.5.0"
+        }),
+        "{body}"
+    );
+    let report: VersionReport = serde_json::from_str(&event.data).unwrap();
+    let release = Release {
+        severity: Severity::Optional,
+        notes_url: Some("https://example.com/releases/2.0.0".into()),
+        min_supported: Some(Version::new(1, 5, 0)),
+    };
+    assert_eq!(report.cluster.announced_release, Some(release.clone()));
+    known.learn(&page, report.cluster.clone());
+    let stale = known.staleness().expect("the 1.4.0 page is stale");
+    assert_eq!(stale.target, Version::new(2, 0, 0));
+    assert!(stale.required(), "1.4.0 is older than the minimum, 1.5.0");
+    assert_eq!(
+        known.notes_url(),
+        Some("https://example.com/releases/2.0.0")
+    );
+    // A page at the minimum is only offered the reload.
+    let mut newer = PageKnowledge::default();
+    newer.learn(&Version::new(1, 5, 0), report.cluster);
+    assert_eq!(newer.stale_target(), Some(&Version::new(2, 0, 0)));
+    assert!(!newer.required());
+    // /api/version says the same.
+    let again: VersionReport = reqwest::get(new.url("/api/version"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again.cluster.announced_release, Some(release));
 }

@@ -225,6 +225,7 @@ async fn nats_permissions_let_nodes_coordinate_and_stop_anyone_else_from_announc
             fence: 0,
             leader: "outsider".into(),
             at_ms: 0,
+            release: None,
         },
     };
     let intruder = Presence {

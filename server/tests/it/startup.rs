@@ -77,6 +77,35 @@ fn a_missing_site_is_a_clear_error() {
 }
 
 #[test]
+fn bad_release_flags_stop_startup_naming_them() {
+    for (flag, bad, why) in [
+        ("--release-severity", "urgent", "use optional or required"),
+        ("--release-notes-url", "javascript:alert(1)", "https://"),
+        ("--release-notes-url", "//evil.example/notes", "single '/'"),
+        (
+            "--release-notes-url",
+            "https://example.com/a b",
+            "printable ASCII",
+        ),
+        ("--min-supported-version", "1.4", "not a semantic version"),
+    ] {
+        let (code, stderr) = run(&["--listen", "127.0.0.1:0", flag, bad]);
+        assert_eq!(code, 2, "{flag} {bad} was accepted: {stderr}");
+        assert!(stderr.contains(&format!("'{bad}'")), "{bad}: {stderr}");
+        assert!(stderr.contains(flag), "{stderr}");
+        assert!(stderr.contains(why), "{bad}: {stderr}");
+    }
+    // From the environment too.
+    let out = Command::new(env!("CARGO_BIN_EXE_version-observer"))
+        .args(["--listen", "127.0.0.1:0"])
+        .env("VO_RELEASE_NOTES_URL", "data:text/html,x")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'data:text/html,x'"));
+}
+
+#[test]
 fn a_bad_nats_url_stops_startup_naming_it() {
     for bad in [
         "localhost:4222",
@@ -163,6 +192,10 @@ fn help_documents_every_flag() {
         "--round-timeout-ms",
         "--safety-interval-ms",
         "--config",
+        "--release-severity",
+        "--release-notes-url",
+        "--min-supported-version",
+        "VO_RELEASE_SEVERITY",
         "VO_APP_VERSION",
         "VO_CONFIG",
     ] {

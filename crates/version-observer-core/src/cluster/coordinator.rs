@@ -46,6 +46,7 @@ use crate::{
     auth::ClusterKey,
     compat::Compat,
     protocol::{self, *},
+    release::Release,
     report::{ClusterState, ClusterView},
     status::{ClusterStatus, Counters, Dropped, RoundStats},
     timing::Timings,
@@ -236,7 +237,11 @@ struct PendingLease {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Settle {
     /// Waiting for a read of the record that started after the round ended.
-    Reading { version: Version },
+    Reading {
+        version: Version,
+        /// The settled version's release, from the round's replies.
+        release: Option<Release>,
+    },
     /// Waiting to renew the lease (the fence) before writing.
     Fencing {
         record: SettledRecord,
@@ -314,6 +319,8 @@ pub struct Coordinator {
     recent: VecDeque<SettledNotice>,
     /// The cluster's shared key, if messages are authenticated.
     key: Option<ClusterKey>,
+    /// This node's release metadata, sent with its version replies.
+    release: Option<Release>,
     /// The bucket's replicas, when this node creates it.
     replicas: usize,
     /// The largest revision (stream sequence) seen.
@@ -372,6 +379,7 @@ impl Coordinator {
             recent: VecDeque::new(),
             unix_ms: 0,
             key: None,
+            release: None,
             replicas: 1,
             max_revision: 0,
             actions: VecDeque::new(),
@@ -383,6 +391,21 @@ impl Coordinator {
     /// receives without a valid MAC is dropped and counted.
     pub fn with_key(mut self, key: ClusterKey) -> Self {
         self.key = Some(key);
+        self
+    }
+
+    /// Send `release` (this node's release metadata) with every version
+    /// reply, so that the monitor records it with the version once the
+    /// cluster settles on it. An empty release, or one that fails
+    /// [`Release::validate`], is not sent (drivers check it at start-up).
+    pub fn with_release(mut self, release: Release) -> Self {
+        self.release = match release.validate() {
+            Ok(()) => release.non_empty(),
+            Err(e) => {
+                tracing::error!(error = %e, "not sending invalid release metadata");
+                None
+            }
+        };
         self
     }
 
@@ -526,7 +549,7 @@ impl Coordinator {
                 }
             }
             Subject::Reply(round) => {
-                if let Some(answer) = self.decode::<VersionReply>(subject, payload) {
+                if let Some(answer) = self.decode_with_release::<VersionReply>(subject, payload) {
                     self.on_reply(round, answer, now);
                 }
             }
@@ -651,8 +674,8 @@ impl Coordinator {
             self.apply(notice.clone());
         }
         if fresh {
-            if let Some(Settle::Reading { version }) = self.settle.clone() {
-                self.decide(version, revision, current, now);
+            if let Some(Settle::Reading { version, release }) = self.settle.clone() {
+                self.decide(version, release, revision, current, now);
             }
         }
         self.step(now);
@@ -676,8 +699,11 @@ impl Coordinator {
             },
             None => value,
         };
-        match protocol::decode::<SettledRecord>(value) {
-            Ok(record) => Some(SettledNotice { revision, record }),
+        match protocol::decode_with_release::<SettledRecord>(value) {
+            Ok((record, check)) => {
+                self.count_release(STATE_KEY, &check);
+                Some(SettledNotice { revision, record })
+            }
             Err(e) => {
                 tracing::warn!(error = %e, revision, "ignoring an unreadable settled record");
                 None
@@ -801,6 +827,10 @@ impl Coordinator {
             announced_version: self.announced.as_ref().map(|n| n.record.version.clone()),
             announced_revision: self.announced.as_ref().map(|n| n.revision),
             compat: self.compat,
+            announced_release: self
+                .announced
+                .as_ref()
+                .and_then(|n| n.record.release.clone()),
         }
     }
 
@@ -877,6 +907,37 @@ impl Coordinator {
                 tracing::warn!(%subject, error = %e, dropped = self.dropped.total(), "dropping a malformed message");
                 None
             }
+        }
+    }
+
+    /// [`decode`](Self::decode) for a message that may carry release
+    /// metadata: bad metadata is dropped and counted, the message kept.
+    fn decode_with_release<T: serde::de::DeserializeOwned + CarriesRelease>(
+        &mut self,
+        subject: &str,
+        payload: &[u8],
+    ) -> Option<T> {
+        match protocol::decode_with_release::<T>(payload) {
+            Ok((message, check)) => {
+                self.count_release(subject, &check);
+                Some(message)
+            }
+            Err(e) => {
+                self.dropped.malformed += 1;
+                self.changes += 1;
+                tracing::warn!(%subject, error = %e, dropped = self.dropped.total(), "dropping a malformed message");
+                None
+            }
+        }
+    }
+
+    /// Counts (and logs) release metadata that failed its check.
+    fn count_release(&mut self, subject: &str, check: &ReleaseCheck) {
+        if let ReleaseCheck::Dropped(reason) = check {
+            self.dropped.bad_release += 1;
+            self.changes += 1;
+            tracing::warn!(%subject, %reason, dropped = self.dropped.total(),
+                "ignoring invalid release metadata");
         }
     }
 
@@ -983,6 +1044,7 @@ impl Coordinator {
             id: self.me.id.clone(),
             version: self.me.version.clone(),
             incarnation: self.me.incarnation,
+            release: self.release.clone(),
         };
         self.publish(reply.to_owned(), protocol::encode(&answer));
     }
@@ -999,7 +1061,11 @@ impl Coordinator {
             self.scheduler.collect_now(now);
         }
         if let Some(current) = self.round.as_mut().filter(|r| r.number == round) {
-            current.reply(Process::new(&reply.id, reply.incarnation), &reply.version);
+            current.reply_with_release(
+                Process::new(&reply.id, reply.incarnation),
+                &reply.version,
+                reply.release,
+            );
         }
     }
 
@@ -1041,12 +1107,15 @@ impl Coordinator {
         }
     }
 
-    /// A fresh read of the record is in; decide what `version` means.
+    /// A fresh read of the record is in; decide what `version` means (its
+    /// record carries `release`, the settled round's merged release; a
+    /// compatible version is no news, whatever its release says).
     /// `revision` is the record key's last revision, readable or not (0
     /// for none; an unreadable record is overwritten, compare-and-set on it).
     fn decide(
         &mut self,
         version: Version,
+        release: Option<Release>,
         revision: u64,
         current: Option<SettledNotice>,
         now: Instant,
@@ -1072,6 +1141,7 @@ impl Coordinator {
                 fence: 0,
                 leader: self.me.id.clone(),
                 at_ms: self.unix_ms,
+                release,
             },
             expected: revision,
         });
@@ -1293,6 +1363,7 @@ impl Coordinator {
             return;
         };
         let outcome = round.outcome();
+        let release = round.release();
         let collect_ms = now.saturating_duration_since(round.started).as_secs_f64() * 1000.0;
         self.scheduler.finished(&outcome, now);
         tracing::debug!(round = round.number, ?outcome, collect_ms, "round");
@@ -1318,7 +1389,7 @@ impl Coordinator {
         match outcome {
             RoundOutcome::Settled(version) => {
                 // Decide on a read that starts after the round ended.
-                self.settle = Some(Settle::Reading { version });
+                self.settle = Some(Settle::Reading { version, release });
                 self.reread = true;
                 if self.record_call == Some(RecordCall::Read) {
                     // The read in flight is older than the round: not fresh.

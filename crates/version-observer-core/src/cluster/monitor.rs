@@ -18,7 +18,7 @@
 //! No I/O and no clock here: the transport feeds results and `now` in.
 
 use super::membership::Process;
-use crate::compat::Compat;
+use crate::{compat::Compat, release::Release};
 use semver::Version;
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -75,6 +75,8 @@ pub struct Round {
     /// that left or expired since).
     members: BTreeSet<Process>,
     replies: BTreeMap<Process, Version>,
+    /// The release metadata of the replies that carried any.
+    releases: BTreeMap<Process, Release>,
 }
 
 impl Round {
@@ -106,12 +108,28 @@ impl Round {
             deadline: started + timeout,
             members,
             replies: BTreeMap::new(),
+            releases: BTreeMap::new(),
         }
     }
 
     /// A reply arrived. One from a node the view did not know counts too: it
     /// is alive, so its version matters.
     pub fn reply(&mut self, process: Process, version: &Version) {
+        self.reply_with_release(process, version, None);
+    }
+
+    /// A reply that carried release metadata (already checked,
+    /// [`Release::validate`]); like [`reply`](Self::reply) otherwise.
+    pub fn reply_with_release(
+        &mut self,
+        process: Process,
+        version: &Version,
+        release: Option<Release>,
+    ) {
+        match release {
+            Some(release) => self.releases.insert(process.clone(), release),
+            None => self.releases.remove(&process),
+        };
         self.replies.insert(process, version.clone());
     }
 
@@ -120,6 +138,29 @@ impl Round {
     pub fn departed(&mut self, process: &Process) {
         self.members.remove(process);
         self.replies.remove(process);
+        self.releases.remove(process);
+    }
+
+    /// The release of the answers that count so far, merged by
+    /// [`Release::merge`] (the same whatever the order of the answers);
+    /// for a settled round, the settled version's release.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use version_observer_core::{cluster::{membership::Process, monitor::Round}, Release, Severity, Version};
+    /// let (a, b) = (Process::new("a", 1), Process::new("b", 1));
+    /// let mut round = Round::new(1, [a.clone(), b.clone()].into(), Instant::now(), Duration::from_millis(500));
+    /// let required = Release { severity: Severity::Required, ..Release::default() };
+    /// round.reply_with_release(a, &Version::new(2, 0, 0), Some(required.clone()));
+    /// round.reply(b, &Version::new(2, 0, 0));
+    /// assert_eq!(round.release(), Some(required));
+    /// ```
+    pub fn release(&self) -> Option<Release> {
+        Release::merge(
+            self.replies
+                .keys()
+                .map(|p| (p.id.as_str(), self.releases.get(p))),
+        )
     }
 
     /// Every expected member answered (and somebody did).
@@ -546,5 +587,35 @@ mod tests {
         assert_eq!(BACKOFF.delay(3), ms(800));
         assert_eq!(BACKOFF.delay(4), ms(1_000));
         assert_eq!(BACKOFF.delay(40), ms(1_000));
+    }
+
+    #[test]
+    fn a_rounds_release_is_merged_from_the_answers_that_count() {
+        use crate::release::Severity;
+        let (mut r, _) = round(&["a", "b"]);
+        let required = Release {
+            severity: Severity::Required,
+            notes_url: Some("/b".into()),
+            min_supported: None,
+        };
+        let optional = Release {
+            notes_url: Some("/a".into()),
+            ..Release::default()
+        };
+        r.reply_with_release(p("b"), &v("2.0.0"), Some(required.clone()));
+        r.reply_with_release(p("a"), &v("2.0.0"), Some(optional.clone()));
+        assert_eq!(
+            r.release(),
+            Some(Release {
+                notes_url: Some("/a".into()),
+                ..required.clone()
+            })
+        );
+        // b leaves: its release no longer counts.
+        r.departed(&p("b"));
+        assert_eq!(r.release(), Some(optional));
+        // a answers again without one: none.
+        r.reply(p("a"), &v("2.0.0"));
+        assert_eq!(r.release(), None);
     }
 }

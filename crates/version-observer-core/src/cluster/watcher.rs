@@ -184,8 +184,13 @@ impl Watcher {
             },
             None => value,
         };
-        match protocol::decode::<SettledRecord>(value) {
-            Ok(record) => self.record = Some(SettledNotice { revision, record }),
+        match protocol::decode_with_release::<SettledRecord>(value) {
+            Ok((record, check)) => {
+                if check != protocol::ReleaseCheck::Ok {
+                    self.dropped.bad_release += 1;
+                }
+                self.record = Some(SettledNotice { revision, record });
+            }
             Err(_) => self.dropped.malformed += 1,
         }
     }
@@ -270,6 +275,7 @@ mod tests {
             fence: 3,
             leader: "a".into(),
             at_ms: 0,
+            release: None,
         })
     }
 

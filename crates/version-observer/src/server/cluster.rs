@@ -40,7 +40,7 @@ use version_observer_core::{
     cluster::{Action, BucketSpec, Coordinator, Entry, Identity, KvError, LeaseCall},
     protocol::{Names, LEASE_KEY, STATE_KEY},
     status::ClusterStatus,
-    Compat, NodeInfo,
+    Compat, NodeInfo, Release,
 };
 
 /// How long start-up waits for the first connection and record read, so a
@@ -70,6 +70,7 @@ impl ClusterNode {
         settings: NatsSettings,
         node: NodeInfo,
         compat: Compat,
+        release: Release,
         streams: Arc<Streams>,
     ) -> Result<Self, StartError> {
         let (events_tx, events) = mpsc::unbounded_channel();
@@ -92,7 +93,9 @@ impl ClusterNode {
         if let Some(key) = settings.cluster_key()? {
             coordinator = coordinator.with_key(key);
         }
-        coordinator = coordinator.with_replicas(settings.kv_replicas);
+        coordinator = coordinator
+            .with_replicas(settings.kv_replicas)
+            .with_release(release);
         let (status_tx, status) = watch::channel(coordinator.status(Instant::now()));
         let (ready_tx, mut ready) = watch::channel(false);
         let leave = CancellationToken::new();

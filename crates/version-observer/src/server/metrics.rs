@@ -20,7 +20,7 @@
 //! | `version_observer_records_written_total` | counter | `kind` | records written as monitor: `announcement`, `baseline` |
 //! | `version_observer_rounds_total` | counter | `outcome` | collection rounds: `settled`, `mixed`, `incomplete` |
 //! | `version_observer_round_duration_seconds` | histogram | | from a round's request to its last reply (or deadline) |
-//! | `version_observer_messages_dropped_total` | counter | `reason` | cluster messages dropped: `malformed`, `bad_reply_subject`, `unknown_subject`, `unauthenticated` |
+//! | `version_observer_messages_dropped_total` | counter | `reason` | cluster messages dropped: `malformed`, `bad_reply_subject`, `unknown_subject`, `unauthenticated`, and `bad_release` (a reply's or record's release metadata that failed its check: the metadata was dropped, the message kept) |
 
 use super::observer::VersionObserver;
 use prometheus_client::{
@@ -231,6 +231,7 @@ fn cluster(e: &mut DescriptorEncoder<'_>, status: &ClusterStatus) -> fmt::Result
             ("bad_reply_subject", d.bad_reply_subject),
             ("unknown_subject", d.unknown_subject),
             ("unauthenticated", d.unauthenticated),
+            ("bad_release", d.bad_release),
         ],
     )
 }

@@ -24,7 +24,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use version_observer_core::{
     protocol::{RecordKind, SettledNotice, SettledRecord},
     status::{ClusterStatus, MemberStatus},
-    ClusterState, ClusterView, Compat, Mode, NodeInfo, Version,
+    ClusterState, ClusterView, Compat, Mode, NodeInfo, Release, Version,
 };
 
 /// How long leaving the cluster may take before the streams end anyway.
@@ -63,6 +63,8 @@ struct Inner {
     page: PageInfo,
     mode: Mode,
     compat: Compat,
+    /// This node's release metadata, non-empty and valid.
+    release: Option<Release>,
     streams: Arc<Streams>,
     cluster: Option<watch::Receiver<ClusterStatus>>,
     /// Cancelled to ask the observer to stop.
@@ -234,10 +236,13 @@ impl VersionObserver {
             id: node_id,
             version: settings.version.clone(),
         };
+        let release = settings.release.clone().non_empty();
         let (mode, view) = match &settings.nats {
+            // A single node announces its own version, and its own release.
             None => (
                 Mode::Single,
-                ClusterView::single_node(&node.version, settings.compat),
+                ClusterView::single_node(&node.version, settings.compat)
+                    .with_release(release.clone()),
             ),
             Some(_) => (
                 Mode::Cluster,
@@ -247,6 +252,7 @@ impl VersionObserver {
                     announced_version: None,
                     announced_revision: None,
                     compat: settings.compat,
+                    announced_release: None,
                 },
             ),
         };
@@ -263,8 +269,14 @@ impl VersionObserver {
         });
         let cluster = match &settings.nats {
             Some(nats) => Some(
-                ClusterNode::start(nats.clone(), node.clone(), settings.compat, streams.clone())
-                    .await?,
+                ClusterNode::start(
+                    nats.clone(),
+                    node.clone(),
+                    settings.compat,
+                    settings.release.clone(),
+                    streams.clone(),
+                )
+                .await?,
             ),
             None => None,
         };
@@ -306,6 +318,7 @@ impl VersionObserver {
                 },
                 mode,
                 compat: settings.compat,
+                release,
                 streams,
                 cluster: status,
                 stop,
@@ -441,6 +454,7 @@ impl VersionObserver {
                     fence: 0,
                     leader: page.node_id.clone(),
                     at_ms: 0,
+                    release: self.inner.release.clone(),
                 },
             }),
             members: vec![MemberStatus {

@@ -8,8 +8,9 @@ use std::{path::PathBuf, time::Duration};
 use version_observer_core::{
     auth::ClusterKey,
     protocol::{valid_cluster_name, valid_node_id},
+    release::ReleaseError,
     timing::{streams, TimingError},
-    Compat, Timings, Version,
+    Compat, Release, Timings, Version,
 };
 
 /// Builds a [`VersionObserver`]; start from [`VersionObserver::builder`].
@@ -34,6 +35,7 @@ pub struct ObserverBuilder {
     pub(crate) nats: Option<NatsSettings>,
     pub(crate) max_streams: u32,
     pub(crate) keepalive: Duration,
+    pub(crate) release: Release,
 }
 
 impl ObserverBuilder {
@@ -45,6 +47,7 @@ impl ObserverBuilder {
             nats: None,
             max_streams: streams::MAX_STREAMS,
             keepalive: streams::KEEPALIVE,
+            release: Release::default(),
         }
     }
 
@@ -87,6 +90,38 @@ impl ObserverBuilder {
         self
     }
 
+    /// What this version's operators say about it [default: nothing:
+    /// `optional`, no notes, no minimum]: how urgent reloading onto it is,
+    /// where its release notes are, and the oldest page version that still
+    /// works. It travels with this node's version replies into the
+    /// cluster's record once the cluster settles on this version (a single
+    /// node announces it with its own version), and browsers get it with
+    /// the announcement (`announced_release` in the report), so the banner
+    /// of an old page can say *required* and link the notes
+    /// ([`PageKnowledge::staleness`](crate::PageKnowledge::staleness)).
+    /// Give it to every node of the version. A notes URL that is not an
+    /// `https://`/`http://` URL or a path starting with `/` (see
+    /// [`Release::validate`]) stops [`start`](Self::start) with
+    /// [`StartError::Release`].
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), version_observer::StartError> {
+    /// use version_observer::{Release, Severity, Version, VersionObserver};
+    /// let observer = VersionObserver::builder(Version::new(2, 0, 0))
+    ///     .release(Release {
+    ///         severity: Severity::Required,
+    ///         notes_url: Some("https://example.com/releases/2.0.0".into()),
+    ///         min_supported: Some(Version::new(1, 4, 0)),
+    ///     })
+    ///     .start()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn release(mut self, release: Release) -> Self {
+        self.release = release;
+        self
+    }
+
     /// Checks the settings and starts the observer (and, with NATS, its
     /// cluster node, which connects in the background: a node starts and
     /// serves even while NATS is down).
@@ -108,6 +143,7 @@ impl ObserverBuilder {
         if self.max_streams == 0 {
             return Err(StartError::Setting("max_streams must be at least 1".into()));
         }
+        self.release.validate()?;
         if self.keepalive.is_zero() {
             return Err(StartError::Setting(
                 "keepalive must be longer than 0".into(),
@@ -407,6 +443,10 @@ pub enum StartError {
     /// Another setting is out of its range.
     #[error("invalid setting: {0}")]
     Setting(String),
+    /// The release metadata ([`ObserverBuilder::release`]) is refused: its
+    /// notes URL is not an `https://`/`http://` URL or a path on the site.
+    #[error(transparent)]
+    Release(#[from] ReleaseError),
     /// A file the settings name cannot be read.
     #[error("cannot read {what} {path}: {source}")]
     File {

@@ -104,6 +104,7 @@ fn two_point_oh() -> ClusterView {
         announced_version: Some(Version::new(2, 0, 0)),
         announced_revision: Some(2),
         compat: Compat::Major,
+        announced_release: None,
     }
 }
 
@@ -599,4 +600,69 @@ async fn metrics_count_streams_tabs_by_page_version_and_refusals() {
     }
     drop(c);
     node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_node_announces_its_own_release() {
+    use version_observer_core::{Release, Severity};
+    let release = Release {
+        severity: Severity::Required,
+        notes_url: Some("/releases/2.0.0".into()),
+        min_supported: Some(Version::new(1, 5, 0)),
+    };
+    let node = TestNode::start(version("2.0.0").release(release.clone())).await;
+    let body: serde_json::Value = reqwest::get(node.url("/api/version"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        body["cluster"]["announced_release"],
+        serde_json::json!({
+            "severity": "required",
+            "notes_url": "/releases/2.0.0",
+            "min_supported": "1.5.0"
+        })
+    );
+    let mut stream = SseReader::new(reqwest::get(node.url("/api/version/events")).await.unwrap());
+    let report: VersionReport =
+        serde_json::from_str(&stream.next_event().await.unwrap().data).unwrap();
+    assert_eq!(report.cluster.announced_release, Some(release.clone()));
+    let status: serde_json::Value = reqwest::get(node.admin_url("/api/cluster"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        status["announced"]["record"]["release"]["severity"],
+        "required"
+    );
+    // Without a release, the field is left out, as older nodes do.
+    let plain = TestNode::start(version("2.0.0")).await;
+    let body: serde_json::Value = reqwest::get(plain.url("/api/version"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(body["cluster"].get("announced_release").is_none(), "{body}");
+}
+
+#[tokio::test]
+async fn an_invalid_release_stops_start_up_naming_it() {
+    use version_observer_core::Release;
+    for url in ["javascript:alert(1)", "//evil.example", "notes.html"] {
+        let err = version("2.0.0")
+            .release(Release {
+                notes_url: Some(url.into()),
+                ..Release::default()
+            })
+            .start()
+            .await
+            .expect_err(url);
+        assert!(matches!(err, super::StartError::Release(_)), "{err:?}");
+        assert!(err.to_string().contains(url), "{err}");
+    }
 }

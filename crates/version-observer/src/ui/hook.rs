@@ -103,16 +103,20 @@ pub fn use_version_observer_with_options(
     let signals = live::signals(&options.events_url, page.as_ref().map(|p| &p.version));
     let knowledge = signals.knowledge.clone();
     let cluster = Signal::derive(move || knowledge.with(|k| k.view().cloned()));
-    let knowledge = signals.knowledge;
+    let knowledge = signals.knowledge.clone();
     let stale = Signal::derive(move || knowledge.with(|k| k.stale_target().cloned()));
+    let knowledge = signals.knowledge.clone();
+    let required = Signal::derive(move || knowledge.with(|k| k.required()));
+    let knowledge = signals.knowledge;
+    let notes_url = Signal::derive(move || knowledge.with(|k| k.notes_url().map(str::to_owned)));
     UseVersionObserverReturn {
         page,
         report: signals.report.into(),
         cluster,
         connected: signals.connected.into(),
         stale,
-        required: Signal::stored(false),
-        notes_url: Signal::stored(None),
+        required,
+        notes_url,
     }
 }
 

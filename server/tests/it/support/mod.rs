@@ -48,12 +48,18 @@ impl TestNode {
     /// Starts a node with these flags (plus `--listen 127.0.0.1:0` and a
     /// scratch `--site-root`).
     pub async fn start(flags: &[&str]) -> Self {
+        Self::start_on("127.0.0.1:0", flags).await
+    }
+
+    /// [`start`](Self::start) on this address (a node redeployed on the
+    /// port of one that stopped).
+    pub async fn start_on(listen: &str, flags: &[&str]) -> Self {
         let site = SiteDir::new();
         let site_root = site.0.to_string_lossy().into_owned();
         let args = [
             "version-observer",
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--site-root",
             &site_root,
         ]
