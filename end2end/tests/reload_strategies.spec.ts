@@ -172,6 +172,39 @@ test.describe('reload strategies', () => {
     await waitFor('one open stream after the redeploy', async () => (await openStreams(adminPort)) === 1);
   });
 
+  test('a holder that the browser freezes lets the stream go to another tab, and rejoins when it resumes', async ({ context }) => {
+    // Headless Chromium does not freeze a visible page (CDP's
+    // Page.setWebLifecycleState is a no-op there), so the test sends the
+    // lifecycle events the browser would send; which tab holds the stream is
+    // read from the node's metrics (open streams by page version).
+    const adminPort = await freePort();
+    const admin = ['--admin-listen', `127.0.0.1:${adminPort}`];
+    node = new Node({ port: await freePort(), version: '1.0.0', extraArgs: admin });
+    await node.start();
+    const first = await context.newPage();
+    await first.goto(node.url);
+    await expect(first.getByTestId('stream-status')).toHaveText('connected');
+    node = await redeploy(node, '1.1.0', admin);
+    const second = await context.newPage();
+    await second.goto(node.url);
+    await expect(second.getByTestId('page-version')).toHaveText('1.1.0');
+    const tabs = async (page: string) => {
+      const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+      const line = text.split('\n').find((l) => l.startsWith(`version_observer_tabs{page_version="${page}"}`));
+      return line ? Number(line.split(' ')[1]) : 0;
+    };
+    await waitFor('the first tab holding the stream', async () => (await tabs('1.0.0')) === 1 && (await tabs('1.1.0')) === 0);
+
+    await first.evaluate(() => document.dispatchEvent(new Event('freeze')));
+    await waitFor('the second tab holding the stream', async () => (await tabs('1.0.0')) === 0 && (await tabs('1.1.0')) === 1);
+    await first.evaluate(() => document.dispatchEvent(new Event('resume')));
+
+    node = await redeploy(node, '2.0.0', admin);
+    await expect(second.getByTestId('version-banner')).toContainText('2.0.0');
+    await expect(first.getByTestId('version-banner')).toContainText('2.0.0');
+    await waitFor('still one stream', async () => (await openStreams(adminPort)) === 1);
+  });
+
   test('a required release: the banner says so, links its notes, and immediate-required counts down to the reload', async ({ page }) => {
     node = new Node({ port: await freePort(), version: '1.0.0' });
     await node.start();
