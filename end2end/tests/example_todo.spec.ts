@@ -93,4 +93,37 @@ test.describe('the example app', () => {
     await expect(page.getByRole('heading', { name: 'Todos' })).toBeVisible();
     await expect(page.getByTestId('version-banner')).toHaveCount(0);
   });
+
+  test('the request guard: after a major redeploy an old tab\'s server function call is refused, never runs, and the banner shows at once', async ({ page, context }) => {
+    const port = await freePort();
+    app = new TodoApp(port, '1.0.0');
+    await app.start();
+    await page.goto(app.url);
+    await page.getByTestId('todo-input').fill('first');
+    await page.getByTestId('todo-add').click();
+    await expect(page.getByTestId('todo-list')).toContainText('first');
+
+    // The stream cannot reconnect: only the refused call can tell the page.
+    await context.route('**/api/version/events*', (route) => route.abort());
+    await app.stop();
+    app = new TodoApp(port, '2.0.0');
+    await app.start();
+    await expect(page.getByTestId('version-banner')).toHaveCount(0);
+
+    await page.getByTestId('todo-input').fill('from the old tab');
+    await page.getByTestId('todo-add').click();
+    await expect(page.getByTestId('todo-error')).toContainText('Not saved: this page is out of date');
+    await expect(page.getByTestId('version-banner')).toContainText('2.0.0');
+
+    // The 2.0.0 server never ran it: after the reload, its list has only
+    // what the new page adds.
+    await context.unroute('**/api/version/events*');
+    await page.getByTestId('version-banner').getByRole('button', { name: 'Reload' }).click();
+    await expect(page.getByTestId('todo-list')).not.toContainText('first');
+    await page.getByTestId('todo-input').fill('from the new tab');
+    await page.getByTestId('todo-add').click();
+    await expect(page.getByTestId('todo-list')).toContainText('from the new tab');
+    await expect(page.getByTestId('todo-list')).not.toContainText('from the old tab');
+    await expect(page.getByTestId('version-banner')).toHaveCount(0);
+  });
 });

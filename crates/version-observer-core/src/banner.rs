@@ -22,6 +22,7 @@
 use crate::{
     release::{Release, Severity},
     report::{ClusterState, ClusterView},
+    skew::{Stale, StaleClient},
 };
 use semver::Version;
 
@@ -183,6 +184,47 @@ impl PageKnowledge {
             None => {}
         }
         self.view = Some(view);
+    }
+
+    /// A server refused one of this page's requests because the page is
+    /// behind it ([`StaleClient`] with [`Stale::Page`]): the page is stale
+    /// for the server's version at once, before any report says so (a
+    /// request that reached a new node mid-deploy breaks just the same).
+    /// Monotonic like [`learn`](Self::learn): it never lowers the target,
+    /// and only a newer announcement clears it. Returns whether the banner
+    /// changed; an answer about another page version, or one where the
+    /// server is behind, changes nothing.
+    ///
+    /// ```
+    /// use version_observer_core::{banner::PageKnowledge, skew::check, Compat, Version};
+    /// let page = Version::new(1, 0, 0);
+    /// let mut known = PageKnowledge::default();
+    /// let answer = check(&page, &Version::new(2, 0, 0), Compat::Major, None).unwrap();
+    /// assert!(known.refused(&page, &answer));
+    /// assert_eq!(known.stale_target(), Some(&Version::new(2, 0, 0)));
+    /// ```
+    pub fn refused(&mut self, page: &Version, answer: &StaleClient) -> bool {
+        if answer.stale != Stale::Page || &answer.page_version != page {
+            return false;
+        }
+        let newer = self
+            .stale
+            .as_ref()
+            .is_none_or(|s| s.target.cmp_precedence(&answer.server_version).is_lt());
+        if !newer {
+            return false;
+        }
+        let severity = if answer.min_supported.is_some() {
+            Severity::Required
+        } else {
+            Severity::Optional
+        };
+        self.stale = Some(Staleness {
+            target: answer.server_version.clone(),
+            severity,
+            release: None,
+        });
+        true
     }
 
     /// The cluster as the page knows it: the last report, with the newest
@@ -673,5 +715,62 @@ mod tests {
             assert!(!known.required());
             assert_eq!(known.view().unwrap().announced_release, None);
         }
+    }
+
+    #[test]
+    fn a_refused_request_makes_the_page_stale_at_once_and_stays_monotonic() {
+        use crate::skew::check;
+        let page = v("1.0.0");
+        let mut known = PageKnowledge::default();
+        // The page knows the cluster on its own version (revision 3).
+        let current = ClusterView {
+            state: Settled,
+            settled_version: Some(v("1.0.0")),
+            announced_version: Some(v("1.0.0")),
+            announced_revision: Some(3),
+            compat: Compat::Major,
+            announced_release: None,
+        };
+        known.learn(&page, current.clone());
+        assert_eq!(known.stale_target(), None);
+
+        // A request reached a 2.0.0 node mid-deploy.
+        let refused = check(&page, &v("2.0.0"), Compat::Major, None).unwrap();
+        assert!(known.refused(&page, &refused));
+        assert_eq!(known.stale_target(), Some(&v("2.0.0")));
+        assert!(!known.required());
+        // The same record again (the stream knows nothing newer yet): kept.
+        known.learn(&page, current.clone());
+        assert_eq!(known.stale_target(), Some(&v("2.0.0")));
+        // A lower target never replaces it; the same one changes nothing.
+        let lower = check(&page, &v("1.5.0"), Compat::Minor, None).unwrap();
+        assert!(!known.refused(&page, &lower));
+        assert!(!known.refused(&page, &refused));
+        assert_eq!(known.stale_target(), Some(&v("2.0.0")));
+        // Only a newer announcement moves it: here a rollback to the page's version.
+        known.learn(
+            &page,
+            ClusterView {
+                announced_revision: Some(4),
+                ..current
+            },
+        );
+        assert_eq!(known.stale_target(), None);
+    }
+
+    #[test]
+    fn a_refusal_about_another_page_or_a_server_behind_changes_nothing() {
+        use crate::skew::check;
+        let page = v("2.0.0");
+        let mut known = PageKnowledge::default();
+        let behind = check(&page, &v("1.0.0"), Compat::Major, None).unwrap();
+        assert!(!known.refused(&page, &behind));
+        let other = check(&v("0.9.0"), &v("2.5.0"), Compat::Minor, None).unwrap();
+        assert!(!known.refused(&page, &other));
+        assert_eq!(known.stale_target(), None);
+        // Below the server's minimum supported version: required.
+        let unsupported = check(&page, &v("2.4.0"), Compat::Major, Some(&v("2.1.0"))).unwrap();
+        assert!(known.refused(&page, &unsupported));
+        assert!(known.required());
     }
 }

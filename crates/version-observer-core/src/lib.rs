@@ -14,6 +14,7 @@
 //!   that ties them into one state machine (events and time in, actions out);
 //! - [`stream_request`]: recognising a version-stream request from its first bytes;
 //! - [`query`]: one query parameter, percent-decoded;
+//! - [`skew`]: the request guard's rule and its `409` answer ([`skew::StaleClient`]);
 //! - [`reload`]: when a stale page reloads by itself (strategies, unsaved input, the loop guard);
 //! - [`status`]: a node's view of its cluster, for operators (`GET /api/cluster`);
 //! - [`timing`]: every timing default, in one place.
@@ -37,6 +38,7 @@ pub mod query;
 pub mod release;
 pub mod reload;
 pub mod report;
+pub mod skew;
 pub mod status;
 pub mod stream_request;
 pub mod timing;

@@ -278,7 +278,8 @@ impl AutoReload {
         };
         let hidden_reload = self.strategy.when_hidden && page.hidden;
         let cancelled = self.cancelled.as_ref() == Some(target);
-        if !hidden_reload && !(counts_down && !cancelled) {
+        let count_down = counts_down && !cancelled;
+        if !hidden_reload && !count_down {
             self.countdown = None;
             if counts_down {
                 self.held = Held::Cancelled;

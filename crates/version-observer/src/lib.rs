@@ -54,7 +54,9 @@ pub use version_observer_core::{
     VersionReport,
 };
 
+mod guarded;
 mod ui;
+pub use guarded::{GuardedError, StaleClient};
 pub use ui::{
     reload_page, use_kept_signal, use_unsaved_input, use_version_observer,
     use_version_observer_with_options, BannerTexts, PageInfo, ReloadOnNavigation, UnsavedInput,

@@ -8,6 +8,7 @@ use leptos_router::{
     components::{Route, Router, Routes, A},
     path,
 };
+use version_observer::GuardedError;
 use version_observer::ReloadOnNavigation;
 use version_observer::VersionBanner;
 
@@ -54,9 +55,11 @@ pub fn App() -> impl IntoView {
     }
 }
 
-/// Adds a todo, on the server.
+/// Adds a todo, on the server. Behind the request guard, a page of an
+/// incompatible version never runs it (the next version may take other
+/// arguments): the call fails with `GuardedError::StaleClient`.
 #[server]
-pub async fn add_todo(text: String) -> Result<Vec<String>, ServerFnError> {
+pub async fn add_todo(text: String) -> Result<Vec<String>, GuardedError> {
     let mut todos = store::TODOS.lock().unwrap();
     let text = text.trim();
     if !text.is_empty() {
@@ -86,6 +89,12 @@ fn Todos() -> impl IntoView {
             <input type="text" name="text" placeholder="What needs doing?" data-testid="todo-input"/>
             <button type="submit" data-testid="todo-add">"Add"</button>
         </ActionForm>
+        {move || match add.value().get() {
+            Some(Err(GuardedError::StaleClient(_))) => Some(view! {
+                <p class="todo-error" data-testid="todo-error">"Not saved: this page is out of date. Reload, then add it again."</p>
+            }),
+            _ => None,
+        }}
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
             <ul class="todo-list" data-testid="todo-list">
                 {move || todos.get().map(|list| {

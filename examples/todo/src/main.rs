@@ -24,6 +24,7 @@ async fn main() -> anyhow::Result<()> {
         })
         .version_observer_routes(&observer)
         .fallback(leptos_axum::file_and_error_handler(shell))
+        .layer(observer.request_guard())
         .with_state(options);
 
     let tcp = tokio::net::TcpListener::bind(addr).await?;

@@ -50,6 +50,8 @@ pub fn router(observer: &VersionObserver, options: LeptosOptions, max_inflight: 
             move || shell(options.clone())
         })
         .fallback(leptos_axum::file_and_error_handler(shell))
+        // A page's requests from an incompatible version get a 409.
+        .layer(observer.request_guard())
         .layer(axum::middleware::from_fn_with_state(
             page_cache::PageCache::default(),
             page_cache::serve,

@@ -1,5 +1,6 @@
 //! The browser side (feature `hydrate`): the event stream behind the hook,
-//! shared by the tabs of one browser.
+//! shared by the tabs of one browser, and the request guard's header.
 
+pub(crate) mod guard;
 pub(crate) mod shared;
 pub(crate) mod stream;

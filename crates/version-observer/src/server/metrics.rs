@@ -9,7 +9,7 @@
 //! | `version_observer_streams` | gauge | | version streams open now |
 //! | `version_observer_stream_limit` | gauge | | `max_streams` |
 //! | `version_observer_tabs` | gauge | `page_version` | open streams by the version of the page that opened them (`unknown`: none named; `other`: beyond 32 distinct versions) |
-//! | `version_observer_refused_total` | counter | `reason` | refused with 503: `streams` (at `max_streams`), `open_files` (at the open-files limit), `requests` (by the host app, [`VersionObserver::count_refused_request`]) |
+//! | `version_observer_refused_total` | counter | `reason` | refused: with 503, `streams` (at `max_streams`), `open_files` (at the open-files limit), `requests` (by the host app, [`VersionObserver::count_refused_request`]); with 409, `stale_client` (the request guard, [`VersionObserver::request_guard`]) |
 //! | `version_observer_nats_connected` | gauge | | 1 while connected to NATS (cluster mode only, as all below) |
 //! | `version_observer_nats_connects_total` | counter | | connections to NATS, the first included (reconnects = this − 1) |
 //! | `version_observer_cluster_state` | gauge | `state` | 1 for this node's current view: `settled`, `mixed` or `unknown` |
@@ -44,7 +44,7 @@ struct Snapshot {
     streams: u64,
     stream_limit: u64,
     tabs: Vec<(String, u64)>,
-    refused: [(&'static str, u64); 3],
+    refused: [(&'static str, u64); 4],
     /// `None` for a single node.
     cluster: Option<ClusterStatus>,
 }
@@ -67,6 +67,12 @@ pub(crate) fn encode(observer: &VersionObserver) -> String {
                 "requests",
                 streams
                     .refused_requests
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "stale_client",
+                streams
+                    .refused_stale_clients
                     .load(std::sync::atomic::Ordering::Relaxed),
             ),
         ],
@@ -127,7 +133,7 @@ impl Collector for Snapshot {
         labelled(
             e,
             "version_observer_refused",
-            "Connections and requests refused with 503, by reason.",
+            "Connections and requests refused (503 when overloaded, 409 by the request guard), by reason.",
             MetricType::Counter,
             "reason",
             &self.refused,

@@ -13,6 +13,7 @@
 
 mod cluster;
 pub mod fleet;
+pub mod guard;
 mod hub;
 pub mod listener;
 pub mod metrics;

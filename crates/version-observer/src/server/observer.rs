@@ -89,6 +89,8 @@ pub(crate) struct Streams {
     pub(crate) refused_open_files: RateLimitedCount,
     /// Requests the host app refused ([`VersionObserver::count_refused_request`]).
     pub(crate) refused_requests: AtomicU64,
+    /// Requests the request guard refused (`409`, a page of an incompatible version).
+    pub(crate) refused_stale_clients: AtomicU64,
     /// Open streams per page version.
     pub(crate) tabs: Arc<TabCounts>,
 }
@@ -265,6 +267,7 @@ impl VersionObserver {
             refused: RateLimitedCount::new(),
             refused_open_files: RateLimitedCount::new(),
             refused_requests: AtomicU64::new(0),
+            refused_stale_clients: AtomicU64::new(0),
             tabs: Arc::default(),
         });
         let cluster = match &settings.nats {
@@ -491,6 +494,25 @@ impl VersionObserver {
         self.inner
             .streams
             .refused_requests
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// This node's release metadata, if it was given one
+    /// ([`ObserverBuilder::release`](crate::ObserverBuilder::release)).
+    ///
+    /// ```no_run
+    /// # fn demo(observer: version_observer::VersionObserver) {
+    /// let minimum = observer.release().and_then(|r| r.min_supported.clone());
+    /// # }
+    /// ```
+    pub fn release(&self) -> Option<&Release> {
+        self.inner.release.as_ref()
+    }
+
+    pub(crate) fn count_refused_stale_client(&self) {
+        self.inner
+            .streams
+            .refused_stale_clients
             .fetch_add(1, Ordering::Relaxed);
     }
 

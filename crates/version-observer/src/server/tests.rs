@@ -666,3 +666,97 @@ async fn an_invalid_release_stops_start_up_naming_it() {
         assert!(err.to_string().contains(url), "{err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_guard_refuses_incompatible_pages_with_a_typed_409_and_lets_the_rest_through() {
+    use std::sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    };
+    use version_observer_core::{skew::PAGE_VERSION_HEADER, Release};
+    let release = Release {
+        min_supported: Some(Version::new(2, 1, 0)),
+        ..Release::default()
+    };
+    let observer = version("2.4.0")
+        .node_id("g1")
+        .release(release)
+        .start()
+        .await
+        .unwrap();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let handler_ran = ran.clone();
+    let app: Router = Router::new()
+        .route(
+            "/api/rename",
+            axum::routing::post(move || {
+                handler_ran.fetch_add(1, Ordering::SeqCst);
+                async { "renamed" }
+            }),
+        )
+        .layer(observer.request_guard());
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api/rename", tcp.local_addr().unwrap());
+    tokio::spawn(axum::serve(tcp, app.into_make_service()).into_future());
+    let client = reqwest::Client::new();
+    let call = |page: Option<&'static str>| {
+        let mut request = client.post(&url);
+        if let Some(page) = page {
+            request = request.header(PAGE_VERSION_HEADER, page);
+        }
+        async move { request.send().await.unwrap() }
+    };
+
+    // (page header, expected status, expected `stale`, expected `min_supported`)
+    type Row = (
+        Option<&'static str>,
+        u16,
+        Option<&'static str>,
+        Option<&'static str>,
+    );
+    let table: &[Row] = &[
+        (None, 200, None, None),
+        (Some("2.4.0"), 200, None, None),
+        (Some("2.2.0"), 200, None, None),
+        (Some("not a version"), 200, None, None),
+        (Some("1.9.0"), 409, Some("page"), Some("2.1.0")),
+        (Some("2.0.5"), 409, Some("page"), Some("2.1.0")),
+        (Some("3.0.0"), 409, Some("server"), None),
+    ];
+    let mut refused = 0;
+    for (page, status, stale, min) in table {
+        let before = ran.load(Ordering::SeqCst);
+        let response = call(*page).await;
+        assert_eq!(response.status().as_u16(), *status, "{page:?}");
+        if *status == 409 {
+            refused += 1;
+            assert_eq!(response.headers()["content-type"], "application/json");
+            assert_eq!(response.headers()["cache-control"], "no-store");
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(body["error"], "stale_client", "{body}");
+            assert_eq!(body["page_version"], page.unwrap(), "{body}");
+            assert_eq!(body["server_version"], "2.4.0", "{body}");
+            assert_eq!(body["stale"], stale.unwrap(), "{body}");
+            assert_eq!(body["min_supported"].as_str(), *min, "{body}");
+            assert_eq!(
+                ran.load(Ordering::SeqCst),
+                before,
+                "refused, yet the handler ran: {page:?}"
+            );
+        } else {
+            assert_eq!(response.text().await.unwrap(), "renamed");
+            assert_eq!(ran.load(Ordering::SeqCst), before + 1, "{page:?}");
+        }
+    }
+    let metrics = vo_lab::metrics::parse(&observer.metrics_text());
+    assert_eq!(
+        sample(
+            &metrics,
+            "version_observer_refused_total",
+            Some(("reason", "stale_client"))
+        ),
+        Some(f64::from(refused))
+    );
+    observer.stop();
+    observer.shutdown().await;
+}

@@ -177,6 +177,16 @@ mod live {
                 signals.connected.clone(),
             );
             let page = page.cloned();
+            // The request guard: this page's requests name its version, and
+            // a refusal makes it stale at once.
+            if let Some(page) = page.clone() {
+                let knowledge = signals.knowledge.clone();
+                crate::browser::guard::install(&page.clone(), move |answer| {
+                    knowledge.update(|k| {
+                        k.refused(&page, &answer);
+                    })
+                });
+            }
             // The node counts open tabs per page version (its metrics).
             let stream_url = match &page {
                 Some(page) => version_observer_core::stream_request::stream_url(url, page),
