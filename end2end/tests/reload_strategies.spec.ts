@@ -146,6 +146,36 @@ test.describe('reload strategies', () => {
     expect(loads.n).toBe(4);
   });
 
+  test('monotonic: a stream that reconnects to a node that has not heard of the announcement does not take the banner back', async ({ page, context }) => {
+    node = new Node({ port: await freePort(), version: '1.0.0' });
+    await node.start();
+    // Stand-in for two nodes: the first stream reaches one that has read
+    // record 7 (2.0.0 announced), the next one a node still at record 3.
+    const report = await (await fetch(`${node.url}/api/version`)).json();
+    const knows = structuredClone(report);
+    knows.cluster = { ...knows.cluster, state: 'settled', settled_version: '2.0.0', announced_version: '2.0.0', announced_revision: 7 };
+    const behind = structuredClone(report);
+    behind.cluster = { ...behind.cluster, state: 'mixed', settled_version: null, announced_version: '1.0.0', announced_revision: 3 };
+    let streams = 0;
+    await context.route('**/api/version/events*', (route) => {
+      streams += 1;
+      const next = streams === 1 ? knows : behind;
+      return route.fulfill({
+        status: 200,
+        headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' },
+        body: `retry: 200\ndata: ${JSON.stringify(next)}\n\n`,
+      });
+    });
+    await page.goto(node.url);
+    const banner = page.getByTestId('version-banner');
+    await expect(banner).toContainText('2.0.0');
+    // The second node's report has arrived (the state comes from it)...
+    await expect(page.getByTestId('cluster-state')).toContainText('mixed versions');
+    // ...and the page keeps the newer announcement.
+    await expect(page.getByTestId('cluster-state')).toContainText('announced 2.0.0');
+    await expect(banner).toContainText('2.0.0');
+  });
+
   test('one stream per browser: five tabs share one stream; closing its holder hands it on and every tab still hears', async ({ context }) => {
     const adminPort = await freePort();
     const port = await freePort();
@@ -252,6 +282,7 @@ test.describe('reload strategies', () => {
   test('the banner is polite, keyboard-usable, and speaks the texts it is given', async ({ page }) => {
     node = new Node({ port: await freePort(), version: '1.0.0' });
     await node.start();
+    await page.emulateMedia({ reducedMotion: 'reduce' });
     await page.goto(`${node.url}/?lang=de`);
     await expect(page.getByTestId('stream-status')).toHaveText('connected');
     const draft = page.getByTestId('draft');
@@ -262,8 +293,9 @@ test.describe('reload strategies', () => {
     await expect(banner).toContainText('Eine neue Version, 2.0.0, ist verfügbar.');
     await expect(banner).toHaveAttribute('role', 'status');
     await expect(banner).toHaveAttribute('aria-live', 'polite');
-    // It did not take the focus from what the user was doing.
+    // It did not take the focus from what the user was doing, and nothing moves.
     await expect(draft).toBeFocused();
+    expect(await page.evaluate(() => document.getAnimations().length)).toBe(0);
     // Its button is reachable by keyboard and works with Enter.
     const reload = banner.getByRole('button', { name: 'Neu laden' });
     await reload.focus();

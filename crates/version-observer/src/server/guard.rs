@@ -2,7 +2,7 @@
 //! of an incompatible version with `409 Conflict` and a typed JSON body
 //! ([`StaleClient`]) instead of running it, so an old tab's server function
 //! never runs with another build's arguments. The rule is the core's
-//! [`skew::check`](version_observer_core::skew::check); requests without the
+//! [`skew::check`]; requests without the
 //! page-version header pass untouched.
 
 use super::observer::VersionObserver;
