@@ -2,6 +2,7 @@
 //! NATS) its cluster node, with one lifecycle: start, serve, stop.
 
 use super::{
+    assets::{Assets, Bundle},
     cluster::ClusterNode,
     hub::VersionHub,
     listener::StreamListener,
@@ -67,6 +68,8 @@ struct Inner {
     release: Option<Release>,
     streams: Arc<Streams>,
     cluster: Option<watch::Receiver<ClusterStatus>>,
+    /// The site's bundle, and in cluster mode the asset store.
+    assets: Option<Arc<Assets>>,
     /// Cancelled to ask the observer to stop.
     stop: CancellationToken,
     /// Background work: the lifecycle, the keep-alive timer, the cluster node.
@@ -282,6 +285,22 @@ impl VersionObserver {
         };
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
+        let assets = settings.bundle.clone().map(|bundle| {
+            Arc::new(match (&cluster, &settings.nats) {
+                (Some(node), Some(nats)) => Assets::cluster(
+                    bundle,
+                    node.client(),
+                    &version_observer_core::protocol::Names::new(&nats.cluster),
+                    nats.kv_replicas,
+                    settings.asset_versions,
+                ),
+                _ => Assets::single(bundle),
+            })
+        });
+        if let (Some(assets), Some(_)) = (&assets, &cluster) {
+            let (assets, stop, version) = (assets.clone(), stop.clone(), node.version.clone());
+            tasks.spawn(async move { assets.publish_until_done(&version, stop).await });
+        }
         {
             let streams = streams.clone();
             let interval = settings.keepalive;
@@ -321,10 +340,20 @@ impl VersionObserver {
                 release,
                 streams,
                 cluster: status,
+                assets,
                 stop,
                 tasks,
             }),
         })
+    }
+
+    /// The site's bundle given to [`ObserverBuilder::bundle`], if any.
+    pub fn bundle(&self) -> Option<&Bundle> {
+        self.inner.assets.as_deref().map(Assets::bundle)
+    }
+
+    pub(crate) fn assets(&self) -> Option<&Assets> {
+        self.inner.assets.as_deref()
     }
 
     /// This node's id and version, as rendered into pages.
