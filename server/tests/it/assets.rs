@@ -337,3 +337,41 @@ async fn the_store_keeps_only_the_newest_asset_versions() {
     let gone = get(&nodes[2].url(&format!("/pkg/{}", sites[0].file("wasm").0))).await;
     assert_eq!(gone.status(), 404);
 }
+
+/// The README's node permissions let nodes use the asset store: under
+/// them, a node of one version serves another's bundle.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readme_permissions_let_nodes_share_their_bundles() {
+    use crate::nats_auth::{nats_with, permissions_config, with_userinfo};
+    let nats = nats_with(permissions_config()).await;
+    let url = with_userinfo(&nats.url(), "node:nodepass");
+    let (site_a, site_b) = (FakeSite::new("perm-a"), FakeSite::new("perm-b"));
+    let a = node_with(&url, "perm-a", "1.0.0", &["--site-root", &site_a.arg()]).await;
+    let b = node_with(&url, "perm-b", "2.0.0", &["--site-root", &site_b.arg()]).await;
+    for (from, to) in [(&site_a, &b), (&site_b, &a)] {
+        let (wasm, bytes) = from.file("wasm");
+        let url = to.url(&format!("/pkg/{wasm}"));
+        let served = eventually(&format!("{} serves {wasm}", to.id), DEADLINE, async || {
+            let response = reqwest::get(&url).await.ok()?;
+            if response.status() != 200 {
+                return None;
+            }
+            response.bytes().await.ok()
+        })
+        .await;
+        assert_eq!(served, bytes);
+    }
+    for node in [&a, &b] {
+        let logs = node.logs();
+        assert!(
+            !logs.contains("Permissions Violation"),
+            "{}: {logs}",
+            node.id
+        );
+        assert!(
+            logs.contains("bundle in the asset store"),
+            "{}: {logs}",
+            node.id
+        );
+    }
+}
