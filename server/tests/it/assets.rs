@@ -209,22 +209,29 @@ async fn a_node_serves_another_versions_bundle_from_the_store_and_refuses_bad_na
         wasm_bytes,
         "byte-identical"
     );
-    // And A's CSS and JS, and B its own.
-    for ext in ["js", "css"] {
-        let (name, bytes) = site_a.file(ext);
-        let response = get(&b.url(&format!("/pkg/{name}"))).await;
-        assert_eq!(response.status(), 200, "{name}: {}", b.logs());
-        assert_eq!(response.bytes().await.unwrap(), bytes);
+    // And A's CSS and JS, and A serves B's wasm (each node puts its files
+    // one by one: wait for each).
+    let wanted = [
+        (&b, site_a.file("js")),
+        (&b, site_a.file("css")),
+        (&a, site_b.file("wasm")),
+    ];
+    for (node, (name, bytes)) in wanted {
+        let url = node.url(&format!("/pkg/{name}"));
+        let served = eventually(
+            &format!("{} serves {name}", node.id),
+            DEADLINE,
+            async || {
+                let response = reqwest::get(&url).await.ok()?;
+                if response.status() != 200 {
+                    return None;
+                }
+                response.bytes().await.ok()
+            },
+        )
+        .await;
+        assert_eq!(served, bytes, "{name}");
     }
-    let (own, own_bytes) = site_b.file("wasm");
-    assert_eq!(
-        get(&a.url(&format!("/pkg/{own}")))
-            .await
-            .bytes()
-            .await
-            .unwrap(),
-        own_bytes
-    );
 
     // A hash no version has: a 404, never cached as immutable.
     let unknown = get(&b.url("/pkg/version-observer.ZZZZZZZZZZZZZZZZZZZZZZ.wasm")).await;
@@ -362,14 +369,20 @@ async fn the_readme_permissions_let_nodes_share_their_bundles() {
         assert_eq!(served, bytes);
     }
     for node in [&a, &b] {
+        // Pruning (after the files are in) ends with this line.
+        eventually(
+            &format!("{} to finish publishing", node.id),
+            DEADLINE,
+            async || {
+                node.logs()
+                    .contains("bundle in the asset store")
+                    .then_some(())
+            },
+        )
+        .await;
         let logs = node.logs();
         assert!(
             !logs.contains("Permissions Violation"),
-            "{}: {logs}",
-            node.id
-        );
-        assert!(
-            logs.contains("bundle in the asset store"),
             "{}: {logs}",
             node.id
         );
