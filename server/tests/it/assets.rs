@@ -32,6 +32,10 @@ fn random_hash() -> String {
 
 impl FakeSite {
     fn new(tag: &str) -> Self {
+        Self::with_wasm_size(tag, 300_000)
+    }
+
+    fn with_wasm_size(tag: &str, wasm_size: usize) -> Self {
         let root = std::env::temp_dir().join(format!(
             "vo-assets-{tag}-{}-{:x}",
             std::process::id(),
@@ -45,7 +49,7 @@ impl FakeSite {
             let name = format!("version-observer.{hash}.{ext}");
             // The wasm spans several of the store's 128 KiB chunks.
             let bytes: Vec<u8> = match ext {
-                "wasm" => (0..300_000).map(|_| fastrand::u8(..)).collect(),
+                "wasm" => (0..wasm_size).map(|_| fastrand::u8(..)).collect(),
                 _ => format!("/* {tag} {ext} {hash} */").into_bytes(),
             };
             std::fs::write(root.join("pkg").join(&name), &bytes).unwrap();
@@ -178,7 +182,9 @@ async fn object(store: &ObjectStore, name: &str) -> Option<Vec<u8>> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_serves_another_versions_bundle_from_the_store_and_refuses_bad_names() {
     let mut nats = nats().await;
-    let (site_a, site_b) = (FakeSite::new("a"), FakeSite::new("b"));
+    // B's wasm is large (putting it takes a while), so A can only serve it
+    // right after B starts if B waited for its bundle to be in the store.
+    let (site_a, site_b) = (FakeSite::new("a"), FakeSite::with_wasm_size("b", 16 << 20));
     let a = node_with(
         &nats.url(),
         "assets-a",
@@ -195,13 +201,11 @@ async fn a_node_serves_another_versions_bundle_from_the_store_and_refuses_bad_na
     .await;
     let (wasm, wasm_bytes) = site_a.file("wasm");
     assert!(!site_b.root.join("pkg").join(wasm).exists());
-    // B has never had A's wasm: once A has put it into the store, B serves it.
+    // B has never had A's wasm, yet serves it at once: a node puts its
+    // bundle into the store before it serves (start-up waits for it).
     let url = b.url(&format!("/pkg/{wasm}"));
-    let response = eventually("B serves A's wasm", DEADLINE, async || {
-        let response = reqwest::get(&url).await.ok()?;
-        (response.status() == 200).then_some(response)
-    })
-    .await;
+    let response = get(&url).await;
+    assert_eq!(response.status(), 200, "{}", b.logs());
     assert_eq!(cache_control(&response), IMMUTABLE);
     assert_eq!(response.headers()["content-type"], "application/wasm");
     assert_eq!(
@@ -209,28 +213,16 @@ async fn a_node_serves_another_versions_bundle_from_the_store_and_refuses_bad_na
         wasm_bytes,
         "byte-identical"
     );
-    // And A's CSS and JS, and A serves B's wasm (each node puts its files
-    // one by one: wait for each).
+    // And A's CSS and JS, and A serves B's wasm.
     let wanted = [
         (&b, site_a.file("js")),
         (&b, site_a.file("css")),
         (&a, site_b.file("wasm")),
     ];
     for (node, (name, bytes)) in wanted {
-        let url = node.url(&format!("/pkg/{name}"));
-        let served = eventually(
-            &format!("{} serves {name}", node.id),
-            DEADLINE,
-            async || {
-                let response = reqwest::get(&url).await.ok()?;
-                if response.status() != 200 {
-                    return None;
-                }
-                response.bytes().await.ok()
-            },
-        )
-        .await;
-        assert_eq!(served, bytes, "{name}");
+        let response = get(&node.url(&format!("/pkg/{name}"))).await;
+        assert_eq!(response.status(), 200, "{name}: {}", node.logs());
+        assert_eq!(response.bytes().await.unwrap(), bytes, "{name}");
     }
 
     // A hash no version has: a 404, never cached as immutable.

@@ -13,7 +13,8 @@
 //!   file, so markup that names it keeps working.
 //! - In cluster mode ([`ObserverBuilder::bundle`](super::ObserverBuilder::bundle)
 //!   and `nats`), each node puts its bundle into the object store bucket
-//!   [`Names::asset_bucket`] at start (each file under its hashed name,
+//!   [`Names::asset_bucket`] at start (start-up waits up to 10 s for it, so
+//!   that this version's pages find their bundle on every node at once) (each file under its hashed name,
 //!   skipped when already there, and an index object for its version), and
 //!   prunes the versions beyond the newest
 //!   [`asset_versions`](super::ObserverBuilder::asset_versions) ([`prune_plan`]).

@@ -28,6 +28,8 @@ use version_observer_core::{
     ClusterState, ClusterView, Compat, Mode, NodeInfo, Release, Version,
 };
 
+/// How long start-up waits for the bundle to be in the cluster's asset store.
+const ASSET_STARTUP_WAIT: Duration = Duration::from_secs(10);
 /// How long leaving the cluster may take before the streams end anyway.
 const LEAVE_BOUND: Duration = Duration::from_secs(3);
 
@@ -297,9 +299,25 @@ impl VersionObserver {
                 _ => Assets::single(bundle),
             })
         });
-        if let (Some(assets), Some(_)) = (&assets, &cluster) {
+        if let (Some(assets), Some(node_handle)) = (&assets, &cluster) {
             let (assets, stop, version) = (assets.clone(), stop.clone(), node.version.clone());
-            tasks.spawn(async move { assets.publish_until_done(&version, stop).await });
+            let (done_tx, done) = tokio::sync::oneshot::channel::<()>();
+            tasks.spawn(async move {
+                assets.publish_until_done(&version, stop).await;
+                let _ = done_tx.send(());
+            });
+            // Pages of this version must find their bundle on every node as
+            // soon as this one serves them: wait (bounded) for it to be in
+            // the store, unless NATS is not there yet.
+            let connected =
+                node_handle.client().connection_state() == async_nats::connection::State::Connected;
+            if connected
+                && tokio::time::timeout(ASSET_STARTUP_WAIT, done)
+                    .await
+                    .is_err()
+            {
+                tracing::warn!("the bundle is not in the asset store yet; serving anyway");
+            }
         }
         {
             let streams = streams.clone();
