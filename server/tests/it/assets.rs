@@ -380,3 +380,29 @@ async fn the_readme_permissions_let_nodes_share_their_bundles() {
         );
     }
 }
+
+/// `--asset-versions 0`: a cluster node without the asset store serves its
+/// own bundle, creates no bucket, and 404s other versions' files.
+#[tokio::test(flavor = "multi_thread")]
+async fn asset_versions_zero_turns_the_store_off() {
+    let nats = nats().await;
+    let site = FakeSite::new("off");
+    let node = node_with(
+        &nats.url(),
+        "off",
+        "1.0.0",
+        &["--site-root", &site.arg(), "--asset-versions", "0"],
+    )
+    .await;
+    let (wasm, bytes) = site.file("wasm");
+    let own = get(&node.url(&format!("/pkg/{wasm}"))).await;
+    assert_eq!(cache_control(&own), IMMUTABLE);
+    assert_eq!(own.bytes().await.unwrap(), bytes);
+    let other = get(&node.url("/pkg/version-observer.QQQQQQQQQQQQQQQQQQQQQQ.wasm")).await;
+    assert_eq!(other.status(), 404);
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let bucket = async_nats::jetstream::new(client)
+        .get_object_store(names().asset_bucket())
+        .await;
+    assert!(bucket.is_err(), "no asset bucket");
+}

@@ -289,7 +289,8 @@ impl VersionObserver {
         let tasks = TaskTracker::new();
         let assets = settings.bundle.clone().map(|bundle| {
             Arc::new(match (&cluster, &settings.nats) {
-                (Some(node), Some(nats)) => Assets::cluster(
+                // 0 versions: no asset store, each node serves its own bundle.
+                (Some(node), Some(nats)) if settings.asset_versions > 0 => Assets::cluster(
                     bundle,
                     node.client(),
                     &version_observer_core::protocol::Names::new(&nats.cluster),

@@ -139,7 +139,8 @@ impl ObserverBuilder {
 
     /// How many versions' bundles the cluster's asset store keeps: the
     /// most recently started ones; a starting node deletes the rest
-    /// (1 to 1000) [default: 5].
+    /// (1 to 1000; 0: no asset store, each node serves only its own
+    /// bundle) [default: 5].
     pub fn asset_versions(mut self, versions: usize) -> Self {
         self.asset_versions = versions;
         self
@@ -167,9 +168,9 @@ impl ObserverBuilder {
             return Err(StartError::Setting("max_streams must be at least 1".into()));
         }
         self.release.validate()?;
-        if !(1..=1000).contains(&self.asset_versions) {
+        if self.asset_versions > 1000 {
             return Err(StartError::Setting(format!(
-                "asset versions {} is out of range: use 1 to 1000",
+                "asset versions {} is out of range: use 0 to 1000",
                 self.asset_versions
             )));
         }
