@@ -179,6 +179,17 @@ ensure_bench_tools() { ensure_nats_server; ensure_nginx; apt_install wrk; }
 build_site() { # [--release]
   say "cargo leptos build --frontend-only $*"
   (cd "$VO_ROOT" && cargo leptos build --frontend-only "$@" "${VO_LIB_CARGO_ARGS[@]}")
+  # The node's site has content-hashed names (hash-files in Cargo.toml);
+  # cargo-leptos writes their hashes beside the node binary. A copy in the
+  # site makes the site self-contained: the node reads <site-root>/hash.txt.
+  local profile=debug
+  [[ " $* " == *" --release "* ]] && profile=release
+  local hashes="${CARGO_TARGET_DIR:-$VO_ROOT/target}/$profile/hash.txt"
+  if [ -f "$hashes" ]; then
+    cp "$hashes" "$VO_ROOT/target/site/hash.txt"
+  else
+    say "no $hashes: the site's bundle names are not hashed"
+  fi
 }
 
 # Every native package, for one cargo call to build, lint and test them all

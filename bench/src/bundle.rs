@@ -11,7 +11,7 @@ use std::{io::Write, path::Path};
 pub fn run(report: &mut Report, pkg: &Path, example: &Path, baseline: &Path) -> anyhow::Result<()> {
     report.section("7 bundle", "7. WASM bundle: what a browser downloads");
     report.input("folder", pkg.display());
-    let wasm = std::fs::read(pkg.join("version-observer.wasm"))
+    let wasm = std::fs::read(bundle_file(pkg, "wasm")?)
         .context("reading the wasm (build the site first)")?;
     // The folder holds whatever cargo-leptos built last; the wasm tells which:
     // a debug build keeps every function's name in a `name` section.
@@ -27,13 +27,16 @@ pub fn run(report: &mut Report, pkg: &Path, example: &Path, baseline: &Path) -> 
             Some(size) => format!("debug (a {} KB name section)", size / 1000),
         },
     );
-    for (file, goal) in [
-        ("version-observer.wasm", Some(Goal::AtMost(150.0))),
-        ("version-observer.js", None),
-        ("version-observer.css", None),
+    for (ext, goal) in [
+        ("wasm", Some(Goal::AtMost(150.0))),
+        ("js", None),
+        ("css", None),
     ] {
-        let bytes = std::fs::read(pkg.join(file))
-            .with_context(|| format!("reading {file} (build the site first)"))?;
+        // The figures keep their plain names, whatever the build's hashes.
+        let file = format!("version-observer.{ext}");
+        let path = bundle_file(pkg, ext)?;
+        let bytes = std::fs::read(&path)
+            .with_context(|| format!("reading {} (build the site first)", path.display()))?;
         report.figure(&format!("{file} raw"), kb(bytes.len()), "KB", None);
         if release {
             let (gz, br) = (gzip(&bytes)?, brotli(&bytes)?);
@@ -62,12 +65,9 @@ fn embedding(
     report.input("host app with the banner", example.display());
     report.input("the same app without it", baseline.display());
     let read = |dir: &Path| {
-        std::fs::read(dir.join("version-observer.wasm")).with_context(|| {
-            format!(
-                "reading {}/version-observer.wasm (build the sites first)",
-                dir.display()
-            )
-        })
+        let path = bundle_file(dir, "wasm")?;
+        std::fs::read(&path)
+            .with_context(|| format!("reading {} (build the sites first)", path.display()))
     };
     let (with, without) = (read(example)?, read(baseline)?);
     let raw = with.len() as f64 - without.len() as f64;
@@ -96,6 +96,30 @@ fn embedding(
         );
     }
     Ok(())
+}
+
+/// The bundle's file with this extension in a site's `pkg` folder: the
+/// plain `version-observer.<ext>` of an unhashed build (the example app's),
+/// or the content-hashed name the site's `hash.txt` (beside `pkg`) gives.
+pub fn bundle_file(pkg: &Path, ext: &str) -> anyhow::Result<std::path::PathBuf> {
+    let plain = pkg.join(format!("version-observer.{ext}"));
+    if plain.is_file() {
+        return Ok(plain);
+    }
+    let hash_file = pkg.parent().unwrap_or(pkg).join("hash.txt");
+    let text = std::fs::read_to_string(&hash_file).with_context(|| {
+        format!(
+            "neither {} nor {} (build the sites first)",
+            plain.display(),
+            hash_file.display()
+        )
+    })?;
+    let hashes = version_observer_core::assets::parse_hash_file(&text)
+        .with_context(|| format!("reading {}", hash_file.display()))?;
+    let hash = hashes
+        .get(ext)
+        .with_context(|| format!("no .{ext} hash in {}", hash_file.display()))?;
+    Ok(pkg.join(format!("version-observer.{hash}.{ext}")))
 }
 
 /// The custom sections of a wasm module: (name, size in bytes). Stops at

@@ -6,7 +6,7 @@
 //! | route                      | what                                             |
 //! |----------------------------|--------------------------------------------------|
 //! | `GET /status`              | [`LabStatus`](crate::lab::LabStatus)             |
-//! | `POST /nodes/{id}/start`   | body `{"version":"1.0.0"}`; returns once it serves |
+//! | `POST /nodes/{id}/start`   | body `{"version":"1.0.0"}`, optionally `"site_root":"<dir>"` (another build's site); returns once it serves |
 //! | `POST /nodes/{id}/stop`    | SIGTERM, waits for a clean exit                  |
 //! | `POST /nodes/{id}/kill`    | `kill -9`                                        |
 //! | `GET /nodes/{id}/logs`     | the node's log                                   |
@@ -33,6 +33,9 @@ struct Control {
 #[derive(Deserialize)]
 struct Start {
     version: String,
+    /// Another build's site (`--site-root`), for mixed-build tests.
+    #[serde(default)]
+    site_root: Option<String>,
 }
 
 /// The control routes; `shutdown` is notified by `POST /shutdown`.
@@ -56,7 +59,17 @@ async fn start(
     Path(id): Path<String>,
     Json(body): Json<Start>,
 ) -> Response {
-    match c.lab.lock().await.start_node(&id, &body.version).await {
+    let extra: Vec<String> = match body.site_root {
+        Some(dir) => vec!["--site-root".into(), dir],
+        None => Vec::new(),
+    };
+    match c
+        .lab
+        .lock()
+        .await
+        .start_node_with(&id, &body.version, &extra)
+        .await
+    {
         Ok(node) => Json(node).into_response(),
         Err(e) => error(e),
     }

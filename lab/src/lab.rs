@@ -171,11 +171,23 @@ impl Lab {
 
     /// Starts the node in slot `id` with `version`; returns once it serves HTTP.
     pub async fn start_node(&mut self, id: &str, version: &str) -> Result<NodeStatus, LabError> {
+        self.start_node_with(id, version, &[]).await
+    }
+
+    /// [`start_node`](Self::start_node) with extra flags for this node
+    /// (e.g. `--site-root` of another build).
+    pub async fn start_node_with(
+        &mut self,
+        id: &str,
+        version: &str,
+        extra: &[String],
+    ) -> Result<NodeStatus, LabError> {
         let config = &self.config;
         let node_config = NodeConfig::new(&config.binary, id, version)
             .nats(&self.nats.url(), &config.cluster)
             .timings(config.timings)
             .args(config.node_args.iter().cloned())
+            .args(extra.iter().cloned())
             .log_filter(&config.log_filter)
             .log_dir(self.scratch.path());
         let slot = self.slot(id)?;

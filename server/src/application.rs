@@ -7,7 +7,7 @@ use crate::{config::Config, http};
 use leptos::config::{Env, LeptosOptions};
 use std::{future::IntoFuture, io, net::SocketAddr, path::PathBuf};
 use tokio::net::TcpListener;
-use version_observer::{StartError, VersionObserver};
+use version_observer::{server::assets::BundleError, Bundle, StartError, VersionObserver};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +18,8 @@ pub enum StartupError {
     MissingSite(PathBuf),
     #[error(transparent)]
     Observer(#[from] StartError),
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
     #[error(transparent)]
     AdminToken(#[from] http::admin::TokenError),
 }
@@ -37,6 +39,8 @@ impl Application {
         if !config.site_root.join("pkg").is_dir() {
             return Err(StartupError::MissingSite(config.site_root.clone()));
         }
+        // The bundle's names: content-hashed (cargo-leptos' hash file), or plain.
+        let bundle = Bundle::find(&config.site_root, SITE_PKG_DIR, OUTPUT_NAME)?;
         let listener = bind(config.listen).await?;
         let addr = listener.local_addr().map_err(|source| StartupError::Bind {
             addr: config.listen,
@@ -56,7 +60,9 @@ impl Application {
             .nats_opt(config.nats_settings())
             .max_streams(config.max_streams)
             .keepalive(config.keepalive())
-            .release(config.release());
+            .release(config.release())
+            .bundle(bundle)
+            .asset_versions(usize::from(config.asset_versions));
         if let Some(id) = &config.node_id {
             builder = builder.node_id(id);
         }
@@ -71,11 +77,15 @@ impl Application {
         });
         let router = http::router(
             &observer,
-            leptos_options(&config, addr),
+            leptos_options(&config, addr, observer.bundle()),
             config.max_inflight as usize,
         );
         let admin = admin_listener.map(|listener| {
-            let options = leptos_options(&config, listener.local_addr().unwrap_or(addr));
+            let options = leptos_options(
+                &config,
+                listener.local_addr().unwrap_or(addr),
+                observer.bundle(),
+            );
             (listener, http::admin::router(&observer, token, options))
         });
         let page = observer.page_info();
@@ -152,9 +162,17 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
         .map_err(|source| StartupError::Bind { addr, source })
 }
 
+/// The site's output name (`[[workspace.metadata.leptos]]`'s `name`).
+const OUTPUT_NAME: &str = "version-observer";
+/// The bundle's folder in the site, and its URL path.
+const SITE_PKG_DIR: &str = "pkg";
+
 /// Leptos' own runtime options. cargo-leptos passes `LEPTOS_*` variables when it
 /// runs the node (`cargo leptos watch`); a node started directly uses ours.
-fn leptos_options(config: &Config, addr: SocketAddr) -> LeptosOptions {
+/// With a hashed bundle, Leptos' hydration scripts name the hashed files,
+/// read from the bundle's hash file (an absolute path: Leptos joins it to
+/// the executable's folder).
+fn leptos_options(config: &Config, addr: SocketAddr, bundle: Option<&Bundle>) -> LeptosOptions {
     let env = match std::env::var("LEPTOS_ENV").as_deref() {
         Ok("DEV") | Ok("dev") => Env::DEV,
         _ => Env::PROD,
@@ -163,10 +181,18 @@ fn leptos_options(config: &Config, addr: SocketAddr) -> LeptosOptions {
         .ok()
         .and_then(|p| p.parse().ok())
         .unwrap_or(3001);
+    let hash_file = bundle.and_then(Bundle::hash_file);
     LeptosOptions::builder()
-        .output_name("version-observer")
+        .output_name(OUTPUT_NAME)
         .site_root(config.site_root.to_string_lossy().into_owned())
-        .site_pkg_dir("pkg")
+        .site_pkg_dir(SITE_PKG_DIR)
+        .hash_files(hash_file.is_some())
+        .hash_file(
+            hash_file
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "hash.txt".into())
+                .into(),
+        )
         .site_addr(addr)
         .env(env)
         .reload_port(reload_port)

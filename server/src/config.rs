@@ -120,6 +120,14 @@ pub struct Config {
           value_parser = clap::value_parser!(u8).range(1..=5))]
     pub kv_replicas: u8,
 
+    /// Versions whose bundles (wasm, JS, CSS) the cluster's asset store
+    /// keeps, so that any node can serve a page of one of them its own
+    /// bundle; a starting node deletes older ones (cluster mode; 0: no
+    /// asset store, each node serves only its own bundle).
+    #[arg(long, env = "VO_ASSET_VERSIONS", value_name = "N", default_value_t = version_observer::server::assets::DEFAULT_KEEP_VERSIONS as u16,
+          value_parser = clap::value_parser!(u16).range(0..=1000))]
+    pub asset_versions: u16,
+
     /// Cluster name: namespaces every subject and KV bucket, so several apps or
     /// environments can share one NATS.
     #[arg(long, env = "VO_CLUSTER", value_name = "NAME", default_value = "default",

@@ -2,6 +2,7 @@
 //! the server, the browser and the tools, with no async runtime, no network
 //! and no UI framework.
 //!
+//! - [`assets`]: the bundle's content-hashed file names and the cluster's asset store rules (which names are looked up, which versions are pruned);
 //! - [`auth`]: authenticating cluster messages with a shared key;
 //! - [`compat`]: the compatibility policy (when does a version change break an open page);
 //! - [`release`]: release metadata (severity, notes URL, minimum supported version) and its validation;
@@ -28,6 +29,7 @@
 
 #![warn(missing_docs)]
 
+pub mod assets;
 pub mod auth;
 pub mod banner;
 pub mod cluster;

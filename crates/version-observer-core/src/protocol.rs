@@ -13,6 +13,7 @@
 //! | `vo.<c>.announce`             | [`SettledNotice`]  | the monitor, news only    |
 //! | KV `vo_<c>`, key `monitor`   | [`LeaseHolder`], with a per-message TTL | the elected monitor |
 //! | KV `vo_<c>`, key `settled`   | [`SettledRecord`]  | the elected monitor, fenced |
+//! | object store `vo_<c>_assets` | bundle files, `index/<version>` ([`crate::assets`]) | every node, at start |
 //!
 //! Payloads are JSON. Anything that does not decode is dropped with a log line
 //! by the caller ([`decode`] never panics). With a cluster key every message
@@ -130,6 +131,14 @@ impl Names {
     /// ([`LEASE_KEY`]) and the settled record ([`STATE_KEY`]), in one stream.
     pub fn bucket(&self) -> String {
         format!("vo_{}", self.cluster)
+    }
+
+    /// The cluster's object store bucket, `vo_<cluster>_assets` (stream
+    /// `OBJ_vo_<cluster>_assets`): every running version's bundle files under
+    /// their hashed names, and one index object per version
+    /// ([`crate::assets`]), so a node can serve another version's bundle.
+    pub fn asset_bucket(&self) -> String {
+        format!("vo_{}_assets", self.cluster)
     }
 }
 
@@ -454,6 +463,7 @@ mod tests {
         assert_eq!(n.settled(), "vo.shop-prod.settled");
         assert_eq!(n.announce(), "vo.shop-prod.announce");
         assert_eq!(n.bucket(), "vo_shop-prod");
+        assert_eq!(n.asset_bucket(), "vo_shop-prod_assets");
         for kind in [
             PresenceKind::Up,
             PresenceKind::Heartbeat,

@@ -70,6 +70,6 @@ mod browser;
 pub mod server;
 #[cfg(feature = "ssr")]
 pub use server::{
-    NatsSettings, ObserverBuilder, StartError, StreamListener, VersionObserver,
+    Bundle, NatsSettings, ObserverBuilder, StartError, StreamListener, VersionObserver,
     VersionObserverRoutes,
 };

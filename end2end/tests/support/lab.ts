@@ -99,8 +99,9 @@ export class Lab {
     return response;
   }
 
-  async startNode(id: string, version: string) {
-    await this.call('POST', `/nodes/${id}/start`, { version });
+  /** Starts a node; `siteRoot`: another build's site instead of target/site. */
+  async startNode(id: string, version: string, siteRoot?: string) {
+    await this.call('POST', `/nodes/${id}/start`, siteRoot ? { version, site_root: siteRoot } : { version });
   }
 
   /** Graceful stop (SIGTERM); resolves once the process has exited cleanly. */

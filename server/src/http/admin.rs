@@ -135,15 +135,10 @@ pub fn router(
     };
     // The bundle the fleet view hydrates with (public on the public port
     // anyway); anything else is a 404.
-    let pkg: &str = &options.site_pkg_dir;
-    let files = Path::new(&*options.site_root).join(pkg);
     Router::new()
         .route("/healthz", get(super::healthz))
         .merge(guarded)
-        .nest_service(
-            &format!("/{pkg}"),
-            tower_http::services::ServeDir::new(files),
-        )
+        .version_observer_asset_routes(observer)
 }
 
 async fn require(State(token): State<AdminToken>, request: Request, next: Next) -> Response {

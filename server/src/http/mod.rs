@@ -8,7 +8,8 @@
 //! | `GET /api/version`         | the observer: this node and its cluster view     |
 //! | `GET /api/version/events`  | the observer: the same, as Server-Sent Events    |
 //! | `GET /healthz`             | liveness                                         |
-//! | `GET /pkg/*`, other files  | the built site (wasm, JS, CSS, assets)           |
+//! | `GET /pkg/{name}`          | the bundle (the observer's asset routes): hashed names immutable, from the cluster's asset store when another version's |
+//! | other files                | the built site (assets)                          |
 //!
 //! The operators' routes (`/api/cluster`, `/api/fleet/events`, `/metrics`)
 //! and the fleet view (`/fleet`) are served only on the admin listener
@@ -56,9 +57,9 @@ pub fn router(observer: &VersionObserver, options: LeptosOptions, max_inflight: 
             page_cache::PageCache::default(),
             page_cache::serve,
         ))
-        // Browsers must revalidate pages and bundles: after a deploy the same
-        // URL serves a different build, and a stale cached wasm would not match
-        // the new HTML it hydrates.
+        // Browsers must revalidate pages and unhashed files: after a deploy
+        // the same URL serves a different build. (The bundle's hashed files,
+        // below, are immutable and say so themselves.)
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-cache"),
@@ -66,6 +67,7 @@ pub fn router(observer: &VersionObserver, options: LeptosOptions, max_inflight: 
         .with_state(options);
     Router::new()
         .version_observer_routes(observer)
+        .version_observer_asset_routes(observer)
         .merge(pages)
         .layer(axum::middleware::from_fn_with_state(
             limit::InflightLimit::new(max_inflight, {

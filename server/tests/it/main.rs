@@ -5,6 +5,7 @@
 //! nats-servers that demand credentials.
 
 mod admin;
+mod assets;
 mod cluster;
 mod http;
 mod limits;

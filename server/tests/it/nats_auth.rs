@@ -19,7 +19,7 @@ use vo_lab::{
     NatsOptions, NatsServer,
 };
 
-async fn nats_with(config: String) -> NatsServer {
+pub(crate) async fn nats_with(config: String) -> NatsServer {
     NatsServer::start_with_options(NatsOptions {
         config: Some(config),
         ..NatsOptions::default()
@@ -29,7 +29,7 @@ async fn nats_with(config: String) -> NatsServer {
 }
 
 /// `url` with `userinfo@` put after the scheme.
-fn with_userinfo(url: &str, userinfo: &str) -> String {
+pub(crate) fn with_userinfo(url: &str, userinfo: &str) -> String {
     url.replacen("://", &format!("://{userinfo}@"), 1)
 }
 
@@ -160,7 +160,7 @@ async fn tls_with_a_private_ca() {
 
 /// The README's node permissions (for its cluster `shop`, here `test`), and
 /// a user that may only publish elsewhere.
-fn permissions_config() -> String {
+pub(crate) fn permissions_config() -> String {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
         .expect("the README");
     let start = readme

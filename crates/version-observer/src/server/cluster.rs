@@ -58,6 +58,7 @@ const BATCH: usize = 256;
 
 /// A running cluster node.
 pub(crate) struct ClusterNode {
+    client: Client,
     status: watch::Receiver<ClusterStatus>,
     leave: CancellationToken,
     task: JoinHandle<()>,
@@ -101,7 +102,7 @@ impl ClusterNode {
         let leave = CancellationToken::new();
         let driver = Driver {
             js: jetstream::new(client.clone()),
-            client,
+            client: client.clone(),
             coordinator,
             kv_timeout: settings.timings.kv_timeout(),
             bucket: None,
@@ -117,10 +118,16 @@ impl ClusterNode {
             let _ = tokio::time::timeout(STARTUP_WAIT, ready.wait_for(|r| *r)).await;
         }
         Ok(Self {
+            client,
             status,
             leave,
             task,
         })
+    }
+
+    /// The node's NATS client (for the asset store).
+    pub(crate) fn client(&self) -> Client {
+        self.client.clone()
     }
 
     pub(crate) fn status(&self) -> watch::Receiver<ClusterStatus> {

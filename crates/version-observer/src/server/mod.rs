@@ -4,6 +4,7 @@
 //! - [`observer`]: [`VersionObserver`], its builder and lifecycle;
 //! - [`settings`]: [`ObserverBuilder`] and [`NatsSettings`], checked at start;
 //! - [`routes`]: [`VersionObserverRoutes`], the extension trait on `Router`;
+//! - [`assets`]: [`assets::Bundle`], the site's content-hashed bundle, its caching headers and the cluster's asset store;
 //! - [`listener`]: [`StreamListener`], version streams served without hyper's buffers;
 //! - [`metrics`]: what `GET /metrics` exports;
 //! - [`fleet`]: [`fleet::FleetWatch`], a cluster watched from outside (deploy gates);
@@ -11,6 +12,7 @@
 //! - `sse`: the event stream's bytes;
 //! - `cluster`: the NATS driver of the sans-IO coordinator.
 
+pub mod assets;
 mod cluster;
 pub mod fleet;
 pub mod guard;
@@ -24,6 +26,7 @@ mod signal;
 pub use signal::shutdown_signal;
 mod sse;
 
+pub use assets::Bundle;
 pub use listener::{Connection, StreamListener};
 pub use observer::VersionObserver;
 pub use routes::VersionObserverRoutes;

@@ -2,6 +2,7 @@
 //! NATS) its cluster node, with one lifecycle: start, serve, stop.
 
 use super::{
+    assets::{Assets, Bundle},
     cluster::ClusterNode,
     hub::VersionHub,
     listener::StreamListener,
@@ -27,6 +28,8 @@ use version_observer_core::{
     ClusterState, ClusterView, Compat, Mode, NodeInfo, Release, Version,
 };
 
+/// How long start-up waits for the bundle to be in the cluster's asset store.
+const ASSET_STARTUP_WAIT: Duration = Duration::from_secs(10);
 /// How long leaving the cluster may take before the streams end anyway.
 const LEAVE_BOUND: Duration = Duration::from_secs(3);
 
@@ -67,6 +70,8 @@ struct Inner {
     release: Option<Release>,
     streams: Arc<Streams>,
     cluster: Option<watch::Receiver<ClusterStatus>>,
+    /// The site's bundle, and in cluster mode the asset store.
+    assets: Option<Arc<Assets>>,
     /// Cancelled to ask the observer to stop.
     stop: CancellationToken,
     /// Background work: the lifecycle, the keep-alive timer, the cluster node.
@@ -285,6 +290,39 @@ impl VersionObserver {
         };
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
+        let assets = settings.bundle.clone().map(|bundle| {
+            Arc::new(match (&cluster, &settings.nats) {
+                // 0 versions: no asset store, each node serves its own bundle.
+                (Some(node), Some(nats)) if settings.asset_versions > 0 => Assets::cluster(
+                    bundle,
+                    node.client(),
+                    &version_observer_core::protocol::Names::new(&nats.cluster),
+                    nats.kv_replicas,
+                    settings.asset_versions,
+                ),
+                _ => Assets::single(bundle),
+            })
+        });
+        if let (Some(assets), Some(node_handle)) = (&assets, &cluster) {
+            let (assets, stop, version) = (assets.clone(), stop.clone(), node.version.clone());
+            let (done_tx, done) = tokio::sync::oneshot::channel::<()>();
+            tasks.spawn(async move {
+                assets.publish_until_done(&version, stop).await;
+                let _ = done_tx.send(());
+            });
+            // Pages of this version must find their bundle on every node as
+            // soon as this one serves them: wait (bounded) for it to be in
+            // the store, unless NATS is not there yet.
+            let connected =
+                node_handle.client().connection_state() == async_nats::connection::State::Connected;
+            if connected
+                && tokio::time::timeout(ASSET_STARTUP_WAIT, done)
+                    .await
+                    .is_err()
+            {
+                tracing::warn!("the bundle is not in the asset store yet; serving anyway");
+            }
+        }
         {
             let streams = streams.clone();
             let interval = settings.keepalive;
@@ -324,10 +362,20 @@ impl VersionObserver {
                 release,
                 streams,
                 cluster: status,
+                assets,
                 stop,
                 tasks,
             }),
         })
+    }
+
+    /// The site's bundle given to [`ObserverBuilder::bundle`], if any.
+    pub fn bundle(&self) -> Option<&Bundle> {
+        self.inner.assets.as_deref().map(Assets::bundle)
+    }
+
+    pub(crate) fn assets(&self) -> Option<&Assets> {
+        self.inner.assets.as_deref()
     }
 
     /// This node's id and version, as rendered into pages.

@@ -49,6 +49,16 @@ pub trait VersionObserverRoutes {
     /// `GET /api/fleet/events` and `GET /metrics`, served by `observer`.
     /// Keep them off the public port.
     fn version_observer_admin_routes(self, observer: &VersionObserver) -> Self;
+
+    /// Adds `GET <pkg>/{name}` for the bundle given to
+    /// [`ObserverBuilder::bundle`](super::ObserverBuilder::bundle) (nothing
+    /// without one): hashed names with `Cache-Control: public,
+    /// max-age=31536000, immutable`, other names with `no-cache`, the
+    /// bundle's plain names (`<output>.css`) as this build's files, and in
+    /// cluster mode other versions' hashed files from the cluster's asset
+    /// store ([`super::assets`]). Deeper paths (`<pkg>/snippets/…`) are left
+    /// to the router's other routes or fallback.
+    fn version_observer_asset_routes(self, observer: &VersionObserver) -> Self;
 }
 
 impl<S> VersionObserverRoutes for Router<S>
@@ -60,6 +70,20 @@ where
             Router::new()
                 .route(paths::VERSION, get(version))
                 .route(paths::EVENTS, get(sse::version_events))
+                .with_state(observer.clone()),
+        )
+    }
+
+    fn version_observer_asset_routes(self, observer: &VersionObserver) -> Self {
+        let Some(bundle) = observer.bundle() else {
+            return self;
+        };
+        self.merge(
+            Router::new()
+                .route(
+                    &format!("{}/{{name}}", bundle.url_path()),
+                    get(super::assets::serve),
+                )
                 .with_state(observer.clone()),
         )
     }

@@ -36,6 +36,8 @@ pub struct ObserverBuilder {
     pub(crate) max_streams: u32,
     pub(crate) keepalive: Duration,
     pub(crate) release: Release,
+    pub(crate) bundle: Option<super::assets::Bundle>,
+    pub(crate) asset_versions: usize,
 }
 
 impl ObserverBuilder {
@@ -48,6 +50,8 @@ impl ObserverBuilder {
             max_streams: streams::MAX_STREAMS,
             keepalive: streams::KEEPALIVE,
             release: Release::default(),
+            bundle: None,
+            asset_versions: super::assets::DEFAULT_KEEP_VERSIONS,
         }
     }
 
@@ -122,6 +126,26 @@ impl ObserverBuilder {
         self
     }
 
+    /// The site's bundle ([`Bundle::find`](super::assets::Bundle::find)),
+    /// served by [`version_observer_asset_routes`](crate::VersionObserverRoutes::version_observer_asset_routes)
+    /// with caching headers that fit its names; in cluster mode also put
+    /// into the cluster's asset store at start, so nodes of other versions
+    /// can serve it to this version's pages ([`super::assets`])
+    /// [default: none].
+    pub fn bundle(mut self, bundle: super::assets::Bundle) -> Self {
+        self.bundle = Some(bundle);
+        self
+    }
+
+    /// How many versions' bundles the cluster's asset store keeps: the
+    /// most recently started ones; a starting node deletes the rest
+    /// (1 to 1000; 0: no asset store, each node serves only its own
+    /// bundle) [default: 5].
+    pub fn asset_versions(mut self, versions: usize) -> Self {
+        self.asset_versions = versions;
+        self
+    }
+
     /// Checks the settings and starts the observer (and, with NATS, its
     /// cluster node, which connects in the background: a node starts and
     /// serves even while NATS is down).
@@ -144,6 +168,12 @@ impl ObserverBuilder {
             return Err(StartError::Setting("max_streams must be at least 1".into()));
         }
         self.release.validate()?;
+        if self.asset_versions > 1000 {
+            return Err(StartError::Setting(format!(
+                "asset versions {} is out of range: use 0 to 1000",
+                self.asset_versions
+            )));
+        }
         if self.keepalive.is_zero() {
             return Err(StartError::Setting(
                 "keepalive must be longer than 0".into(),

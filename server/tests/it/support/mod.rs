@@ -20,7 +20,7 @@ pub struct TestNode {
     pub admin_addr: Option<SocketAddr>,
     pub observer: VersionObserver,
     task: Option<JoinHandle<std::io::Result<()>>>,
-    _site: SiteDir,
+    _site: Option<SiteDir>,
 }
 
 /// A site folder with an (empty) `pkg/` bundle: enough for a node to start.
@@ -56,12 +56,19 @@ impl TestNode {
     pub async fn start_on(listen: &str, flags: &[&str]) -> Self {
         let site = SiteDir::new();
         let site_root = site.0.to_string_lossy().into_owned();
+        let mut node = Self::start_with_site(listen, &site_root, flags).await;
+        node._site = Some(site);
+        node
+    }
+
+    /// [`start_on`](Self::start_on) serving the site in `site_root`.
+    pub async fn start_with_site(listen: &str, site_root: &str, flags: &[&str]) -> Self {
         let args = [
             "version-observer",
             "--listen",
             listen,
             "--site-root",
-            &site_root,
+            site_root,
         ]
         .into_iter()
         .chain(flags.iter().copied());
@@ -76,7 +83,7 @@ impl TestNode {
             admin_addr,
             observer,
             task: Some(task),
-            _site: site,
+            _site: None,
         }
     }
 
