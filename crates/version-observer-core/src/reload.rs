@@ -344,10 +344,11 @@ pub struct LoopGuard {
     reloads: Vec<Reload>,
 }
 
+/// Whole milliseconds, so that the stored form needs no float parser.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Reload {
     target: String,
-    at_ms: f64,
+    at_ms: u64,
 }
 
 impl LoopGuard {
@@ -365,7 +366,10 @@ impl LoopGuard {
         let recent = self
             .reloads
             .iter()
-            .filter(|r| r.target == target && r.at_ms > since && r.at_ms <= now_ms)
+            .filter(|r| {
+                let at = r.at_ms as f64;
+                r.target == target && at > since && at <= now_ms
+            })
             .count();
         recent < strategy.max_automatic as usize
     }
@@ -374,7 +378,7 @@ impl LoopGuard {
     pub fn record(&mut self, target: &Version, now_ms: f64) {
         self.reloads.push(Reload {
             target: target.to_string(),
-            at_ms: now_ms,
+            at_ms: now_ms.max(0.0) as u64,
         });
         let excess = self.reloads.len().saturating_sub(Self::KEEP);
         self.reloads.drain(..excess);
@@ -389,7 +393,6 @@ impl LoopGuard {
     /// a hand-edited value) is an empty guard.
     pub fn from_text(text: &str) -> Self {
         let mut guard: Self = serde_json::from_str(text).unwrap_or_default();
-        guard.reloads.retain(|r| r.at_ms.is_finite());
         let excess = guard.reloads.len().saturating_sub(Self::KEEP);
         guard.reloads.drain(..excess);
         guard

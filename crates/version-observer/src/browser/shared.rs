@@ -10,7 +10,6 @@
 //! Without those APIs each tab keeps its own stream.
 
 use super::stream::VersionStream;
-use serde::{Deserialize, Serialize};
 use std::{
     cell::{Cell, RefCell},
     rc::{Rc, Weak},
@@ -19,16 +18,35 @@ use version_observer_core::VersionReport;
 use wasm_bindgen::{prelude::Closure, JsCast, JsValue};
 use web_sys::{AbortController, BroadcastChannel, Event, MessageEvent};
 
-/// What the tabs say on the channel (as JSON text).
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// What the tabs say on the channel: `hello` (a tab joined: the holder
+/// answers with its latest state), `live:1`/`live:0` (the holder's stream
+/// opened or closed), `report:<the report's JSON, as the node sent it>`.
+/// Plain text, so the page needs no JSON writer.
 enum Wire {
-    /// A tab joined: the holder answers with its latest state.
     Hello,
-    /// The holder's stream opened or closed.
     Live(bool),
-    /// A report, as the node sent it.
-    Report(VersionReport),
+    Report(String),
+}
+
+impl Wire {
+    fn text(&self) -> String {
+        match self {
+            Self::Hello => "hello".to_owned(),
+            Self::Live(open) => format!("live:{}", u8::from(*open)),
+            Self::Report(json) => format!("report:{json}"),
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "hello" => Some(Self::Hello),
+            "live:1" => Some(Self::Live(true)),
+            "live:0" => Some(Self::Live(false)),
+            _ => text
+                .strip_prefix("report:")
+                .map(|json| Self::Report(json.to_owned())),
+        }
+    }
 }
 
 /// This tab's share of the browser's stream; dropping it leaves (and hands
@@ -56,7 +74,8 @@ pub struct Shared {
     release: RefCell<Option<js_sys::Function>>,
     /// Aborts a pending lock request.
     pending: RefCell<Option<AbortController>>,
-    last: RefCell<Option<VersionReport>>,
+    /// The latest report's text.
+    last: RefCell<Option<String>>,
     live: Cell<bool>,
     stopped: Cell<bool>,
     on_message: Closure<dyn FnMut(MessageEvent)>,
@@ -84,7 +103,11 @@ impl BrowserStream {
             .then(|| BroadcastChannel::new(&channel_name).ok())
             .flatten();
         let Some(channel) = channel else {
-            return Self::Own(VersionStream::connect(stream_url, on_report, on_live));
+            return Self::Own(VersionStream::connect(
+                stream_url,
+                move |report, _| on_report(report),
+                on_live,
+            ));
         };
         let shared = Rc::new_cyclic(|weak: &Weak<Shared>| {
             let w = weak.clone();
@@ -197,10 +220,10 @@ impl Shared {
         let (a, b) = (Rc::downgrade(&self), Rc::downgrade(&self));
         let stream = VersionStream::connect(
             &self.stream_url,
-            move |report| {
+            move |report, text: &str| {
                 if let Some(s) = a.upgrade() {
-                    s.post(&Wire::Report(report.clone()));
-                    s.last.replace(Some(report.clone()));
+                    s.post(&Wire::Report(text.to_owned()));
+                    s.last.replace(Some(text.to_owned()));
                     (s.on_report)(report);
                 }
             },
@@ -231,11 +254,7 @@ impl Shared {
     }
 
     fn heard(&self, ev: &MessageEvent) {
-        let Some(wire) = ev
-            .data()
-            .as_string()
-            .and_then(|text| serde_json::from_str::<Wire>(&text).ok())
-        else {
+        let Some(wire) = ev.data().as_string().and_then(|text| Wire::parse(&text)) else {
             return;
         };
         let holding = self.stream.borrow().is_some();
@@ -247,15 +266,18 @@ impl Shared {
                 }
             }
             Wire::Live(open) if !holding => (self.on_live)(open),
-            Wire::Report(report) if !holding => (self.on_report)(report),
+            Wire::Report(json) if !holding => {
+                // Another tab's report is checked like the node's own.
+                if let Ok(report) = serde_json::from_str::<VersionReport>(&json) {
+                    (self.on_report)(report);
+                }
+            }
             _ => {}
         }
     }
 
     fn post(&self, wire: &Wire) {
-        if let Ok(text) = serde_json::to_string(wire) {
-            let _ = self.channel.post_message(&JsValue::from_str(&text));
-        }
+        let _ = self.channel.post_message(&JsValue::from_str(&wire.text()));
     }
 }
 

@@ -48,23 +48,21 @@ struct Shared {
 }
 
 impl VersionStream {
-    /// Subscribes to `url`; `on_report` gets every report, `on_live` whether the
-    /// connection is open.
+    /// Subscribes to `url`; `on_report` gets every report (and its text, as
+    /// the node sent it), `on_live` whether the connection is open.
     pub fn connect(
         url: &str,
-        on_report: impl Fn(VersionReport) + 'static,
+        on_report: impl Fn(VersionReport, &str) + 'static,
         on_live: impl Fn(bool) + 'static,
     ) -> Self {
         let on_live = Rc::new(on_live);
         let shared = Rc::new_cyclic(|weak: &Weak<Shared>| {
             let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
                 // A report we cannot read is skipped: the next one replaces it.
-                if let Some(report) = ev
-                    .data()
-                    .as_string()
-                    .and_then(|text| serde_json::from_str::<VersionReport>(&text).ok())
-                {
-                    on_report(report);
+                if let Some(text) = ev.data().as_string() {
+                    if let Ok(report) = serde_json::from_str::<VersionReport>(&text) {
+                        on_report(report, &text);
+                    }
                 }
             });
             let (w, live) = (weak.clone(), on_live.clone());
