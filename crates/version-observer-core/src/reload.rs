@@ -30,7 +30,6 @@
 //! ```
 
 use semver::Version;
-use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Which updates reload after a countdown, without a click.
@@ -339,13 +338,13 @@ impl AutoReload {
 /// let again = LoopGuard::from_text(&guard.to_text());
 /// assert!(!again.allows(&v2, &strategy, 3_000.0));
 /// ```
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct LoopGuard {
     reloads: Vec<Reload>,
 }
 
-/// Whole milliseconds, so that the stored form needs no float parser.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// One automatic reload: its target, and when (whole milliseconds).
+#[derive(Clone, Debug, PartialEq)]
 struct Reload {
     target: String,
     at_ms: u64,
@@ -384,15 +383,29 @@ impl LoopGuard {
         self.reloads.drain(..excess);
     }
 
-    /// The stored form.
+    /// The stored form: one `<target> <milliseconds>` line per reload
+    /// (plain text, so the page needs no JSON code for it).
     pub fn to_text(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        self.reloads
+            .iter()
+            .map(|r| format!("{} {}\n", r.target, r.at_ms))
+            .collect()
     }
 
-    /// Reads the stored form; anything unreadable (another version's format,
-    /// a hand-edited value) is an empty guard.
+    /// Reads the stored form; lines it cannot read (another version's
+    /// format, a hand-edited value) are skipped.
     pub fn from_text(text: &str) -> Self {
-        let mut guard: Self = serde_json::from_str(text).unwrap_or_default();
+        let reloads = text
+            .lines()
+            .filter_map(|line| {
+                let (target, at) = line.split_once(' ')?;
+                Some(Reload {
+                    target: Version::parse(target).ok()?.to_string(),
+                    at_ms: at.parse().ok()?,
+                })
+            })
+            .collect();
+        let mut guard = Self { reloads };
         let excess = guard.reloads.len().saturating_sub(Self::KEEP);
         guard.reloads.drain(..excess);
         guard
@@ -626,7 +639,16 @@ mod tests {
         let mut guard = LoopGuard::default();
         guard.record(&t, 5.0);
         assert_eq!(LoopGuard::from_text(&guard.to_text()), guard);
-        for junk in ["", "null", "{", "[1,2]", r#"{"reloads":"x"}"#] {
+        for junk in [
+            "",
+            "null",
+            "{",
+            "2.0.0",
+            "2.0.0 x",
+            "x 5",
+            "2.0.0 -1",
+            r#"{"reloads":"x"}"#,
+        ] {
             assert_eq!(LoopGuard::from_text(junk), LoopGuard::default(), "{junk}");
         }
         // Bounded, whatever was stored.

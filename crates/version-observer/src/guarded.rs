@@ -50,6 +50,18 @@ impl FromServerFnError for GuardedError {
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
         Self::ServerFn(value)
     }
+
+    /// The guard's body first, then any other error: two plain readers
+    /// instead of serde's untagged one, which costs the page more code.
+    fn de(data: bytes::Bytes) -> Self {
+        if let Ok(stale) = serde_json::from_slice::<StaleClient>(&data) {
+            return Self::StaleClient(stale);
+        }
+        match serde_json::from_slice::<ServerFnErrorErr>(&data) {
+            Ok(other) => Self::ServerFn(other),
+            Err(e) => Self::ServerFn(ServerFnErrorErr::Deserialization(e.to_string())),
+        }
+    }
 }
 
 impl From<StaleClient> for GuardedError {
