@@ -32,13 +32,17 @@ async function redeploy(node: Node, version: string, extraArgs: string[] = []): 
   return next;
 }
 
-/** The node's open version streams, from its admin listener's metrics. */
-async function openStreams(adminPort: number): Promise<number> {
+/** One sample of the node's metrics (its admin listener), `missing` if absent. */
+async function metric(adminPort: number, sample: string, missing?: number): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith('version_observer_streams '));
-  if (!line) throw new Error(`no version_observer_streams in:\n${text}`);
-  return Number(line.split(' ')[1]);
+  const line = text.split('\n').find((l) => l.startsWith(`${sample} `));
+  if (line) return Number(line.split(' ')[1]);
+  if (missing !== undefined) return missing;
+  throw new Error(`no ${sample} in:\n${text}`);
 }
+
+/** The node's open version streams. */
+const openStreams = (adminPort: number) => metric(adminPort, 'version_observer_streams');
 
 test.describe('reload strategies', () => {
   let node: Node | undefined;
@@ -218,11 +222,7 @@ test.describe('reload strategies', () => {
     const second = await context.newPage();
     await second.goto(node.url);
     await expect(second.getByTestId('page-version')).toHaveText('1.1.0');
-    const tabs = async (page: string) => {
-      const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
-      const line = text.split('\n').find((l) => l.startsWith(`version_observer_tabs{page_version="${page}"}`));
-      return line ? Number(line.split(' ')[1]) : 0;
-    };
+    const tabs = (page: string) => metric(adminPort, `version_observer_tabs{page_version="${page}"}`, 0);
     await waitFor('the first tab holding the stream', async () => (await tabs('1.0.0')) === 1 && (await tabs('1.1.0')) === 0);
 
     await first.evaluate(() => document.dispatchEvent(new Event('freeze')));
