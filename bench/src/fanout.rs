@@ -29,9 +29,9 @@ use vo_lab::{process::raise_fd_limit, NatsServer};
 /// Connections one load-generator process holds.
 pub const PER_WORKER: usize = 15_000;
 /// Files a node needs besides its streams (listener, NATS, logs, epoll...).
-const NODE_SPARE_FILES: u64 = 64;
-const OLD: &str = "1.0.0";
-const NEW: &str = "2.0.0";
+pub(crate) const NODE_SPARE_FILES: u64 = 64;
+pub(crate) const OLD: &str = "1.0.0";
+pub(crate) const NEW: &str = "2.0.0";
 
 pub struct Args {
     pub sizes: Vec<usize>,
@@ -167,13 +167,17 @@ async fn one_size(
 }
 
 /// A load-generator process.
-struct Worker {
-    child: tokio::process::Child,
+pub(crate) struct Worker {
+    pub(crate) child: tokio::process::Child,
     lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
 }
 
 impl Worker {
-    async fn spawn(target: SocketAddr, clients: usize, sources: u8) -> anyhow::Result<Self> {
+    pub(crate) async fn spawn(
+        target: SocketAddr,
+        clients: usize,
+        sources: u8,
+    ) -> anyhow::Result<Self> {
         let mut child = Command::new(std::env::current_exe()?)
             .args(["fanout-worker", "--target", &target.to_string()])
             .args(["--clients", &clients.to_string()])
@@ -187,7 +191,7 @@ impl Worker {
         Ok(Self { child, lines })
     }
 
-    async fn read_line<T: for<'de> Deserialize<'de>>(&mut self) -> anyhow::Result<T> {
+    pub(crate) async fn read_line<T: for<'de> Deserialize<'de>>(&mut self) -> anyhow::Result<T> {
         let line = tokio::time::timeout(SETTLE * 4, self.lines.next_line())
             .await
             .context("load generator silent")??
@@ -196,7 +200,7 @@ impl Worker {
     }
 
     /// Tells it to close its connections and waits for it.
-    async fn finish(&mut self) {
+    pub(crate) async fn finish(&mut self) {
         if let Some(stdin) = self.child.stdin.as_mut() {
             let _ = stdin.write_all(b"exit\n").await;
         }
@@ -205,16 +209,16 @@ impl Worker {
 }
 
 #[derive(Serialize, Deserialize)]
-struct Ready {
-    connected: usize,
-    failed: usize,
-    error: String,
+pub(crate) struct Ready {
+    pub(crate) connected: usize,
+    pub(crate) failed: usize,
+    pub(crate) error: String,
 }
 
 #[derive(Serialize, Deserialize)]
-struct Received {
-    at_ns: Vec<u64>,
-    missing: usize,
+pub(crate) struct Received {
+    pub(crate) at_ns: Vec<u64>,
+    pub(crate) missing: usize,
 }
 
 /// The load generator: opens `clients` streams, says so, records when each

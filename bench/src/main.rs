@@ -10,11 +10,14 @@
 //! 5. [`polling`]: N polling tabs beside N streaming tabs;
 //! 6. [`ssr`]: `GET /` rendered per request vs nginx serving it static;
 //! 7. [`bundle`]: the wasm, JS and CSS a browser downloads;
-//! 8. [`faults`]: faults during a rolling deploy, and floods (`scripts/faults.sh`, RELIABILITY.md).
+//! 8. [`faults`]: faults during a rolling deploy, and floods (`scripts/faults.sh`, RELIABILITY.md);
+//! 9. [`cluster_fanout`]: N streams over six nodes of one cluster, one change;
+//!    and 1,000,000 tabs over 60 nodes on paper.
 
 mod bundle;
 mod client;
 mod cluster;
+mod cluster_fanout;
 mod convergence;
 mod fanout;
 mod faults;
@@ -74,6 +77,7 @@ enum Bench {
     Ssr,
     Bundle,
     Faults,
+    ClusterFanout,
 }
 
 #[derive(clap::Args)]
@@ -88,6 +92,12 @@ struct RunArgs {
     /// Fan-out: client counts [smoke: 200; full: 1000,10000,19000,50000,100000].
     #[arg(long, value_delimiter = ',')]
     clients: Vec<usize>,
+    /// Cluster fan-out: streams in total [smoke: 300; full: 100000].
+    #[arg(long)]
+    cluster_clients: Option<usize>,
+    /// Cluster fan-out: nodes of the cluster.
+    #[arg(long, default_value_t = 6)]
+    cluster_nodes: usize,
     /// Loopback source addresses for clients (127.0.0.1 to 127.0.0.N).
     #[arg(long, default_value_t = 8)]
     sources: u8,
@@ -303,6 +313,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 &args.example_pkg,
                 &args.baseline_pkg
             )
+        );
+    }
+
+    if selected(Bench::ClusterFanout) {
+        let spread = cluster_fanout::Args {
+            clients: pick(args.cluster_clients, size, 300, 100_000),
+            nodes: args.cluster_nodes,
+            sources: args.sources,
+        };
+        bench!(
+            "cluster fan-out",
+            cluster_fanout::run(&mut report, &binary, &spread).await
         );
     }
 

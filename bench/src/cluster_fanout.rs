@@ -1,0 +1,605 @@
+//! 9. A cluster's worth of tabs: N idle streams spread evenly over M nodes of
+//!    one cluster (100,000 over six at full size, about 16,667 each: under a
+//!    process's open-file limit), one announcement, the time until every
+//!    client has it (p50, p99, max), per node too, with the nodes' memory and
+//!    CPU. Then the same on paper for 1,000,000 tabs over 60 nodes.
+//!
+//! The clients are the fan-out benchmark's load generators ([`fanout`],
+//! `vo-bench fanout-worker`, at most [`PER_WORKER`] connections each, every
+//! one aimed at a single node). The announcement is injected as there:
+//! written into the cluster's KV record and published on NATS, as a monitor
+//! does; the monitor's safety interval is an hour and the membership is
+//! steady, so no round of its own runs meanwhile (an [`AnnounceWatch`]
+//! checks that none did). Every process reads `CLOCK_MONOTONIC`, so a
+//! delivery time runs from the publish to a client's read of the event.
+//!
+//! Three measurements feed the estimate for 1,000,000 tabs over 60 nodes:
+//!
+//! - **NATS to 60 nodes**: [`PROBES`] extra NATS connections subscribe to the
+//!   notice subject like nodes do; when each heard the one message is the
+//!   server's fan-out of an announcement to a 60-node cluster;
+//! - **one node's fan-out**: the same N/M streams on a node alone (here M
+//!   nodes share two cores; on their own machines each would fan out like
+//!   this one), timed from that node's first client, which marks when the
+//!   node had the notice;
+//! - the cluster run itself, as the pessimistic bound.
+//!
+//! p99(1M / 60) ≈ NATS p99 to 60 subscribers + one node's fan-out p99.
+
+use crate::{
+    cluster::{self, AnnounceWatch},
+    fanout::{Ready, Received, Worker, NEW, NODE_SPARE_FILES, OLD, PER_WORKER},
+    report::{self, Goal, Report},
+    sys,
+};
+use anyhow::{bail, Context};
+use futures::StreamExt;
+use std::{
+    net::SocketAddr,
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use version_observer_core::{
+    cluster::coordinator::RECORD_REFRESH,
+    protocol::{Names, SettledNotice},
+    Timings,
+};
+use vo_lab::{process::raise_fd_limit, wait, NatsServer, NodeProcess};
+
+/// NATS connections that stand in for the nodes of a 60-node cluster.
+const PROBES: usize = 60;
+/// The cluster on paper.
+const PAPER_TABS: usize = 1_000_000;
+const PAPER_NODES: usize = 60;
+/// What `--only monitor` recorded for one round over many members, quoted
+/// beside this run's own round.
+const MONITOR_RECORDED: &str = "6.5 ms p99 over 1,000 members (BENCHMARKS.md, run at 5867e36)";
+/// How long the probes may take to hear the announcement.
+const HEAR_WITHIN: Duration = Duration::from_secs(30);
+/// Product defaults, except that no safety-net round may run during a
+/// measurement: it would answer the injected announcement with a rollback.
+const TIMINGS: Timings = Timings {
+    // The longest the node accepts (Timings::RANGES_MS).
+    safety_interval: Duration::from_secs(3_600),
+    ..Timings::DEFAULT
+};
+
+pub struct Args {
+    /// Streams in total.
+    pub clients: usize,
+    /// Nodes of the cluster.
+    pub nodes: usize,
+    pub sources: u8,
+}
+
+pub async fn run(report: &mut Report, binary: &Path, args: &Args) -> anyhow::Result<()> {
+    report.section(
+        "9 cluster fan-out",
+        "9. A cluster's worth of tabs: N streams over M nodes, one announcement",
+    );
+    if args.nodes == 0 || args.clients < args.nodes {
+        bail!(
+            "--cluster-clients ({}) must be at least --cluster-nodes ({}), which must be at least 1",
+            args.clients,
+            args.nodes
+        );
+    }
+    let per_node = args.clients.div_ceil(args.nodes);
+    let fd_limit = raise_fd_limit();
+    report.input("node", binary.display());
+    report.input("open-file limit (hard)", fd_limit);
+    report.input(
+        "source addresses",
+        format!("127.0.0.1 - 127.0.0.{}", args.sources),
+    );
+    report.input(
+        "timings",
+        format!(
+            "product defaults (node timeout {} ms), safety interval {} s",
+            TIMINGS.node_timeout.as_millis(),
+            TIMINGS.safety_interval.as_secs()
+        ),
+    );
+    report.input("NATS probes", format!("{PROBES} connections"));
+    if per_node as u64 + NODE_SPARE_FILES > fd_limit {
+        bail!(
+            "{per_node} streams per node need more than this machine's open-file limit \
+             ({fd_limit}): use more --cluster-nodes"
+        );
+    }
+    let nats = NatsServer::start().await?;
+    let client = async_nats::connect(nats.url()).await?;
+
+    let spread = Shape {
+        label: format!("[{} over {}]", args.clients, args.nodes),
+        cluster: "tabs".into(),
+        nodes: args.nodes,
+        clients: args.clients,
+    };
+    let together = measure(binary, &nats.url(), &client, &spread, args.sources).await?;
+    together.print(report, &spread, Some(Goal::AtMost(1_000.0)));
+
+    let single = Shape {
+        label: format!("[{per_node} on 1]"),
+        cluster: "alone".into(),
+        nodes: 1,
+        clients: per_node,
+    };
+    let alone = measure(binary, &nats.url(), &client, &single, args.sources).await?;
+    alone.print(report, &single, None);
+
+    on_paper(report, per_node, &together, &alone);
+    Ok(())
+}
+
+/// What one measurement runs: `clients` streams over `nodes` nodes.
+struct Shape {
+    label: String,
+    cluster: String,
+    nodes: usize,
+    clients: usize,
+}
+
+impl Shape {
+    /// Clients per node: as even as can be, the first ones one more.
+    fn share(&self, node: usize) -> usize {
+        self.clients / self.nodes + usize::from(node < self.clients % self.nodes)
+    }
+}
+
+/// What one measurement saw.
+struct Outcome {
+    connected: usize,
+    connect_s: f64,
+    workers: usize,
+    /// Per node, each client's delivery time in ms from the publish.
+    delivered: Vec<Vec<f64>>,
+    missing: usize,
+    /// Each probe's time in ms from the publish to its NATS message.
+    probes: Vec<f64>,
+    rss_idle: f64,
+    rss_open: f64,
+    node_cpu_s: f64,
+    worker_cpu_s: f64,
+    /// The monitor's last collection round before the announcement, in ms.
+    round_ms: Option<f64>,
+}
+
+async fn measure(
+    binary: &Path,
+    nats: &str,
+    client: &async_nats::Client,
+    shape: &Shape,
+    sources: u8,
+) -> anyhow::Result<Outcome> {
+    let mut nodes = Vec::with_capacity(shape.nodes);
+    for i in 1..=shape.nodes {
+        nodes.push(
+            cluster::start_node(binary, nats, &shape.cluster, &format!("n{i}"), OLD, TIMINGS)
+                .await?,
+        );
+    }
+    for node in &nodes {
+        cluster::until_view(node, "the baseline", |v| {
+            cluster::recorded(v) == Some((OLD, "baseline"))
+        })
+        .await?;
+    }
+    let round_ms = steady(&nodes).await?;
+    let pids = nodes
+        .iter()
+        .map(|n| n.pid().context("node pid"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let rss_idle = total(&pids, rss).context("node RSS")?;
+
+    let connect_started = std::time::Instant::now();
+    // (node index, load generator), each aimed at one node.
+    let mut workers = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let target: SocketAddr = format!("127.0.0.1:{}", node.port).parse()?;
+        let share = shape.share(i);
+        let count = share.div_ceil(PER_WORKER);
+        for w in 0..count {
+            let clients = share / count + usize::from(w < share % count);
+            workers.push((i, Worker::spawn(target, clients, sources).await?));
+        }
+    }
+    let mut connected = 0;
+    for (i, worker) in &mut workers {
+        let ready: Ready = worker.read_line().await?;
+        if ready.failed > 0 {
+            bail!(
+                "{} clients of node n{} could not connect: {}",
+                ready.failed,
+                *i + 1,
+                ready.error
+            );
+        }
+        connected += ready.connected;
+    }
+    let connect_s = connect_started.elapsed().as_secs_f64();
+    // Let allocations settle, then read the nodes' memory with every stream open.
+    tokio::time::sleep(Duration::from_secs(1)).await; // measurement protocol, not a condition
+    let rss_open = total(&pids, rss).context("node RSS")?;
+    // Connecting loaded every core: should a member have expired meanwhile,
+    // wait for the round its return started to be over.
+    steady(&nodes).await?;
+
+    let names = Names::new(&shape.cluster);
+    let probes = Probes::start(nats, &names.settled(), PROBES).await?;
+    let watch = AnnounceWatch::start(client, &shape.cluster).await?;
+    let worker_pids = workers
+        .iter()
+        .map(|(_, w)| w.child.id().context("load generator pid"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let node_cpu_before = total(&pids, sys::cpu_seconds).context("node CPU")?;
+    let worker_cpu_before = total(&worker_pids, sys::cpu_seconds).context("worker CPU")?;
+
+    let t0 = cluster::announce(client, &shape.cluster, NEW).await?;
+    let mut delivered = vec![Vec::new(); shape.nodes];
+    let mut missing = 0;
+    for (i, worker) in &mut workers {
+        let done: Received = worker.read_line().await?;
+        delivered[*i].extend(done.at_ns.iter().map(|&at| sys::ms_between(t0, at)));
+        missing += done.missing;
+    }
+    let node_cpu_s = total(&pids, sys::cpu_seconds).context("node CPU")? - node_cpu_before;
+    let worker_cpu_s =
+        total(&worker_pids, sys::cpu_seconds).context("worker CPU")? - worker_cpu_before;
+    let probes = probes
+        .heard(PROBES)
+        .await?
+        .into_iter()
+        .map(|at| sys::ms_between(t0, at))
+        .collect();
+    if watch.count() > 0 {
+        bail!(
+            "the monitor announced during the measurement ({:?}): a round interfered, \
+             the times are not the injected announcement's",
+            watch.versions_from(&nodes.iter().map(|n| n.id.as_str()).collect::<Vec<_>>())
+        );
+    }
+
+    for (_, worker) in &mut workers {
+        worker.finish().await;
+    }
+    for node in &mut nodes {
+        node.stop().await?;
+    }
+    Ok(Outcome {
+        connected,
+        connect_s,
+        workers: workers.len(),
+        delivered,
+        missing,
+        probes,
+        rss_idle,
+        rss_open,
+        node_cpu_s,
+        worker_cpu_s,
+        round_ms,
+    })
+}
+
+/// Waits until every node sees every member and the monitor's last round
+/// settled over all of them: none is due then for the safety interval.
+/// Returns that round's collection time in ms.
+async fn steady(nodes: &[NodeProcess]) -> anyhow::Result<Option<f64>> {
+    let all = nodes.len();
+    for node in nodes {
+        cluster::until_view(node, "every member in view", |v| {
+            v["members"].as_array().map_or(0, Vec::len) == all
+        })
+        .await?;
+    }
+    let monitor = &nodes[cluster::monitor_among(&nodes.iter().collect::<Vec<_>>()).await?];
+    let view = cluster::until_view(monitor, "a settled round over every member", |v| {
+        v["last_round"]["expected"].as_u64() == Some(all as u64)
+            && v["last_round"]["outcome"] == "settled"
+    })
+    .await?;
+    Ok(view["last_round"]["collect_ms"].as_f64())
+}
+
+/// The sum of a per-process reading over `pids`.
+fn total(pids: &[u32], read: impl Fn(u32) -> Option<f64>) -> Option<f64> {
+    pids.iter().map(|&pid| read(pid)).sum()
+}
+
+fn rss(pid: u32) -> Option<f64> {
+    sys::rss_bytes(pid).map(|bytes| bytes as f64)
+}
+
+/// Each node's deliveries counted from its own first client, which marks
+/// when the node had the notice: its fan-out alone, without the NATS hop.
+fn fan_out(delivered: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    delivered
+        .iter()
+        .map(|times| {
+            let first = times.iter().copied().fold(f64::INFINITY, f64::min);
+            times.iter().map(|t| t - first).collect()
+        })
+        .collect()
+}
+
+fn p99(samples: &[f64]) -> f64 {
+    report::summarize(samples).map_or(f64::NAN, |s| s.p99)
+}
+
+impl Outcome {
+    fn all(&self) -> Vec<f64> {
+        self.delivered.concat()
+    }
+
+    fn print(&self, report: &mut Report, shape: &Shape, goal: Option<Goal>) {
+        let label = &shape.label;
+        report.input(
+            &format!("{label} clients connected"),
+            format!("{} in {:.1} s", self.connected, self.connect_s),
+        );
+        report.input(
+            &format!("{label} load generators"),
+            format!("{} (at most {PER_WORKER} clients each)", self.workers),
+        );
+        report.distribution(&format!("{label} delivery"), &self.all(), "ms", goal);
+        if self.missing > 0 {
+            report.note(&format!(
+                "{label} {} clients never received the change",
+                self.missing
+            ));
+        }
+        let fan_out = fan_out(&self.delivered);
+        for (i, (times, local)) in self.delivered.iter().zip(&fan_out).enumerate() {
+            if let Some(s) = report::summarize(times) {
+                report.input(
+                    &format!("{label} n{}", i + 1),
+                    format!(
+                        "{} clients, first {:.1} ms, p50 {:.1} ms, max {:.1} ms; \
+                         from its first client: p99 {:.1} ms",
+                        s.n,
+                        s.min,
+                        s.p50,
+                        s.max,
+                        p99(local)
+                    ),
+                );
+                report.figure(&format!("{label} n{} p99", i + 1), s.p99, "ms", None);
+            }
+        }
+        report.distribution(
+            &format!("{label} NATS to {PROBES} probes"),
+            &self.probes,
+            "ms",
+            None,
+        );
+        let mib = |bytes: f64| bytes / 1_048_576.0;
+        report.figure(
+            &format!("{label} node RSS, idle (sum)"),
+            mib(self.rss_idle),
+            "MiB",
+            None,
+        );
+        report.figure(
+            &format!("{label} node RSS, open (sum)"),
+            mib(self.rss_open),
+            "MiB",
+            None,
+        );
+        report.figure(
+            &format!("{label} RSS per connection"),
+            self.rss_per_connection_kib(),
+            "KiB",
+            None,
+        );
+        report.figure(
+            &format!("{label} node CPU, broadcast"),
+            self.node_cpu_s * 1_000.0,
+            "ms",
+            None,
+        );
+        report.figure(
+            &format!("{label} node CPU per client"),
+            self.node_cpu_s * 1e6 / self.connected.max(1) as f64,
+            "µs",
+            None,
+        );
+        report.figure(
+            &format!("{label} load generators' CPU"),
+            self.worker_cpu_s * 1_000.0,
+            "ms",
+            None,
+        );
+    }
+
+    fn rss_per_connection_kib(&self) -> f64 {
+        (self.rss_open - self.rss_idle).max(0.0) / self.connected.max(1) as f64 / 1024.0
+    }
+}
+
+/// The estimate for 1,000,000 tabs over 60 nodes, from this run's figures.
+fn on_paper(report: &mut Report, measured_per_node: usize, together: &Outcome, alone: &Outcome) {
+    let per_node = PAPER_TABS.div_ceil(PAPER_NODES);
+    let label = format!("[{PAPER_TABS} over {PAPER_NODES}]");
+    let nodes = together.delivered.len();
+    report.input(&format!("{label} streams per node"), per_node);
+    report.input(
+        &format!("{label} formula"),
+        format!(
+            "p99 ≈ NATS p99 to {PROBES} subscribers + one node's fan-out p99 \
+             at {per_node} streams, counted from its first client"
+        ),
+    );
+    if measured_per_node != per_node {
+        report.note(&format!(
+            "{label} the one-node run had {measured_per_node} streams, not {per_node}: \
+             the estimate is for the streams measured"
+        ));
+    }
+    let nats = p99(&alone.probes);
+    let node = p99(&fan_out(&alone.delivered).concat());
+    report.input(
+        &format!("{label} measured inputs"),
+        format!(
+            "NATS p99 to {PROBES} probes {nats:.1} ms and the node's fan-out p99 {node:.1} ms, \
+             both from the one-node run ({measured_per_node} streams)"
+        ),
+    );
+    report.figure(
+        &format!("{label} delivery p99, estimate"),
+        nats + node,
+        "ms",
+        None,
+    );
+    let nats_crowded = p99(&together.probes);
+    let node_crowded = fan_out(&together.delivered)
+        .iter()
+        .map(|local| p99(local))
+        .fold(0.0, f64::max);
+    report.input(
+        &format!("{label} crowded inputs"),
+        format!(
+            "the same from the {nodes}-node run, where {nodes} nodes fan out on two cores: \
+             NATS p99 {nats_crowded:.1} ms, the slowest node's fan-out p99 {node_crowded:.1} ms"
+        ),
+    );
+    report.figure(
+        &format!("{label} p99 estimate, crowded"),
+        nats_crowded + node_crowded,
+        "ms",
+        None,
+    );
+    report.note(&format!(
+        "{label} estimated delivery p99 {:.0} ms (NATS {nats:.1} + one node {node:.1}); \
+         {:.0} ms from the crowded {nodes}-node run",
+        nats + node,
+        nats_crowded + node_crowded
+    ));
+
+    let probes = report::summarize(&alone.probes);
+    let heartbeat = TIMINGS.heartbeat_interval().as_secs_f64();
+    report.input(
+        &format!("{label} grows, NATS"),
+        format!(
+            "one delivery per node per announcement ({PAPER_NODES}; first to last of \
+             {PROBES} probes here {:.1} ms)",
+            probes.map_or(f64::NAN, |s| s.max - s.min)
+        ),
+    );
+    report.input(
+        &format!("{label} grows, heartbeats"),
+        format!(
+            "every node hears every node's, one per {heartbeat:.0} s: {PAPER_NODES} published \
+             and {:.0} delivered per second (here {nodes} and {:.0})",
+            (PAPER_NODES * PAPER_NODES) as f64 / heartbeat,
+            (nodes * nodes) as f64 / heartbeat
+        ),
+    );
+    report.input(
+        &format!("{label} grows, rounds"),
+        format!(
+            "{PAPER_NODES} replies per round ({} ms over {nodes} members here; \
+             `--only monitor` recorded {MONITOR_RECORDED})",
+            together
+                .round_ms
+                .map_or("?".into(), |ms| format!("{ms:.1}"))
+        ),
+    );
+    report.input(
+        &format!("{label} grows, KV reads"),
+        format!(
+            "every node re-reads the record on each notice and every {} s: \
+             {PAPER_NODES} reads per announcement, {:.0} per second",
+            RECORD_REFRESH.as_secs(),
+            PAPER_NODES as f64 / RECORD_REFRESH.as_secs_f64()
+        ),
+    );
+    let kib = together.rss_per_connection_kib();
+    report.input(
+        &format!("{label} does not grow"),
+        format!(
+            "streams per node ({per_node}), a node's fan-out and memory ({kib:.2} KiB per \
+             connection here: {:.1} MiB per node), the one KV write and the one publish",
+            kib * per_node as f64 / 1024.0
+        ),
+    );
+}
+
+/// NATS connections subscribed to the notice subject as nodes are: when each
+/// heard [`NEW`] announced.
+struct Probes {
+    heard: Arc<Mutex<Vec<u64>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Probes {
+    async fn start(url: &str, subject: &str, count: usize) -> anyhow::Result<Self> {
+        let heard = Arc::new(Mutex::new(Vec::with_capacity(count)));
+        let mut tasks = Vec::with_capacity(count);
+        for _ in 0..count {
+            let probe = async_nats::connect(url).await?;
+            let mut sub = probe.subscribe(subject.to_owned()).await?;
+            probe.flush().await?;
+            let sink = heard.clone();
+            tasks.push(tokio::spawn(async move {
+                while let Some(message) = sub.next().await {
+                    let at = sys::mono_ns();
+                    let version = serde_json::from_slice::<SettledNotice>(&message.payload)
+                        .map(|n| n.record.version.to_string());
+                    if version.is_ok_and(|v| v == NEW) {
+                        sink.lock().expect("not poisoned").push(at);
+                        break;
+                    }
+                }
+                drop(probe);
+            }));
+        }
+        Ok(Self { heard, tasks })
+    }
+
+    /// Each probe's arrival time ([`sys::mono_ns`]), once all have heard.
+    async fn heard(&self, count: usize) -> anyhow::Result<Vec<u64>> {
+        let heard = wait::eventually(
+            "every probe to hear the announcement",
+            HEAR_WITHIN,
+            async || {
+                let heard = self.heard.lock().expect("not poisoned");
+                (heard.len() == count).then(|| heard.clone())
+            },
+        )
+        .await?;
+        Ok(heard)
+    }
+}
+
+impl Drop for Probes {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_spread_evenly() {
+        let shape = Shape {
+            label: String::new(),
+            cluster: String::new(),
+            nodes: 6,
+            clients: 100_000,
+        };
+        let shares: Vec<usize> = (0..6).map(|i| shape.share(i)).collect();
+        assert_eq!(shares, [16_667, 16_667, 16_667, 16_667, 16_666, 16_666]);
+        assert_eq!(shares.iter().sum::<usize>(), 100_000);
+    }
+
+    #[test]
+    fn fan_out_counts_from_each_nodes_first_client() {
+        let local = fan_out(&[vec![5.0, 7.0, 6.0], vec![20.0]]);
+        assert_eq!(local, [vec![0.0, 2.0, 1.0], vec![0.0]]);
+    }
+}
