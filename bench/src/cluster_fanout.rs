@@ -162,6 +162,11 @@ struct Outcome {
     rss_open: f64,
     node_cpu_s: f64,
     worker_cpu_s: f64,
+    /// From the publish until every load generator had reported, in s.
+    window_s: f64,
+    /// CPU the whole machine spent in that window (every process and the
+    /// kernel), in s.
+    machine_cpu_s: f64,
     /// The monitor's last collection round before the announcement, in ms.
     round_ms: Option<f64>,
 }
@@ -235,6 +240,7 @@ async fn measure(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let node_cpu_before = total(&pids, sys::cpu_seconds).context("node CPU")?;
     let worker_cpu_before = total(&worker_pids, sys::cpu_seconds).context("worker CPU")?;
+    let machine_cpu_before = machine_busy_seconds().context("/proc/stat")?;
 
     let t0 = cluster::announce(client, &shape.cluster, NEW).await?;
     let mut delivered = vec![Vec::new(); shape.nodes];
@@ -247,6 +253,8 @@ async fn measure(
     let node_cpu_s = total(&pids, sys::cpu_seconds).context("node CPU")? - node_cpu_before;
     let worker_cpu_s =
         total(&worker_pids, sys::cpu_seconds).context("worker CPU")? - worker_cpu_before;
+    let machine_cpu_s = machine_busy_seconds().context("/proc/stat")? - machine_cpu_before;
+    let window_s = sys::ms_between(t0, sys::mono_ns()) / 1_000.0;
     let probes = probes
         .heard(PROBES)
         .await?
@@ -278,6 +286,8 @@ async fn measure(
         rss_open,
         node_cpu_s,
         worker_cpu_s,
+        window_s,
+        machine_cpu_s,
         round_ms,
     })
 }
@@ -305,6 +315,28 @@ async fn steady(nodes: &[NodeProcess]) -> anyhow::Result<Option<f64>> {
 /// The sum of a per-process reading over `pids`.
 fn total(pids: &[u32], read: impl Fn(u32) -> Option<f64>) -> Option<f64> {
     pids.iter().map(|&pid| read(pid)).sum()
+}
+
+/// CPU time the whole machine has spent busy since boot, in seconds: every
+/// core's user, nice, system, irq and softirq time (`/proc/stat`), so idle,
+/// I/O wait and time stolen by the hypervisor are left out.
+fn machine_busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal ...
+    let busy: u64 = [0, 1, 2, 5, 6]
+        .iter()
+        .map(|&i| ticks.get(i))
+        .sum::<Option<u64>>()?;
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Some(busy as f64 / per_second.max(1) as f64)
 }
 
 fn rss(pid: u32) -> Option<f64> {
@@ -409,6 +441,20 @@ impl Outcome {
             self.worker_cpu_s * 1_000.0,
             "ms",
             None,
+        );
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        report.input(
+            &format!("{label} broadcast window"),
+            format!(
+                "{:.0} ms from the publish to the last report: {:.0} ms of CPU on {cores} \
+                 cores, of which nodes {:.0}, load generators {:.0}, everything else {:.0} \
+                 (other processes, the kernel)",
+                self.window_s * 1_000.0,
+                self.machine_cpu_s * 1_000.0,
+                self.node_cpu_s * 1_000.0,
+                self.worker_cpu_s * 1_000.0,
+                (self.machine_cpu_s - self.node_cpu_s - self.worker_cpu_s) * 1_000.0
+            ),
         );
     }
 
