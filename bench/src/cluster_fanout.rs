@@ -55,6 +55,15 @@ const PAPER_NODES: usize = 60;
 /// What `--only monitor` recorded for one round over many members, quoted
 /// beside this run's own round.
 const MONITOR_RECORDED: &str = "6.5 ms p99 over 1,000 members (BENCHMARKS.md, run at 5867e36)";
+/// A run starts once the machine holds fewer connections than this in
+/// TIME_WAIT. A load generator binds each client's source port itself, and
+/// among many TIME_WAIT ports that bind is slow in the kernel and blocks the
+/// generator's one thread: 100,000 clients took 56 s to connect after a run
+/// of 16,667 instead of 8 s, and nodes closed 386 connections whose request
+/// was not sent within their request timeout.
+const TIME_WAIT_LEFT: u64 = 1_000;
+/// Linux holds a connection in TIME_WAIT for 60 s.
+const TIME_WAIT_DRAIN: Duration = Duration::from_secs(90);
 /// How long the probes may take to hear the announcement.
 const HEAR_WITHIN: Duration = Duration::from_secs(30);
 /// Product defaults, except that no safety-net round may run during a
@@ -123,9 +132,6 @@ pub async fn run(report: &mut Report, binary: &Path, args: &Args) -> anyhow::Res
         nodes: args.nodes,
         clients: args.clients,
     };
-    // The small run first: the closed connections of a run hold their source
-    // ports in TIME_WAIT for a minute, and binding among 100,000 of them made
-    // 16,667 connections take 53 s instead of a few.
     let alone = measure(binary, &nats.url(), &client, &single, args.sources).await?;
     alone.print(report, &single, None);
     let together = measure(binary, &nats.url(), &client, &spread, args.sources).await?;
@@ -152,6 +158,8 @@ impl Shape {
 
 /// What one measurement saw.
 struct Outcome {
+    /// How long the run waited for TIME_WAIT to drain (and what was left).
+    drain: String,
     connected: usize,
     /// Per load generator that could not open them all: how many failed, why.
     refused: Vec<String>,
@@ -182,6 +190,20 @@ async fn measure(
     shape: &Shape,
     sources: u8,
 ) -> anyhow::Result<Outcome> {
+    let drain_started = std::time::Instant::now();
+    let drained = wait::eventually("TIME_WAIT to drain", TIME_WAIT_DRAIN, async || {
+        time_wait().filter(|&tw| tw < TIME_WAIT_LEFT)
+    })
+    .await
+    .is_ok();
+    let drain = format!(
+        "{:.0} s{}",
+        drain_started.elapsed().as_secs_f64(),
+        match drained {
+            true => String::new(),
+            false => format!(", {} left", time_wait().unwrap_or(0)),
+        }
+    );
     let mut nodes = Vec::with_capacity(shape.nodes);
     for i in 1..=shape.nodes {
         nodes.push(
@@ -275,6 +297,7 @@ async fn measure(
         node.stop().await?;
     }
     Ok(Outcome {
+        drain,
         connected,
         refused,
         connect_s,
@@ -290,6 +313,17 @@ async fn measure(
         machine_cpu_s,
         round_ms,
     })
+}
+
+/// Connections this machine holds in TIME_WAIT (`/proc/net/sockstat`).
+fn time_wait() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/net/sockstat").ok()?;
+    let mut words = stat
+        .lines()
+        .find(|l| l.starts_with("TCP:"))?
+        .split_whitespace();
+    words.find(|&w| w == "tw")?;
+    words.next()?.parse().ok()
 }
 
 /// Waits until every node sees every member and the monitor's last round
@@ -366,6 +400,7 @@ impl Outcome {
 
     fn print(&self, report: &mut Report, shape: &Shape, goal: Option<Goal>) {
         let label = &shape.label;
+        report.input(&format!("{label} TIME_WAIT drained"), &self.drain);
         report.input(
             &format!("{label} clients connected"),
             format!("{} in {:.1} s", self.connected, self.connect_s),
