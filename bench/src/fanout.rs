@@ -10,9 +10,10 @@
 //! Times come from `CLOCK_MONOTONIC`, which every process on the machine shares.
 //!
 //! The measurement itself ([`broadcast`]) knows nothing of the node: it takes
-//! a server's pid (memory and CPU are summed over its process tree), the
-//! stream's path, what marks a stream open and what marks the message, and a
-//! publish step. `push_servers` runs it against nchan and Pushpin too.
+//! the processes a server was started as (memory and CPU are summed over
+//! them and all their descendants), the stream's path, what marks a stream
+//! open and what marks the message, and a publish step. `push_servers` runs
+//! it against nchan and Pushpin too.
 
 use crate::{
     client::{self, SseClient, Stream},
@@ -82,7 +83,13 @@ async fn one_size(
     sources: u8,
 ) -> anyhow::Result<()> {
     let node = FanoutNode::start(binary, nats, n).await?;
-    let b = node.broadcast(report, client, n, sources).await?;
+    let b = node.broadcast(client, n, sources).await?;
+    if b.failed > 0 {
+        report.note(&format!(
+            "{} of {n} clients could not connect: {}",
+            b.failed, b.error
+        ));
+    }
     report.input(
         &format!("[{n}] clients connected"),
         format!("{} in {:.1} s", b.connected, b.connect_s),
@@ -159,7 +166,6 @@ impl FanoutNode {
     /// `n` version streams, then an announcement of [`NEW`] through `client`.
     pub async fn broadcast(
         &self,
-        report: &mut Report,
         client: &async_nats::Client,
         n: usize,
         sources: u8,
@@ -174,7 +180,6 @@ impl FanoutNode {
             sources,
         };
         broadcast(
-            report,
             &[self.pid()?],
             &load,
             cluster::announce(client, &self.cluster, NEW),
@@ -202,6 +207,9 @@ pub struct Load<'a> {
 /// as and every descendant of those.
 pub struct Broadcast {
     pub connected: usize,
+    /// Clients whose stream did not open, and why the last one did not.
+    pub failed: usize,
+    pub error: String,
     /// From the first connect until every client has its stream open.
     pub connect_s: f64,
     pub workers: usize,
@@ -227,7 +235,6 @@ impl Broadcast {
 /// started as `roots`, reads its memory, runs `publish` (which returns the
 /// [`sys::mono_ns`] it published at), and times every client's receipt.
 pub async fn broadcast(
-    report: &mut Report,
     roots: &[u32],
     load: &Load<'_>,
     publish: impl std::future::Future<Output = anyhow::Result<u64>>,
@@ -256,17 +263,15 @@ pub async fn broadcast(
         workers.push(Worker::spawn(load, count).await?);
         left -= count;
     }
-    let mut connected = 0;
+    let (mut connected, mut failed, mut error) = (0, 0, String::new());
     for worker in &mut workers {
         let ready: Ready = worker.read_line().await?;
         if ready.failed > 0 {
-            report.note(&format!(
-                "{} of {n} clients could not connect: {}",
-                ready.failed,
-                ready.error.lines().next().unwrap_or_default()
-            ));
+            // The status line, without the headers after it.
+            error = ready.error.lines().next().unwrap_or_default().to_owned();
         }
         connected += ready.connected;
+        failed += ready.failed;
     }
     let connect_s = connect_started.elapsed().as_secs_f64();
     // Let allocations settle, then read the server's memory with every stream open.
@@ -296,6 +301,8 @@ pub async fn broadcast(
     }
     Ok(Broadcast {
         connected,
+        failed,
+        error,
         connect_s,
         workers: workers.len(),
         latencies,
