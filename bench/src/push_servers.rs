@@ -54,7 +54,8 @@
 //!
 //! Pushpin 1.36 (with condure 1.9) answers some of the streams that open
 //! together (the load generators open 256 at a time, as against every
-//! server) with `502 Bad Gateway`: its proxy logs `code=502`, its handler
+//! server) with `502 Bad Gateway` (at 10,000 streams and more, also `500
+//! Internal Server Error`): its proxy logs `code=502`, its handler
 //! `zhttp server: error ... received message out of sequence, canceling`,
 //! while zurl got `200` from the origin for every one. Those clients are
 //! reported as not connected and left out of Pushpin's figures (per
