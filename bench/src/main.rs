@@ -10,7 +10,8 @@
 //! 5. [`polling`]: N polling tabs beside N streaming tabs;
 //! 6. [`ssr`]: `GET /` rendered per request vs nginx serving it static;
 //! 7. [`bundle`]: the wasm, JS and CSS a browser downloads;
-//! 8. [`faults`]: faults during a rolling deploy, and floods (`scripts/faults.sh`, RELIABILITY.md).
+//! 8. [`faults`]: faults during a rolling deploy, and floods (`scripts/faults.sh`, RELIABILITY.md);
+//! 9. [`push_servers`]: the fan-out against nchan and Pushpin, side by side.
 
 mod bundle;
 mod client;
@@ -20,6 +21,7 @@ mod fanout;
 mod faults;
 mod monitor_scale;
 mod polling;
+mod push_servers;
 mod report;
 mod ssr;
 mod sys;
@@ -51,7 +53,14 @@ enum Worker {
         clients: usize,
         #[arg(long)]
         sources: u8,
+        /// The stream's request path.
         #[arg(long)]
+        path: String,
+        /// What the server sends first on a new stream (empty: nothing).
+        #[arg(long, allow_hyphen_values = true)]
+        ready: String,
+        /// What shows the published message in a stream.
+        #[arg(long, allow_hyphen_values = true)]
         marker: String,
     },
 }
@@ -74,6 +83,7 @@ enum Bench {
     Ssr,
     Bundle,
     Faults,
+    PushServers,
 }
 
 #[derive(clap::Args)]
@@ -88,6 +98,9 @@ struct RunArgs {
     /// Fan-out: client counts [smoke: 200; full: 1000,10000,19000,50000,100000].
     #[arg(long, value_delimiter = ',')]
     clients: Vec<usize>,
+    /// Versus nchan and Pushpin: client counts [smoke: 200; full: 1000,10000,19000].
+    #[arg(long, value_delimiter = ',')]
+    push_clients: Vec<usize>,
     /// Loopback source addresses for clients (127.0.0.1 to 127.0.0.N).
     #[arg(long, default_value_t = 8)]
     sources: u8,
@@ -170,13 +183,17 @@ fn main() -> anyhow::Result<()> {
             target,
             clients,
             sources,
+            path,
+            ready,
             marker,
         }) => {
             // One thread per load generator: the other core is the node's.
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(fanout::worker(target, clients, sources, &marker))
+            runtime.block_on(fanout::worker(
+                target, clients, sources, &path, &ready, &marker,
+            ))
         }
         None => {
             // A Ctrl-C or SIGTERM drops the run, and with it every process
@@ -303,6 +320,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 &args.example_pkg,
                 &args.baseline_pkg
             )
+        );
+    }
+
+    if selected(Bench::PushServers) {
+        let push = push_servers::Args {
+            sizes: pick_list(&args.push_clients, size, &[200], &[1_000, 10_000, 19_000]),
+            sources: args.sources,
+        };
+        bench!(
+            "push servers",
+            push_servers::run(&mut report, &binary, &push).await
         );
     }
 
