@@ -169,8 +169,9 @@ ensure_browser_tests() {
 # The load balancer of the lab (demo, browser tests, benchmarks).
 ensure_nginx() { apt_install nginx; }
 
-# What the benchmarks need besides the lab: wrk, the HTTP load generator.
-ensure_bench_tools() { ensure_nats_server; ensure_nginx; apt_install wrk; }
+# What the benchmarks need besides the lab: wrk, the HTTP load generator, and
+# Chromium with Playwright (the browser benchmark, end2end/bench/).
+ensure_bench_tools() { ensure_nats_server; ensure_nginx; apt_install wrk; ensure_browser_tests; }
 
 # The site (wasm, JS, CSS, assets) is built by cargo-leptos; the native
 # binaries (the node, vo-lab) by one plain cargo call. cargo-leptos would build
