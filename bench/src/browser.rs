@@ -123,13 +123,13 @@ pub async fn run(report: &mut Report, binary: &Path, args: &Args) -> anyhow::Res
     let mut every_tab = Vec::new();
     let mut last_tab = Vec::new();
     for _ in 0..args.runs {
-        let (streams, latencies) = bench.tabs(args.tabs, 1).await?;
+        let (streams, latencies) = bench.tabs(report, args.tabs, 1).await?;
         one_context.push(streams as f64);
         last_tab.push(latencies.iter().copied().fold(f64::MIN, f64::max));
         every_tab.extend(latencies);
     }
     // The comparison: it only counts streams, one run tells it.
-    let (separate, _) = bench.tabs(args.tabs, args.tabs).await?;
+    let (separate, _) = bench.tabs(report, args.tabs, args.tabs).await?;
 
     let mut wake = Vec::new();
     for path in [Wake::Visible, Wake::Online] {
@@ -217,13 +217,25 @@ impl Bench<'_> {
 
     /// `tabs` tabs over `contexts` contexts: the node's open streams once
     /// every tab is connected, and each tab's announcement -> banner (ms).
-    async fn tabs(&mut self, tabs: usize, contexts: usize) -> anyhow::Result<(u64, Vec<f64>)> {
+    async fn tabs(
+        &mut self,
+        report: &mut Report,
+        tabs: usize,
+        contexts: usize,
+    ) -> anyhow::Result<(u64, Vec<f64>)> {
         let (mut node, cluster) = self.node().await?;
-        let _: Value = self
+        let opened: Opened = self
             .browser
             .call(json!({"cmd": "tabs", "url": node.url("/"), "tabs": tabs, "contexts": contexts}))
             .await?;
         let streams = open_streams(&node).await?;
+        if opened.connected < tabs {
+            report.note(&format!(
+                "{tabs} tabs in {contexts} context(s): only {} loaded and connected (with \
+                 {streams} streams open); the rest are left out",
+                opened.connected
+            ));
+        }
         let publish = wall_ms(cluster::announce(&self.client, &cluster, NEW).await?);
         let banners: Banners = self
             .browser
@@ -233,8 +245,9 @@ impl Bench<'_> {
             .await?;
         if banners.missing > 0 {
             bail!(
-                "{} of {tabs} tabs showed no banner within {BANNER_TIMEOUT:?}",
-                banners.missing
+                "{} of {} tabs showed no banner within {BANNER_TIMEOUT:?}",
+                banners.missing,
+                opened.connected
             );
         }
         node.stop().await?;
@@ -279,6 +292,11 @@ impl Bench<'_> {
         node.stop().await?;
         Ok(woke.wake_ms)
     }
+}
+
+#[derive(Deserialize)]
+struct Opened {
+    connected: usize,
 }
 
 #[derive(Deserialize)]

@@ -13,8 +13,9 @@
 //
 // Commands (one reply each, `{"error": ...}` if it failed):
 //   {"cmd":"tabs","url":U,"tabs":N,"contexts":C}  N tabs spread over C browser
-//        contexts (one context = one browser profile), all with the stream
-//        connected -> {"ready":N}
+//        contexts (one context = one browser profile), each loaded and its
+//        stream connected, or given up on after LOAD_MS -> {"connected":K}
+//        (the K tabs that made it take part in what follows)
 //   {"cmd":"banners","version":V,"timeout_ms":T}  waits for every tab's banner
 //        of V, then closes the tabs -> {"banner_ms":[...],"missing":M}
 //   {"cmd":"sleep","url":U,"offline":B}  one tab, connected, then hidden (and
@@ -70,7 +71,8 @@ async function until(what, timeoutMs, check) {
   }
 }
 
-const CONNECT_MS = 30_000;
+/** How long a tab may take to load, and then to connect its stream. */
+const LOAD_MS = 15_000;
 let contexts = [];
 let pages = [];
 
@@ -80,21 +82,33 @@ async function closeAll() {
   pages = [];
 }
 
-async function connected(page) {
-  await until('the stream to connect', CONNECT_MS, async () =>
-    (await page.getByTestId('stream-status').textContent().catch(() => null)) === 'connected' ? true : undefined,
-  );
+/** Whether the page loads and its stream connects, each within LOAD_MS. */
+async function connects(page, url) {
+  try {
+    await page.goto(url, { timeout: LOAD_MS });
+    await until('the stream to connect', LOAD_MS, async () =>
+      (await page.getByTestId('stream-status').textContent().catch(() => null)) === 'connected' ? true : undefined,
+    );
+    return true;
+  } catch {
+    return false;
+  }
 }
 
+/** Opens `count` tabs in a new context; keeps those that connect, returns how many. */
 async function open(url, count) {
   const context = await browser.newContext();
   await context.addInitScript(stamps);
   contexts.push(context);
+  let connected = 0;
   for (let i = 0; i < count; i++) {
     const page = await context.newPage();
-    await page.goto(url);
-    pages.push(page);
+    if (await connects(page, url)) {
+      pages.push(page);
+      connected += 1;
+    }
   }
+  return connected;
 }
 
 /** The page's banner stamp once its banner shows `version`. */
@@ -107,11 +121,11 @@ const bannerOf = (page, version) =>
 const commands = {
   async tabs({ url, tabs, contexts: n }) {
     await closeAll();
+    let connected = 0;
     for (let c = 0; c < n; c++) {
-      await open(url, Math.floor(tabs / n) + (c < tabs % n ? 1 : 0));
+      connected += await open(url, Math.floor(tabs / n) + (c < tabs % n ? 1 : 0));
     }
-    await Promise.all(pages.map(connected));
-    return { ready: pages.length };
+    return { connected };
   },
 
   async banners({ version, timeout_ms }) {
@@ -129,9 +143,8 @@ const commands = {
 
   async sleep({ url, offline }) {
     await closeAll();
-    await open(url, 1);
+    if ((await open(url, 1)) !== 1) throw new Error(`the tab did not connect within ${LOAD_MS} ms`);
     const [page] = pages;
-    await connected(page);
     // As the specs make a page believe it is hidden (a minimised window).
     await page.evaluate(() => {
       Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
