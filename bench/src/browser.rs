@@ -1,5 +1,5 @@
 //! 9. The browser: Chromium (through Playwright, `end2end/bench/browser.mjs`)
-//! on pages of a real node.
+//!    on pages of a real node.
 //!
 //! - **One stream per browser**: N tabs in one browser context (one browser
 //!   profile) open how many streams on the node (its `/metrics`), and, for
