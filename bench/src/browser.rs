@@ -3,7 +3,10 @@
 //!
 //! - **One stream per browser**: N tabs in one browser context (one browser
 //!   profile) open how many streams on the node (its `/metrics`), and, for
-//!   comparison, the same N tabs in N contexts (N browsers).
+//!   comparison, the same N tabs in N contexts (N browsers). With a stream
+//!   per tab, Chromium's six HTTP/1.1 connections per host leave the
+//!   seventh tab of one context unable to load: tabs that do not load and
+//!   connect are counted in a note and left out.
 //! - **Announcement -> banner**: per tab, from the publish of an announcement
 //!   to the banner element in that tab's DOM; the last tab is what a user
 //!   with many tabs waits for.
