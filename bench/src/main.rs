@@ -11,8 +11,11 @@
 //! 6. [`ssr`]: `GET /` rendered per request vs nginx serving it static;
 //! 7. [`bundle`]: the wasm, JS and CSS a browser downloads;
 //! 8. [`faults`]: faults during a rolling deploy, and floods (`scripts/faults.sh`, RELIABILITY.md);
-//! 9. [`push_servers`]: the fan-out against nchan and Pushpin, side by side.
+//! 9. [`push_servers`]: the fan-out against nchan and Pushpin, side by side;
+//! 10. [`browser`]: Chromium: streams per browser, announcement -> banner in
+//!     every tab, a tab waking after a deploy (needs `end2end/node_modules`).
 
+mod browser;
 mod bundle;
 mod client;
 mod cluster;
@@ -84,6 +87,7 @@ enum Bench {
     Bundle,
     Faults,
     PushServers,
+    Browser,
 }
 
 #[derive(clap::Args)]
@@ -125,6 +129,12 @@ struct RunArgs {
     /// Faults: connections per flood [smoke: 200; full: 2000].
     #[arg(long)]
     flood: Option<usize>,
+    /// Browser: runs of each measurement [smoke: 1; full: 10].
+    #[arg(long)]
+    browser_runs: Option<usize>,
+    /// Browser: tabs in one browser [10].
+    #[arg(long, default_value_t = 10)]
+    tabs: usize,
     /// SSR: seconds of load per server [smoke: 2; full: 15].
     #[arg(long)]
     ssr_seconds: Option<u64>,
@@ -320,6 +330,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 &args.example_pkg,
                 &args.baseline_pkg
             )
+        );
+    }
+    if selected(Bench::Browser) {
+        let browser = browser::Args {
+            runs: pick(args.browser_runs, size, 1, 10),
+            tabs: args.tabs,
+        };
+        bench!(
+            "browser",
+            browser::run(&mut report, &binary, &browser).await
         );
     }
 

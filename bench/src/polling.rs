@@ -82,7 +82,8 @@ pub async fn run(report: &mut Report, binary: &Path, args: &Args) -> anyhow::Res
         &keepalive,
     )
     .await?;
-    let mut alone = cluster::start_node(binary, &nats.url(), cluster, "alone", OLD, timings).await?;
+    let mut alone =
+        cluster::start_node(binary, &nats.url(), cluster, "alone", OLD, timings).await?;
     for node in [&polled, &streamed, &alone] {
         cluster::until_view(node, "the baseline", |v| {
             cluster::recorded(v) == Some((OLD, "baseline"))
@@ -197,8 +198,18 @@ pub async fn run(report: &mut Report, binary: &Path, args: &Args) -> anyhow::Res
     );
     // What the tabs themselves cost, the node's own work taken out.
     let per_tab_us = |cpu: f64| (cpu - cpu_a).max(0.0) / n as f64 / window_s * 1e6 * 60.0;
-    report.figure("polling: CPU per tab per minute", per_tab_us(cpu_p), "us", None);
-    report.figure("streams: CPU per tab per minute", per_tab_us(cpu_s), "us", None);
+    report.figure(
+        "polling: CPU per tab per minute",
+        per_tab_us(cpu_p),
+        "us",
+        None,
+    );
+    report.figure(
+        "streams: CPU per tab per minute",
+        per_tab_us(cpu_s),
+        "us",
+        None,
+    );
     if cpu_s < 0.01 {
         report.note("the streaming node used under 10 ms of CPU in the window (one clock tick); the ratio uses 10 ms");
     }
