@@ -169,8 +169,11 @@ ensure_browser_tests() {
 # The load balancer of the lab (demo, browser tests, benchmarks).
 ensure_nginx() { apt_install nginx; }
 
-# What the benchmarks need besides the lab: wrk, the HTTP load generator.
-ensure_bench_tools() { ensure_nats_server; ensure_nginx; apt_install wrk; }
+# What the benchmarks need besides the lab: wrk, the HTTP load generator;
+# nginx's nchan module and Pushpin (with condure and zurl, its dependencies),
+# the push servers our node is compared with; Chromium with Playwright (the
+# browser benchmark, end2end/bench/).
+ensure_bench_tools() { ensure_nats_server; ensure_nginx; apt_install wrk libnginx-mod-nchan pushpin; ensure_browser_tests; }
 
 # The site (wasm, JS, CSS, assets) is built by cargo-leptos; the native
 # binaries (the node, vo-lab) by one plain cargo call. cargo-leptos would build

@@ -2,8 +2,9 @@
 //! socket, bound to a chosen loopback source address (each of 127.0.0.x has
 //! its own ~28,000 ephemeral ports), and one small buffer.
 //!
-//! - [`SseClient`]: `GET /api/version/events`, then waits for a byte pattern
-//!   in the stream (the first report, or a given announced version).
+//! - [`SseClient`]: `GET /api/version/events` (or any [`Stream`]: another
+//!   server's EventSource path), then waits for a byte pattern in the stream
+//!   (the first report, or a given announced version).
 //! - [`Poller`]: `GET /api/version` on a kept-alive connection, the cheapest
 //!   way a tab can poll.
 
@@ -23,6 +24,22 @@ pub fn loopback_source(n: u8) -> IpAddr {
 
 /// What every report on a stream contains: marks the first event.
 pub const ANY_REPORT: &[u8] = b"\"announced_version\"";
+
+/// Which stream a client asks for, and what shows that it is open.
+#[derive(Debug, Clone, Copy)]
+pub struct Stream<'a> {
+    /// The request path.
+    pub path: &'a str,
+    /// Bytes the server sends first on every new stream; empty: the response
+    /// head alone shows it open.
+    pub ready: &'a [u8],
+}
+
+/// A node's version stream, open once its first report has arrived.
+pub const VERSION_EVENTS: Stream<'static> = Stream {
+    path: "/api/version/events",
+    ready: ANY_REPORT,
+};
 
 /// The bytes that show a report announcing `version`.
 pub fn announced(version: &str) -> Vec<u8> {
@@ -52,12 +69,18 @@ pub struct SseClient {
 }
 
 impl SseClient {
-    /// Connects from `source`, asks for the stream, and checks the status line.
+    /// Connects from `source`, asks for the node's version stream, and checks
+    /// the status line.
     pub async fn open(target: SocketAddr, source: IpAddr) -> io::Result<Self> {
+        Self::open_path(target, source, VERSION_EVENTS.path).await
+    }
+
+    /// Connects from `source`, asks for the stream at `path` as a browser's
+    /// EventSource does, and checks the status line.
+    pub async fn open_path(target: SocketAddr, source: IpAddr, path: &str) -> io::Result<Self> {
         let mut stream = connect(target, source).await?;
-        let request = format!(
-            "GET /api/version/events HTTP/1.1\r\nHost: {target}\r\nAccept: text/event-stream\r\n\r\n"
-        );
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {target}\r\nAccept: text/event-stream\r\n\r\n");
         stream.write_all(request.as_bytes()).await?;
         let mut client = Self {
             stream,
@@ -93,17 +116,29 @@ impl SseClient {
     }
 }
 
-/// Opens a stream and reads its first report, at most as many at once as
-/// `gate` has permits (a node's accept backlog is finite, and thousands of
-/// simultaneous connects would only be retried by the kernel).
+/// Opens a version stream and reads its first report, at most as many at
+/// once as `gate` has permits (a node's accept backlog is finite, and
+/// thousands of simultaneous connects would only be retried by the kernel).
 pub async fn open_gated(
     target: SocketAddr,
     source: IpAddr,
     gate: std::sync::Arc<tokio::sync::Semaphore>,
 ) -> io::Result<SseClient> {
+    open_stream_gated(target, source, VERSION_EVENTS, gate).await
+}
+
+/// [`open_gated`] for any [`Stream`].
+pub async fn open_stream_gated(
+    target: SocketAddr,
+    source: IpAddr,
+    stream: Stream<'_>,
+    gate: std::sync::Arc<tokio::sync::Semaphore>,
+) -> io::Result<SseClient> {
     let _permit = gate.acquire_owned().await;
-    let mut sse = SseClient::open(target, source).await?;
-    sse.wait_for(ANY_REPORT).await?;
+    let mut sse = SseClient::open_path(target, source, stream.path).await?;
+    if !stream.ready.is_empty() {
+        sse.wait_for(stream.ready).await?;
+    }
     Ok(sse)
 }
 

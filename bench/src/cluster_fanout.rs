@@ -1,8 +1,8 @@
-//! 9. A cluster's worth of tabs: N idle streams spread evenly over M nodes of
-//!    one cluster (100,000 over six at full size, about 16,667 each: under a
-//!    process's open-file limit), one announcement, the time until every
-//!    client has it (p50, p99, max), per node too, with the nodes' memory and
-//!    CPU. Then the same on paper for 1,000,000 tabs over 60 nodes.
+//! 11. A cluster's worth of tabs: N idle streams spread evenly over M nodes of
+//!     one cluster (100,000 over six at full size, about 16,667 each: under a
+//!     process's open-file limit), one announcement, the time until every
+//!     client has it (p50, p99, max), per node too, with the nodes' memory and
+//!     CPU. Then the same on paper for 1,000,000 tabs over 60 nodes.
 //!
 //! The clients are the fan-out benchmark's load generators ([`fanout`],
 //! `vo-bench fanout-worker`, at most [`PER_WORKER`] connections each, every
@@ -27,15 +27,15 @@
 //! p99(1M / 60) ≈ NATS p99 to 60 subscribers + one node's fan-out p99.
 
 use crate::{
+    client,
     cluster::{self, AnnounceWatch},
-    fanout::{Ready, Received, Worker, NEW, NODE_SPARE_FILES, OLD, PER_WORKER},
+    fanout::{Load, Ready, Received, Worker, NEW, NODE_SPARE_FILES, OLD, PER_WORKER},
     report::{self, Goal, Report},
     sys,
 };
 use anyhow::{bail, Context};
 use futures::StreamExt;
 use std::{
-    net::SocketAddr,
     path::Path,
     sync::{Arc, Mutex},
     time::Duration,
@@ -84,8 +84,8 @@ pub struct Args {
 
 pub async fn run(report: &mut Report, binary: &Path, args: &Args) -> anyhow::Result<()> {
     report.section(
-        "9 cluster fan-out",
-        "9. A cluster's worth of tabs: N streams over M nodes, one announcement",
+        "11 cluster fan-out",
+        "11. A cluster's worth of tabs: N streams over M nodes, one announcement",
     );
     if args.nodes == 0 || args.clients < args.nodes {
         bail!(
@@ -226,14 +226,20 @@ async fn measure(
 
     let connect_started = std::time::Instant::now();
     // (node index, load generator), each aimed at one node.
+    let marker = String::from_utf8(client::announced(NEW))?;
     let mut workers = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
-        let target: SocketAddr = format!("127.0.0.1:{}", node.port).parse()?;
-        let share = shape.share(i);
-        let count = share.div_ceil(PER_WORKER);
+        let load = Load {
+            target: format!("127.0.0.1:{}", node.port).parse()?,
+            stream: client::VERSION_EVENTS,
+            marker: &marker,
+            clients: shape.share(i),
+            sources,
+        };
+        let count = load.clients.div_ceil(PER_WORKER);
         for w in 0..count {
-            let clients = share / count + usize::from(w < share % count);
-            workers.push((i, Worker::spawn(target, clients, sources).await?));
+            let clients = load.clients / count + usize::from(w < load.clients % count);
+            workers.push((i, Worker::spawn(&load, clients).await?));
         }
     }
     let (mut connected, mut refused) = (0, Vec::new());

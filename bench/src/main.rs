@@ -11,9 +11,13 @@
 //! 6. [`ssr`]: `GET /` rendered per request vs nginx serving it static;
 //! 7. [`bundle`]: the wasm, JS and CSS a browser downloads;
 //! 8. [`faults`]: faults during a rolling deploy, and floods (`scripts/faults.sh`, RELIABILITY.md);
-//! 9. [`cluster_fanout`]: N streams over six nodes of one cluster, one change;
-//!    and 1,000,000 tabs over 60 nodes on paper.
+//! 9. [`push_servers`]: the fan-out against nchan and Pushpin, side by side;
+//! 10. [`browser`]: Chromium: streams per browser, announcement -> banner in
+//!     every tab, a tab waking after a deploy (needs `end2end/node_modules`);
+//! 11. [`cluster_fanout`]: N streams over six nodes of one cluster, one change;
+//!     and 1,000,000 tabs over 60 nodes on paper.
 
+mod browser;
 mod bundle;
 mod client;
 mod cluster;
@@ -23,6 +27,7 @@ mod fanout;
 mod faults;
 mod monitor_scale;
 mod polling;
+mod push_servers;
 mod report;
 mod ssr;
 mod sys;
@@ -54,7 +59,14 @@ enum Worker {
         clients: usize,
         #[arg(long)]
         sources: u8,
+        /// The stream's request path.
         #[arg(long)]
+        path: String,
+        /// What the server sends first on a new stream (empty: nothing).
+        #[arg(long, allow_hyphen_values = true)]
+        ready: String,
+        /// What shows the published message in a stream.
+        #[arg(long, allow_hyphen_values = true)]
         marker: String,
     },
 }
@@ -77,6 +89,8 @@ enum Bench {
     Ssr,
     Bundle,
     Faults,
+    PushServers,
+    Browser,
     ClusterFanout,
 }
 
@@ -92,6 +106,9 @@ struct RunArgs {
     /// Fan-out: client counts [smoke: 200; full: 1000,10000,19000,50000,100000].
     #[arg(long, value_delimiter = ',')]
     clients: Vec<usize>,
+    /// Versus nchan and Pushpin: client counts [smoke: 200; full: 1000,10000,19000].
+    #[arg(long, value_delimiter = ',')]
+    push_clients: Vec<usize>,
     /// Cluster fan-out: streams in total [smoke: 300; full: 100000].
     #[arg(long)]
     cluster_clients: Option<usize>,
@@ -122,6 +139,12 @@ struct RunArgs {
     /// Faults: connections per flood [smoke: 200; full: 2000].
     #[arg(long)]
     flood: Option<usize>,
+    /// Browser: runs of each measurement [smoke: 1; full: 10].
+    #[arg(long)]
+    browser_runs: Option<usize>,
+    /// Browser: tabs in one browser [10].
+    #[arg(long, default_value_t = 10)]
+    tabs: usize,
     /// SSR: seconds of load per server [smoke: 2; full: 15].
     #[arg(long)]
     ssr_seconds: Option<u64>,
@@ -180,13 +203,17 @@ fn main() -> anyhow::Result<()> {
             target,
             clients,
             sources,
+            path,
+            ready,
             marker,
         }) => {
             // One thread per load generator: the other core is the node's.
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(fanout::worker(target, clients, sources, &marker))
+            runtime.block_on(fanout::worker(
+                target, clients, sources, &path, &ready, &marker,
+            ))
         }
         None => {
             // A Ctrl-C or SIGTERM drops the run, and with it every process
@@ -313,6 +340,27 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 &args.example_pkg,
                 &args.baseline_pkg
             )
+        );
+    }
+    if selected(Bench::Browser) {
+        let browser = browser::Args {
+            runs: pick(args.browser_runs, size, 1, 10),
+            tabs: args.tabs,
+        };
+        bench!(
+            "browser",
+            browser::run(&mut report, &binary, &browser).await
+        );
+    }
+
+    if selected(Bench::PushServers) {
+        let push = push_servers::Args {
+            sizes: pick_list(&args.push_clients, size, &[200], &[1_000, 10_000, 19_000]),
+            sources: args.sources,
+        };
+        bench!(
+            "push servers",
+            push_servers::run(&mut report, &binary, &push).await
         );
     }
 

@@ -3,14 +3,15 @@
 //!    identical nodes side by side in one run: N tabs poll one of them
 //!    (`GET /api/version` every interval, spread evenly, on kept-alive
 //!    connections: the cheapest polling there is), N tabs hold a version
-//!    stream on the other. Measured over the same idle window: each node's CPU
-//!    seconds and requests per second; then one deploy (an announcement), and
-//!    the mean time until each tab knows.
+//!    stream on the other; a third node, with no tabs, shows what a node costs
+//!    by itself. Measured over the same idle window: each node's CPU seconds
+//!    and requests per second; then one deploy (an announcement), and the mean
+//!    time until each tab knows.
 
 use crate::{
     client::{self, Poller},
     cluster,
-    report::Report,
+    report::{Goal, Report},
     sys,
 };
 use anyhow::Context;
@@ -29,6 +30,8 @@ use vo_lab::{process::raise_fd_limit, NatsServer};
 
 const OLD: &str = "1.0.0";
 const NEW: &str = "2.0.0";
+/// The goal: streams use at least this many times less CPU than polling.
+const CPU_RATIO_GOAL: f64 = 3.0;
 
 pub struct Args {
     pub clients: usize,
@@ -79,7 +82,9 @@ pub async fn run(report: &mut Report, binary: &Path, args: &Args) -> anyhow::Res
         &keepalive,
     )
     .await?;
-    for node in [&polled, &streamed] {
+    let mut alone =
+        cluster::start_node(binary, &nats.url(), cluster, "alone", OLD, timings).await?;
+    for node in [&polled, &streamed, &alone] {
         cluster::until_view(node, "the baseline", |v| {
             cluster::recorded(v) == Some((OLD, "baseline"))
         })
@@ -87,6 +92,7 @@ pub async fn run(report: &mut Report, binary: &Path, args: &Args) -> anyhow::Res
     }
     let polled_pid = polled.pid().context("pid")?;
     let streamed_pid = streamed.pid().context("pid")?;
+    let alone_pid = alone.pid().context("pid")?;
     let n = args.clients;
     let marker = Arc::new(client::announced(NEW));
 
@@ -150,10 +156,14 @@ pub async fn run(report: &mut Report, binary: &Path, args: &Args) -> anyhow::Res
     // Every poller has polled once before the window opens.
     tokio::time::sleep_until(started + args.interval).await; // measurement protocol
 
-    let (cpu_p0, cpu_s0) = (cpu(polled_pid)?, cpu(streamed_pid)?);
+    let (cpu_p0, cpu_s0, cpu_a0) = (cpu(polled_pid)?, cpu(streamed_pid)?, cpu(alone_pid)?);
     let polls0 = polls.load(Ordering::Relaxed);
     tokio::time::sleep(args.window).await; // the idle window being measured
-    let (cpu_p, cpu_s) = (cpu(polled_pid)? - cpu_p0, cpu(streamed_pid)? - cpu_s0);
+    let (cpu_p, cpu_s, cpu_a) = (
+        cpu(polled_pid)? - cpu_p0,
+        cpu(streamed_pid)? - cpu_s0,
+        cpu(alone_pid)? - cpu_a0,
+    );
     let polls_in_window = polls.load(Ordering::Relaxed) - polls0;
     let window_s = args.window.as_secs_f64();
 
@@ -179,10 +189,25 @@ pub async fn run(report: &mut Report, binary: &Path, args: &Args) -> anyhow::Res
     report.input("streams open", open);
     report.figure("polling: node CPU in window", cpu_p, "s", None);
     report.figure("streams: node CPU in window", cpu_s, "s", None);
+    report.figure("no tabs: node CPU in window", cpu_a, "s", None);
     report.figure(
         "CPU ratio polling/streams",
         cpu_p / cpu_s.max(0.01),
         "x",
+        Some(Goal::AtLeast(CPU_RATIO_GOAL)),
+    );
+    // What the tabs themselves cost, the node's own work taken out.
+    let per_tab_us = |cpu: f64| (cpu - cpu_a).max(0.0) / n as f64 / window_s * 1e6 * 60.0;
+    report.figure(
+        "polling: CPU per tab per minute",
+        per_tab_us(cpu_p),
+        "us",
+        None,
+    );
+    report.figure(
+        "streams: CPU per tab per minute",
+        per_tab_us(cpu_s),
+        "us",
         None,
     );
     if cpu_s < 0.01 {
@@ -219,6 +244,7 @@ pub async fn run(report: &mut Report, binary: &Path, args: &Args) -> anyhow::Res
     }
     polled.stop().await?;
     streamed.stop().await?;
+    alone.stop().await?;
     Ok(())
 }
 

@@ -1,5 +1,7 @@
 //! Readings from the operating system: a clock that several processes share,
-//! a process's memory and CPU time, and a line describing the machine.
+//! a process's memory and CPU time (alone, or summed over the process and
+//! every descendant of it: a server made of several processes), and a line
+//! describing the machine.
 
 use std::path::Path;
 
@@ -35,6 +37,66 @@ fn parse_kib_field(text: &str, field: &str) -> Option<u64> {
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     parse_cpu_ticks(&stat).map(|ticks| ticks as f64 / clock_ticks())
+}
+
+/// `root` and every process descended from it (by parent pid, whatever
+/// their process groups: Pushpin's runner puts each service in its own).
+pub fn process_tree(root: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            Some((pid, parse_ppid(&stat)?))
+        })
+        .collect();
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(
+            parents
+                .iter()
+                .filter(|&&(_, ppid)| ppid == parent)
+                .map(|&(pid, _)| pid),
+        );
+        i += 1;
+    }
+    tree
+}
+
+/// Resident memory of `root` and its descendants, summed, in bytes. Pages
+/// that processes share (code, nginx's shared memory zone) count once per
+/// process that maps them: a constant that cancels out of per-connection
+/// differences.
+/// `None` if `root` is gone; a descendant that exits meanwhile counts nothing.
+pub fn tree_rss_bytes(root: u32) -> Option<u64> {
+    let descendants = process_tree(root).into_iter().skip(1);
+    Some(rss_bytes(root)? + descendants.filter_map(rss_bytes).sum::<u64>())
+}
+
+/// CPU time of `root` and its descendants, summed, in seconds.
+pub fn tree_cpu_seconds(root: u32) -> Option<f64> {
+    let descendants = process_tree(root).into_iter().skip(1);
+    Some(cpu_seconds(root)? + descendants.filter_map(cpu_seconds).sum::<f64>())
+}
+
+/// A process's name (`/proc/<pid>/comm`).
+pub fn process_name(pid: u32) -> Option<String> {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some(comm.trim_end().to_owned())
+}
+
+/// How many files a process has open.
+pub fn open_files(pid: u32) -> Option<usize> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+}
+
+/// The parent pid (field 4) of a `/proc/<pid>/stat` line.
+fn parse_ppid(stat: &str) -> Option<u32> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// utime + stime from a `/proc/<pid>/stat` line (fields 14 and 15; the name
@@ -92,6 +154,7 @@ mod tests {
     fn cpu_ticks_survive_spaces_in_the_name() {
         let stat = "1234 (my proc) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 70 0 0 20 0 1 0";
         assert_eq!(parse_cpu_ticks(stat), Some(320));
+        assert_eq!(parse_ppid(stat), Some(1));
     }
 
     #[test]
@@ -106,6 +169,10 @@ mod tests {
         let me = std::process::id();
         assert!(rss_bytes(me).unwrap() > 0);
         assert!(cpu_seconds(me).is_some());
+        assert!(process_tree(me).contains(&me));
+        assert!(open_files(me).unwrap() > 0);
+        assert!(process_name(me).is_some());
+        assert!(tree_rss_bytes(me).unwrap() >= rss_bytes(me).unwrap());
         let (a, b) = (mono_ns(), mono_ns());
         assert!(b >= a);
     }

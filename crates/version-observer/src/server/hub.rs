@@ -1,10 +1,12 @@
 //! The version hub: the one place that holds what this node tells browsers.
 //!
-//! Every version stream watches a single `tokio::sync::watch` channel, so a
-//! change is one store plus one wake-up per stream, and the report is
-//! serialized (and encoded as a server-sent event) once per change, not once
-//! per client: every stream writes the same shared bytes.
+//! The report is serialized (and encoded as a server-sent event) once per
+//! change, not once per client: every stream writes the same shared bytes.
+//! Lean streams (nearly all of them) are written by one task,
+//! [`VersionHub::run`], through the [`Fanout`]; streams served by hyper watch
+//! a single `tokio::sync::watch` channel, one store plus one wake-up each.
 
+use super::fanout::{Fanout, Item};
 use bytes::Bytes;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -44,6 +46,8 @@ pub(crate) struct VersionHub {
     /// Bumped every keep-alive interval by one task for the whole node: an
     /// idle stream needs no timer of its own, only this receiver.
     keepalive: watch::Sender<u64>,
+    /// The lean streams, written directly by [`run`](Self::run).
+    pub(crate) lean: Fanout,
 }
 
 impl VersionHub {
@@ -57,7 +61,11 @@ impl VersionHub {
             },
         ));
         let (keepalive, _) = watch::channel(0);
-        Self { tx, keepalive }
+        Self {
+            tx,
+            keepalive,
+            lean: Fanout::default(),
+        }
     }
 
     /// Publishes a new cluster view; returns whether anything changed.
@@ -88,23 +96,32 @@ impl VersionHub {
         self.keepalive.subscribe()
     }
 
-    /// One keep-alive tick: every idle stream sends a comment.
-    pub(crate) fn tick_keepalive(&self) {
+    /// One keep-alive tick for the streams served by hyper.
+    fn tick_keepalive(&self) {
         self.keepalive.send_modify(|tick| *tick += 1);
     }
 
-    /// Ticks every `interval` until `stop`: one timer for all streams.
-    pub(crate) async fn run_keepalive(
-        &self,
-        interval: std::time::Duration,
-        stop: CancellationToken,
-    ) {
+    /// Until `stop`: writes every change to the lean streams, and every
+    /// `interval` a keep-alive comment to each idle stream (one timer for
+    /// all of them, lean or not).
+    pub(crate) async fn run(&self, interval: std::time::Duration, stop: CancellationToken) {
+        let mut reports = self.subscribe();
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = ticker.tick() => self.tick_keepalive(),
+                changed = reports.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let item = Item::report(&reports.borrow_and_update());
+                    self.lean.send(&item).await;
+                }
+                _ = ticker.tick() => {
+                    self.tick_keepalive();
+                    self.lean.send(&Item::KeepAlive).await;
+                }
             }
         }
     }

@@ -9,7 +9,8 @@
 //! `GET /api/version/events`, the observer answers it itself, holding only the
 //! socket and two receivers (reports, keep-alive ticks); anything else is
 //! handed to axum with the bytes already read replayed in front of the socket
-//! ([`Connection`]). A stream asked for on a connection that already carried
+//! ([`Connection`]). Once a lean stream has its first event, the hub writes
+//! to its socket directly ([`super::fanout`]). A stream asked for on a connection that already carried
 //! other requests still works, through axum (`sse::version_events`);
 //! both send the same bytes.
 //!
@@ -22,8 +23,11 @@
 //! `connection: close`: the body runs until either side closes, so no
 //! chunked framing is needed.
 
-use super::{observer::Streams, sse};
-use futures::StreamExt;
+use super::{
+    fanout::{Item, LeanConn},
+    observer::Streams,
+    sse,
+};
 use std::{
     io,
     net::SocketAddr,
@@ -293,7 +297,10 @@ const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 2\r\ncont
 const BAD: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
 const TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
 
-/// One lean version stream, from request to close.
+/// One lean version stream, from request to close. The stream's task writes
+/// the head and the first event, then only reads (to notice the client
+/// leave) and writes a backlog when there is one: changes and keep-alives are
+/// written by the hub's task ([`super::fanout`]).
 async fn serve_stream(mut tcp: TcpStream, start: Vec<u8>, streams: &Streams) {
     let page = match read_head(&mut tcp, start).await {
         Ok(page) => page,
@@ -311,32 +318,51 @@ async fn serve_stream(mut tcp: TcpStream, start: Vec<u8>, streams: &Streams) {
         let _ = tcp.write_all(BUSY).await;
         return;
     };
-    if tcp.write_all(OK_HEAD).await.is_err() {
+    let hub = &streams.hub;
+    let snapshot = hub.current();
+    let mut first = OK_HEAD.to_vec();
+    first.extend_from_slice(&sse::first_event(&snapshot));
+    let written = tokio::select! {
+        written = tokio::time::timeout(WRITE_TIMEOUT, tcp.write_all(&first)) => written,
+        _ = streams.stop.cancelled() => return,
+    };
+    if !matches!(written, Ok(Ok(()))) {
         return;
     }
-    let mut events = std::pin::pin!(sse::events(&streams.hub, streams.stop.clone()));
+    let conn = Arc::new(LeanConn::new(tcp, snapshot.seq));
+    let _registered = hub.lean.register(conn.clone());
+    // A change published after `snapshot` was taken and before the stream
+    // was registered: send it now (a report already sent is skipped).
+    conn.offer(&Item::report(&hub.current()));
     let mut ignored = [0u8; 64];
     loop {
         tokio::select! {
-            next = events.next() => {
-                let Some(bytes) = next else { break };
-                tokio::select! {
-                    written = tokio::time::timeout(WRITE_TIMEOUT, tcp.write_all(&bytes)) => {
-                        if !matches!(written, Ok(Ok(()))) { break }
-                    }
-                    // A client that stopped reading must not hold up shutdown.
+            // A client that stopped reading must not hold up shutdown.
+            _ = streams.stop.cancelled() => break,
+            () = conn.wake.notified() => {
+                let flushed = tokio::select! {
+                    flushed = conn.flush(WRITE_TIMEOUT) => flushed,
                     _ = streams.stop.cancelled() => break,
+                };
+                if flushed.is_err() {
+                    break;
                 }
             }
-            // The client sends nothing after its request: a read that
-            // returns means it closed (or misbehaves).
-            read = tcp.read(&mut ignored) => match read {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            },
+            // The client sends nothing after its request: data that arrives
+            // means it closed (or misbehaves).
+            readable = conn.tcp.readable() => {
+                if readable.is_err() {
+                    break;
+                }
+                match conn.tcp.try_read(&mut ignored) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => break,
+                }
+            }
         }
     }
-    let _ = tcp.shutdown().await;
 }
 
 #[cfg(test)]

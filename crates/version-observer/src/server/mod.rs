@@ -9,11 +9,13 @@
 //! - [`metrics`]: what `GET /metrics` exports;
 //! - [`fleet`]: [`fleet::FleetWatch`], a cluster watched from outside (deploy gates);
 //! - `hub`: the node's report, fanned out to every stream;
+//! - `fanout`: lean streams, written by one task (one `write` per socket);
 //! - `sse`: the event stream's bytes;
 //! - `cluster`: the NATS driver of the sans-IO coordinator.
 
 pub mod assets;
 mod cluster;
+mod fanout;
 pub mod fleet;
 pub mod guard;
 mod hub;

@@ -328,7 +328,7 @@ impl VersionObserver {
             let interval = settings.keepalive;
             tasks.spawn(async move {
                 let stop = streams.stop.clone();
-                streams.hub.run_keepalive(interval, stop).await
+                streams.hub.run(interval, stop).await
             });
         }
         let status = cluster.as_ref().map(ClusterNode::status);

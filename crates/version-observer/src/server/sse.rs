@@ -6,8 +6,8 @@
 //! sequence number); the first also carries a `retry:` hint with
 //! per-connection jitter (a browser keeps it for later reconnects), so that
 //! after a node restart its many tabs do not all reconnect in the same
-//! instant. Every keep-alive interval each stream gets a comment (one timer
-//! for the whole node, see [`VersionHub::run_keepalive`]).
+//! instant. Every keep-alive interval each idle stream gets a comment (one
+//! timer for the whole node, see [`VersionHub::run`]).
 //!
 //! A stream reaches the node one of two ways, and both send the bytes of
 //! [`events`]:
@@ -16,7 +16,11 @@
 //! - on a connection that already carried another request, through axum and
 //!   hyper: [`version_events`] below.
 
-use super::{hub::VersionHub, observer::VersionObserver, routes::overloaded};
+use super::{
+    hub::{Snapshot, VersionHub},
+    observer::VersionObserver,
+    routes::overloaded,
+};
 use axum::{
     body::Body,
     extract::{RawQuery, State},
@@ -37,6 +41,13 @@ fn retry_hint() -> Duration {
     RETRY_BASE + RETRY_BASE.mul_f64(fastrand::f64())
 }
 
+/// A stream's first event: the retry hint and the report in `snapshot`.
+pub(crate) fn first_event(snapshot: &Snapshot) -> Bytes {
+    let mut event = format!("retry: {}\n", retry_hint().as_millis()).into_bytes();
+    event.extend_from_slice(&snapshot.event);
+    Bytes::from(event)
+}
+
 /// Everything a stream sends, until `stop` is cancelled or the hub is gone:
 /// the retry hint and the current report at once, each change, and a comment
 /// at every keep-alive tick of the hub. Change events are the hub's shared
@@ -48,11 +59,7 @@ pub(crate) fn events(
     let mut reports = hub.subscribe();
     let mut ticks = hub.keepalive();
     ticks.mark_unchanged();
-    let first = {
-        let mut event = format!("retry: {}\n", retry_hint().as_millis()).into_bytes();
-        event.extend_from_slice(&reports.borrow_and_update().event);
-        Bytes::from(event)
-    };
+    let first = first_event(&reports.borrow_and_update());
     let rest = futures::stream::unfold(
         (reports, ticks, stop),
         |(mut reports, mut ticks, stop)| async move {

@@ -439,6 +439,67 @@ async fn first_event_arrives_at_once_with_id_and_retry() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_stops_reading_gets_the_newest_report_in_order_when_it_reads_again() {
+    let node = TestNode::start(version("1.0.0").keepalive(Duration::from_secs(3600))).await;
+    // A small receive buffer, so that the node's writes back up soon.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut raw = Raw {
+        tcp: socket.connect(node.addr).await.unwrap(),
+        buf: Vec::new(),
+    };
+    raw.send(STREAM).await;
+    raw.until("\r\n\r\n").await;
+    raw.until("\n\n").await;
+
+    // The client reads nothing now: publish until the node holds a backlog
+    // for it (its socket is full), then once more.
+    let lean = &node.observer.streams().hub.lean;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut revision = 2;
+    while !lean.any_backlog() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no backlog after {revision} reports"
+        );
+        revision += 1;
+        node.publish(ClusterView {
+            announced_revision: Some(revision),
+            ..two_point_oh()
+        });
+        tokio::task::yield_now().await;
+    }
+    revision += 1;
+    node.publish(ClusterView {
+        announced_revision: Some(revision),
+        ..two_point_oh()
+    });
+
+    // Reading again: whole events, ids rising, ending with the newest.
+    let mut last_id = 1;
+    loop {
+        let event = raw.until("\n\n").await;
+        let id: u64 = event
+            .lines()
+            .find_map(|l| l.strip_prefix("id: "))
+            .and_then(|id| id.parse().ok())
+            .unwrap_or_else(|| panic!("an event without an id: {event:?}"));
+        assert!(id > last_id, "id {id} after {last_id}");
+        last_id = id;
+        let data = event
+            .lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .unwrap_or_else(|| panic!("an event without data: {event:?}"));
+        let report: VersionReport = serde_json::from_str(data)
+            .unwrap_or_else(|e| panic!("a broken event ({e}): {event:?}"));
+        if report.cluster.announced_revision == Some(revision) {
+            break;
+        }
+    }
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_are_pushed_to_every_open_stream() {
     let node = TestNode::start(version("1.0.0")).await;
     let mut a = SseReader::new(reqwest::get(node.url("/api/version/events")).await.unwrap());
