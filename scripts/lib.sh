@@ -66,7 +66,15 @@ detect_toolchain() {
     # One compiler for the server and the wasm, so nothing is built twice.
     export PATH="$VO_TOOLS_DIR/bin:/usr/bin:$PATH"
     export RUSTC_BOOTSTRAP=1
-    VO_LIB_CARGO_ARGS=(--lib-cargo-args=-Zbuild-std=std,panic_abort)
+    # std is built from source here, so the release wasm can also drop the
+    # panic machinery (messages, formatting, location strings) from every
+    # crate: a panic in the release wasm traps without a message (debug
+    # builds keep them). It only changes the `wasm-release` profile.
+    VO_LIB_CARGO_ARGS=(
+      --lib-cargo-args=-Zbuild-std=std,panic_abort
+      --lib-cargo-args=-Zpanic-immediate-abort
+      '--lib-cargo-args=--config=profile.wasm-release.panic="immediate-abort"'
+    )
   else
     VO_LIB_CARGO_ARGS=()
   fi

@@ -66,7 +66,8 @@ fn wrap_fetch(page: String) {
                     let read = Closure::<dyn FnMut(JsValue)>::new(|body: JsValue| {
                         if let Some(answer) = body
                             .as_string()
-                            .and_then(|t| serde_json::from_str::<StaleClient>(&t).ok())
+                            // As bytes: the one reader `GuardedError` uses too.
+                            .and_then(|t| serde_json::from_slice::<StaleClient>(t.as_bytes()).ok())
                         {
                             notify(answer);
                         }

@@ -55,7 +55,16 @@ impl VersionStream {
         on_report: impl Fn(VersionReport, &str) + 'static,
         on_live: impl Fn(bool) + 'static,
     ) -> Self {
-        let on_live = Rc::new(on_live);
+        Self::connect_dyn(url, Box::new(on_report), Rc::new(on_live))
+    }
+
+    /// [`connect`](Self::connect) for any callbacks: one copy of this code
+    /// in the page, whoever calls it.
+    fn connect_dyn(
+        url: &str,
+        on_report: Box<dyn Fn(VersionReport, &str)>,
+        on_live: Rc<dyn Fn(bool)>,
+    ) -> Self {
         let shared = Rc::new_cyclic(|weak: &Weak<Shared>| {
             let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
                 // A report we cannot read is skipped: the next one replaces it.

@@ -10,18 +10,20 @@ use version_observer_core::{
 };
 
 /// What the banner shows, and its Cancel.
+///
+/// One signal for the action and the hold, and handles rather than more
+/// signals: every distinct signal type costs the page its own copy of the
+/// reactive code.
 #[derive(Clone, Copy)]
 pub(super) struct Auto {
-    pub action: Signal<Action>,
-    pub held: Signal<Held>,
-    cancel: StoredValue<Option<Callback<()>>>,
+    /// What to do now, and why an automatic reload is held.
+    pub state: Signal<(Action, Held)>,
+    cancel: Callback<()>,
 }
 
 impl Auto {
     pub fn cancel(&self) {
-        if let Some(cancel) = self.cancel.get_value() {
-            cancel.run(());
-        }
+        self.cancel.run(());
     }
 }
 
@@ -45,12 +47,15 @@ mod imp {
         _required: Signal<bool>,
     ) -> Auto {
         Auto {
-            action: Signal::derive(move || match stale.get() {
-                Some(_) => Action::Prompt,
-                None => Action::Current,
+            state: Signal::derive(move || {
+                let action = if stale.with(Option::is_some) {
+                    Action::Prompt
+                } else {
+                    Action::Current
+                };
+                (action, Held::No)
             }),
-            held: Signal::stored(Held::No),
-            cancel: StoredValue::new(None),
+            cancel: Callback::new(|()| {}),
         }
     }
 }
@@ -65,18 +70,65 @@ mod imp {
     /// Where the loop guard is kept (the tab's `sessionStorage`).
     const GUARD_KEY: &str = "version-observer.reloads";
 
+    /// The page's automatic-reload state, and what the glue holds for it.
+    struct Driver {
+        auto: AutoReload,
+        /// The countdown's next wake-up.
+        timer: Option<TimeoutHandle>,
+        /// Set once a reload has started: nothing more to do.
+        reloading: bool,
+    }
+
+    impl Driver {
+        /// Polls the strategy and does what it says; `None` once reloading.
+        /// `tick` is notified when the countdown shows its next second.
+        fn step(&mut self, page: &PageState<'_>, tick: Trigger) -> Option<(Action, Held)> {
+            if self.reloading {
+                return None;
+            }
+            let mut guard = storage::load(GUARD_KEY)
+                .map(|text| LoopGuard::from_text(&text))
+                .unwrap_or_default();
+            let now = js_sys::Date::now();
+            let next = self.auto.poll(page, &guard, now);
+            if let Some(handle) = self.timer.take() {
+                handle.clear();
+            }
+            match &next {
+                Action::Reload => {
+                    if let Some(target) = page.target {
+                        guard.record(target, now);
+                        storage::save(GUARD_KEY, &guard.to_text());
+                    }
+                    self.reloading = true;
+                    super::super::reload_page();
+                }
+                Action::Countdown { remaining_ms } => {
+                    // Wake at the next whole second shown, or the deadline.
+                    let wait = remaining_ms % 1000.0;
+                    let wait = if wait < 1.0 { 1000.0 } else { wait };
+                    let wait = Duration::from_millis(wait.min(*remaining_ms).max(1.0) as u64);
+                    self.timer = set_timeout_with_handle(move || tick.notify(), wait).ok();
+                }
+                Action::Current | Action::Prompt => {}
+            }
+            Some((next, self.auto.held()))
+        }
+    }
+
     pub(super) fn use_auto_reload(
         strategy: ReloadStrategy,
         stale: Signal<Option<Version>>,
         required: Signal<bool>,
     ) -> Auto {
-        let auto = StoredValue::new_local(AutoReload::new(strategy));
-        let timer = StoredValue::new_local(None::<TimeoutHandle>);
-        let reloading = StoredValue::new_local(false);
-        let action = RwSignal::new(Action::Current);
-        let held = RwSignal::new(Held::No);
-        // Bumped by the countdown's timer and by Cancel: poll again.
-        let tick = RwSignal::new(0u32);
+        let driver = StoredValue::new_local(Driver {
+            auto: AutoReload::new(strategy),
+            timer: None,
+            reloading: false,
+        });
+        let state = RwSignal::new((Action::Current, Held::No));
+        // Notified by the countdown's timer and by Cancel: poll again.
+        let tick = Trigger::new();
         let hidden = hidden_signal();
         let dirty = use_unsaved_input().dirty;
 
@@ -89,53 +141,21 @@ mod imp {
                 hidden: hidden.get(),
                 dirty: dirty.get(),
             };
-            if reloading.get_value() {
-                return;
+            if let Some(Some(next)) = driver.try_update_value(|d| d.step(&page, tick)) {
+                state.set(next);
             }
-            let mut guard = storage::load(GUARD_KEY)
-                .map(|text| LoopGuard::from_text(&text))
-                .unwrap_or_default();
-            let now = js_sys::Date::now();
-            let next = auto.try_update_value(|a| a.poll(&page, &guard, now));
-            let Some(next) = next else { return };
-            held.set(auto.with_value(|a| a.held()));
-            if let Some(handle) = timer.try_update_value(Option::take).flatten() {
-                handle.clear();
-            }
-            match &next {
-                Action::Reload => {
-                    if let Some(target) = &target {
-                        guard.record(target, now);
-                        storage::save(GUARD_KEY, &guard.to_text());
-                    }
-                    reloading.set_value(true);
-                    super::super::reload_page();
-                }
-                Action::Countdown { remaining_ms } => {
-                    // Wake at the next whole second shown, or the deadline.
-                    let wait = remaining_ms % 1000.0;
-                    let wait = if wait < 1.0 { 1000.0 } else { wait };
-                    let wait = Duration::from_millis(wait.min(*remaining_ms).max(1.0) as u64);
-                    let handle = set_timeout_with_handle(move || tick.update(|t| *t += 1), wait);
-                    timer.set_value(handle.ok());
-                }
-                Action::Current | Action::Prompt => {}
-            }
-            action.set(next);
         });
         on_cleanup(move || {
-            if let Some(handle) = timer.try_update_value(Option::take).flatten() {
+            if let Some(handle) = driver.try_update_value(|d| d.timer.take()).flatten() {
                 handle.clear();
             }
         });
-        let cancel = Callback::new(move |()| {
-            auto.update_value(|a| a.cancel());
-            tick.update(|t| *t += 1);
-        });
         Auto {
-            action: action.into(),
-            held: held.into(),
-            cancel: StoredValue::new(Some(cancel)),
+            state: state.into(),
+            cancel: Callback::new(move |()| {
+                driver.update_value(|d| d.auto.cancel());
+                tick.notify();
+            }),
         }
     }
 

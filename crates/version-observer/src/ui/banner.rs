@@ -139,12 +139,11 @@ pub fn VersionBanner(
     let auto = use_auto_reload(strategy, stale, required);
     move || {
         let version = stale.get()?;
-        let action = auto.action.get();
+        let (action, held) = auto.state.get();
         if action == Action::Current {
             return None;
         }
         let required = required.get();
-        let held = auto.held.get();
         let state = match (&action, held) {
             (Action::Countdown { .. }, _) => "countdown",
             (_, Held::UnsavedInput) => "unsaved",

@@ -146,23 +146,26 @@ mod live {
 mod live {
     use super::*;
     use crate::browser::shared::BrowserStream;
-    use std::{cell::RefCell, collections::HashMap, rc::Rc};
+    use std::{cell::RefCell, rc::Rc};
 
     /// One stream per URL per page, and the signals it feeds.
     struct Live {
+        url: String,
         signals: Signals,
         users: usize,
         _stream: BrowserStream,
     }
 
     thread_local! {
-        static LIVE: RefCell<HashMap<String, Live>> = RefCell::new(HashMap::new());
+        /// A list, not a map: a page has one URL, or a few (and a map
+        /// costs the page its own hashing code).
+        static LIVE: RefCell<Vec<Live>> = const { RefCell::new(Vec::new()) };
     }
 
     pub(super) fn signals(url: &str, page: Option<&Version>) -> Signals {
         let signals = LIVE.with(|live| {
             let mut live = live.borrow_mut();
-            if let Some(existing) = live.get_mut(url) {
+            if let Some(existing) = live.iter_mut().find(|l| l.url == url) {
                 existing.users += 1;
                 return existing.signals.clone();
             }
@@ -204,25 +207,23 @@ mod live {
                 },
                 move |open| connected.set(open),
             );
-            live.insert(
-                url.to_owned(),
-                Live {
-                    signals: signals.clone(),
-                    users: 1,
-                    _stream: stream,
-                },
-            );
+            live.push(Live {
+                url: url.to_owned(),
+                signals: signals.clone(),
+                users: 1,
+                _stream: stream,
+            });
             signals
         });
         let url = Rc::new(url.to_owned());
         let release = send_wrapper::SendWrapper::new(move || {
             LIVE.with(|live| {
                 let mut live = live.borrow_mut();
-                if let Some(entry) = live.get_mut(url.as_str()) {
-                    entry.users -= 1;
-                    if entry.users == 0 {
+                if let Some(at) = live.iter().position(|l| l.url == *url) {
+                    live[at].users -= 1;
+                    if live[at].users == 0 {
                         // Closes the stream.
-                        live.remove(url.as_str());
+                        live.swap_remove(at);
                     }
                 }
             })
