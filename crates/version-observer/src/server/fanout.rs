@@ -260,16 +260,42 @@ impl Fanout {
     }
 
     /// Offers `item` to every registered stream (one non-blocking write per
-    /// socket), yielding to the scheduler every [`WRITES_PER_YIELD`] sockets.
+    /// socket). The streams are split in one share per runtime thread, each
+    /// written by its own task, so every core writes (a write on loopback or
+    /// into a busy NIC queue is mostly kernel work); each task yields to the
+    /// scheduler every [`WRITES_PER_YIELD`] sockets. Returns once every share
+    /// is written, so items reach each stream in the order they were sent.
     pub(crate) async fn send(&self, item: &Item) {
         // A copy of the list: streams may come and go meanwhile.
         let conns: Vec<Arc<LeanConn>> = self.conns().values().cloned().collect();
-        for (i, conn) in conns.iter().enumerate() {
-            if i > 0 && i % WRITES_PER_YIELD == 0 {
-                tokio::task::yield_now().await;
-            }
-            conn.offer(item);
+        let threads = tokio::runtime::Handle::current().metrics().num_workers();
+        let share = conns.len().div_ceil(threads.max(1)).max(MIN_SHARE);
+        let mut shares = conns.chunks(share).map(<[_]>::to_vec);
+        let Some(first) = shares.next() else { return };
+        let others: Vec<_> = shares
+            .map(|share| {
+                let item = item.clone();
+                tokio::spawn(async move { offer_all(&share, &item).await })
+            })
+            .collect();
+        offer_all(&first, item).await;
+        for other in others {
+            // A share's task cannot fail (offering never panics); a runtime
+            // shutting down ends the streams anyway.
+            let _ = other.await;
         }
+    }
+}
+
+/// The fewest streams worth a task of their own in [`Fanout::send`].
+const MIN_SHARE: usize = 1_024;
+
+async fn offer_all(conns: &[Arc<LeanConn>], item: &Item) {
+    for (i, conn) in conns.iter().enumerate() {
+        if i > 0 && i % WRITES_PER_YIELD == 0 {
+            tokio::task::yield_now().await;
+        }
+        conn.offer(item);
     }
 }
 
