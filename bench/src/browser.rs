@@ -90,8 +90,8 @@ impl Wake {
 
 pub async fn run(report: &mut Report, binary: &Path, args: &Args) -> anyhow::Result<()> {
     report.section(
-        "9 browser",
-        "9. Browser: one stream per browser, announcement -> banner, wake-up",
+        "10 browser",
+        "10. Browser: one stream per browser, announcement -> banner, wake-up",
     );
     let script = vo_lab::node::repo_root().join("end2end/bench/browser.mjs");
     let packages = vo_lab::node::repo_root().join("end2end/node_modules/@playwright/test");
