@@ -1,8 +1,8 @@
 import { defineConfig } from '@playwright/test';
 
-// Browsers cannot be downloaded on our machines: use the system Chromium
-// (Debian's package), or whatever VO_CHROMIUM points at.
-const executablePath = process.env.VO_CHROMIUM ?? '/usr/bin/chromium';
+// Debian's Chromium, with our flags (chromium.cjs: the browser benchmark
+// launches it the same way).
+import chromiumLaunch from './chromium.cjs';
 
 export default defineConfig({
   testDir: './tests',
@@ -18,17 +18,6 @@ export default defineConfig({
   use: {
     headless: true,
     trace: 'retain-on-failure',
-    launchOptions: {
-      executablePath,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--disable-quic',
-        '--no-first-run',
-      ],
-    },
+    launchOptions: chromiumLaunch,
   },
 });

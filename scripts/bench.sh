@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The README's benchmark command: install what is missing, build everything in
 # release mode, then run the benchmarks and print each figure with its inputs.
-#   scripts/bench.sh                         every benchmark, full size (about 13 min, and 4 more for the browser one)
-#   scripts/bench.sh --size smoke            every benchmark, small (about 2 min, and 1 more for the browser one)
-#   scripts/bench.sh --only convergence,ssr  some of them (--only browser: Chromium, end2end/bench/)
+#   scripts/bench.sh                         every benchmark, full size (about 20 min)
+#   scripts/bench.sh --size smoke            every benchmark, small (a few minutes)
+#   scripts/bench.sh --only convergence,ssr  some of them (names: README, "Benchmarks")
 # Further options: target/release/vo-bench --help.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 

@@ -29,7 +29,7 @@
 use crate::{
     client,
     cluster::{self, AnnounceWatch},
-    fanout::{Load, Ready, Received, Worker, NEW, NODE_SPARE_FILES, OLD, PER_WORKER},
+    fanout::{self, Load, Ready, Received, Worker, NEW, NODE_SPARE_FILES, OLD, PER_WORKER},
     report::{self, Goal, Report},
     sys,
 };
@@ -45,16 +45,13 @@ use version_observer_core::{
     protocol::{Names, SettledNotice},
     Timings,
 };
-use vo_lab::{process::raise_fd_limit, wait, NatsServer, NodeProcess};
+use vo_lab::{wait, NatsServer, NodeProcess};
 
 /// NATS connections that stand in for the nodes of a 60-node cluster.
 const PROBES: usize = 60;
 /// The cluster on paper.
 const PAPER_TABS: usize = 1_000_000;
 const PAPER_NODES: usize = 60;
-/// What `--only monitor` recorded for one round over many members, quoted
-/// beside this run's own round.
-const MONITOR_RECORDED: &str = "6.5 ms p99 over 1,000 members (BENCHMARKS.md, run at 5867e36)";
 /// A run starts once the machine holds fewer connections than this in
 /// TIME_WAIT. A load generator binds each client's source port itself, and
 /// among many TIME_WAIT ports that bind is slow in the kernel and blocks the
@@ -95,13 +92,8 @@ pub async fn run(report: &mut Report, binary: &Path, args: &Args) -> anyhow::Res
         );
     }
     let per_node = args.clients.div_ceil(args.nodes);
-    let fd_limit = raise_fd_limit();
     report.input("node", binary.display());
-    report.input("open-file limit (hard)", fd_limit);
-    report.input(
-        "source addresses",
-        format!("127.0.0.1 - 127.0.0.{}", args.sources),
-    );
+    let fd_limit = fanout::load_limits(report, args.sources);
     report.input(
         "timings",
         format!(
@@ -594,7 +586,7 @@ fn on_paper(report: &mut Report, measured_per_node: usize, together: &Outcome, a
         &format!("{label} grows, rounds"),
         format!(
             "{PAPER_NODES} replies per round ({} ms over {nodes} members here; \
-             `--only monitor` recorded {MONITOR_RECORDED})",
+             `--only monitor` measures rounds over up to 1,000 members)",
             together
                 .round_ms
                 .map_or("?".into(), |ms| format!("{ms:.1}"))

@@ -46,18 +46,23 @@ pub struct Args {
     pub sources: u8,
 }
 
+/// Raises this process's open-file limit to the hard one (every load
+/// generator inherits it) and reports it with the clients' source addresses;
+/// returns the limit.
+pub(crate) fn load_limits(report: &mut Report, sources: u8) -> u64 {
+    let fd_limit = raise_fd_limit();
+    report.input("open-file limit (hard)", fd_limit);
+    report.input("source addresses", format!("127.0.0.1 - 127.0.0.{sources}"));
+    fd_limit
+}
+
 pub async fn run(report: &mut Report, binary: &Path, args: &Args) -> anyhow::Result<()> {
     report.section(
         "1 fan-out",
         "1. SSE fan-out: one change to N idle streams on one node",
     );
-    let fd_limit = raise_fd_limit();
     report.input("node", binary.display());
-    report.input("open-file limit (hard)", fd_limit);
-    report.input(
-        "source addresses",
-        format!("127.0.0.1 - 127.0.0.{}", args.sources),
-    );
+    let fd_limit = load_limits(report, args.sources);
     let nats = NatsServer::start().await?;
     let client = async_nats::connect(nats.url()).await?;
     for &n in &args.sizes {

@@ -84,9 +84,7 @@ use tokio::{
     process::Command,
     task::JoinHandle,
 };
-use vo_lab::{
-    free_port, process::raise_fd_limit, process::Managed, scratch::ScratchDir, wait, NatsServer,
-};
+use vo_lab::{free_port, process::Managed, scratch::ScratchDir, wait, NatsServer};
 
 /// The published message: an event the size and shape of a node's report,
 /// with the announced version the clients wait for.
@@ -142,7 +140,6 @@ pub async fn run(report: &mut Report, binary: &Path, args: &Args) -> anyhow::Res
             );
         }
     }
-    let fd_limit = raise_fd_limit();
     report.input("ours", format!("{} (2 runtime threads)", binary.display()));
     report.input(
         "nchan",
@@ -153,11 +150,7 @@ pub async fn run(report: &mut Report, binary: &Path, args: &Args) -> anyhow::Res
         "runner + condure + proxy + handler + zurl, http-stream publish",
     );
     report.input("message", format!("{} bytes of JSON", PAYLOAD.len()));
-    report.input("open-file limit (hard)", fd_limit);
-    report.input(
-        "source addresses",
-        format!("127.0.0.1 - 127.0.0.{}", args.sources),
-    );
+    let fd_limit = fanout::load_limits(report, args.sources);
     let nats = NatsServer::start().await?;
     let client = async_nats::connect(nats.url()).await?;
     let mut largest = None;

@@ -25,21 +25,10 @@
 //        (E: the banner was there before the wake-up, so it did not sleep)
 import { chromium } from '@playwright/test';
 import * as readline from 'node:readline';
+import chromiumLaunch from '../chromium.cjs';
 
-// As end2end/playwright.config.ts launches it.
-const browser = await chromium.launch({
-  executablePath: process.env.VO_CHROMIUM ?? '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--disable-quic',
-    '--no-first-run',
-  ],
-});
+// As the Playwright tests launch it.
+const browser = await chromium.launch({ ...chromiumLaunch, headless: true });
 
 /** Runs in every page before its own scripts. */
 function stamps() {

@@ -10,7 +10,7 @@
 //! socket and two receivers (reports, keep-alive ticks); anything else is
 //! handed to axum with the bytes already read replayed in front of the socket
 //! ([`Connection`]). Once a lean stream has its first event, the hub writes
-//! to its socket directly ([`super::fanout`]). A stream asked for on a connection that already carried
+//! to its socket directly (`server::fanout`, private). A stream asked for on a connection that already carried
 //! other requests still works, through axum (`sse::version_events`);
 //! both send the same bytes.
 //!
@@ -300,7 +300,7 @@ const TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\nconte
 /// One lean version stream, from request to close. The stream's task writes
 /// the head and the first event, then only reads (to notice the client
 /// leave) and writes a backlog when there is one: changes and keep-alives are
-/// written by the hub's task ([`super::fanout`]).
+/// written by the hub's task (`super::fanout`).
 async fn serve_stream(mut tcp: TcpStream, start: Vec<u8>, streams: &Streams) {
     let page = match read_head(&mut tcp, start).await {
         Ok(page) => page,
