@@ -172,8 +172,45 @@ mod tests {
         assert!(process_tree(me).contains(&me));
         assert!(open_files(me).unwrap() > 0);
         assert!(process_name(me).is_some());
-        assert!(tree_rss_bytes(me).unwrap() >= rss_bytes(me).unwrap());
         let (a, b) = (mono_ns(), mono_ns());
         assert!(b >= a);
+    }
+
+    /// A shell waiting on a `sleep`: two idle processes whose memory does
+    /// not move (this test process's own does, with tests running beside it).
+    #[test]
+    fn a_tree_sums_its_processes() {
+        let mut shell = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & wait"])
+            .spawn()
+            .expect("sh starts");
+        let root = shell.id();
+        // Until the child has become `sleep` and its memory stays put.
+        let settled = |tree: &[u32]| {
+            tree.len() == 2
+                && process_name(tree[1]).as_deref() == Some("sleep")
+                && rss_bytes(tree[1]) == {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    rss_bytes(tree[1])
+                }
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let tree = loop {
+            let tree = process_tree(root);
+            if settled(&tree) || std::time::Instant::now() > deadline {
+                break tree;
+            }
+        };
+        let parts: Vec<Option<u64>> = tree.iter().map(|&pid| rss_bytes(pid)).collect();
+        let sum = tree_rss_bytes(root);
+        for &pid in &tree[1..] {
+            let _ = std::process::Command::new("kill")
+                .arg(pid.to_string())
+                .status();
+        }
+        shell.kill().ok();
+        shell.wait().ok();
+        assert_eq!(tree.len(), 2, "sh and its sleep: {tree:?}");
+        assert_eq!(sum, parts.into_iter().sum::<Option<u64>>());
     }
 }
