@@ -19,6 +19,13 @@
 //! `node_timeout` without interruption: before that, a live node may simply not
 //! have sent its first heartbeat yet, and a monitor deciding on a cold view
 //! could see "everybody agrees" while an old node is still serving.
+//!
+//! Every message passes through the view, so its per-message work does not
+//! grow with the cluster: members are also indexed by when they were last
+//! heard from (the next to expire first) and counted per version, and
+//! departures are indexed by when they are forgotten. Hearing from a member,
+//! expiring the silent ones, the next expiry and the agreement cost
+//! O(log members), not a scan.
 
 use crate::protocol::MAX_TAB_VERSIONS;
 use semver::Version;
@@ -140,8 +147,14 @@ pub enum Agreement {
 pub struct MembershipView {
     node_timeout: Duration,
     members: BTreeMap<Process, Member>,
+    /// Every member by when it was last heard from: the next to expire first.
+    by_last_seen: BTreeSet<(Instant, Process)>,
+    /// How many members run each version (no zero counts).
+    versions: BTreeMap<Version, usize>,
     /// Processes that said nodedown, until when their late messages are ignored.
     departed: BTreeMap<Process, Instant>,
+    /// The same departures by when they are forgotten.
+    departed_by_until: BTreeSet<(Instant, Process)>,
     observing_since: Option<Instant>,
 }
 
@@ -152,7 +165,10 @@ impl MembershipView {
         Self {
             node_timeout,
             members: BTreeMap::new(),
+            by_last_seen: BTreeSet::new(),
+            versions: BTreeMap::new(),
             departed: BTreeMap::new(),
+            departed_by_until: BTreeSet::new(),
             observing_since: None,
         }
     }
@@ -212,9 +228,15 @@ impl MembershipView {
         }
         match self.members.get_mut(&process) {
             Some(m) => {
-                m.last_seen = m.last_seen.max(now);
+                if now > m.last_seen {
+                    self.by_last_seen.remove(&(m.last_seen, process.clone()));
+                    self.by_last_seen.insert((now, process));
+                    m.last_seen = now;
+                }
                 m.leader = leader;
                 if m.version != *version {
+                    count_out(&mut self.versions, &m.version);
+                    *self.versions.entry(version.clone()).or_default() += 1;
                     m.version = version.clone();
                     Change::VersionChanged
                 } else {
@@ -230,10 +252,21 @@ impl MembershipView {
                     leader,
                     tabs: BTreeMap::new(),
                 };
+                *self.versions.entry(version.clone()).or_default() += 1;
+                self.by_last_seen.insert((now, process.clone()));
                 self.members.insert(process, member);
                 Change::Joined
             }
         }
+    }
+
+    /// Takes `process` out of the members and their indexes.
+    fn remove(&mut self, process: &Process) -> Option<Member> {
+        let member = self.members.remove(process)?;
+        self.by_last_seen
+            .remove(&(member.last_seen, process.clone()));
+        count_out(&mut self.versions, &member.version);
+        Some(member)
     }
 
     /// What a member's last presence message said of its open tabs (kept
@@ -251,44 +284,47 @@ impl MembershipView {
     /// A process announced nodedown; returns whether it was a member.
     pub fn left(&mut self, id: &str, incarnation: u64, now: Instant) -> bool {
         let process = Process::new(id, incarnation);
+        self.forget_departures(now);
         if self.departed.len() >= MAX_DEPARTED {
-            self.forget_departures(now);
-            if self.departed.len() >= MAX_DEPARTED {
-                // Still full (a flood of nodedowns): forget the oldest.
-                if let Some(oldest) = self
-                    .departed
-                    .iter()
-                    .min_by_key(|(_, until)| **until)
-                    .map(|(p, _)| p.clone())
-                {
-                    self.departed.remove(&oldest);
-                }
+            // Still full (a flood of nodedowns): forget the oldest.
+            if let Some((_, oldest)) = self.departed_by_until.pop_first() {
+                self.departed.remove(&oldest);
             }
         }
-        self.departed
-            .insert(process.clone(), now + self.departure_memory());
-        self.members.remove(&process).is_some()
+        let until = now + self.departure_memory();
+        if let Some(before) = self.departed.insert(process.clone(), until) {
+            self.departed_by_until.remove(&(before, process.clone()));
+        }
+        self.departed_by_until.insert((until, process.clone()));
+        self.remove(&process).is_some()
     }
 
     /// Removes the members not heard from within `node_timeout` (and
     /// departures no longer remembered); returns the processes removed.
     pub fn expire(&mut self, now: Instant) -> Vec<Process> {
-        let timeout = self.node_timeout;
-        let expired: Vec<Process> = self
-            .members
-            .iter()
-            .filter(|(_, m)| now.saturating_duration_since(m.last_seen) >= timeout)
-            .map(|(p, _)| p.clone())
-            .collect();
-        for process in &expired {
-            self.members.remove(process);
+        let mut expired = Vec::new();
+        while let Some((last_seen, process)) = self.by_last_seen.first() {
+            if now.saturating_duration_since(*last_seen) < self.node_timeout {
+                break;
+            }
+            let process = process.clone();
+            self.remove(&process);
+            expired.push(process);
         }
+        expired.sort();
         self.forget_departures(now);
         expired
     }
 
+    /// Forgets the departures remembered until `now` or earlier.
     fn forget_departures(&mut self, now: Instant) {
-        self.departed.retain(|_, until| now < *until);
+        while let Some((until, process)) = self.departed_by_until.first() {
+            if now < *until {
+                break;
+            }
+            self.departed.remove(process);
+            self.departed_by_until.pop_first();
+        }
     }
 
     /// How many nodedowns are remembered now.
@@ -298,10 +334,9 @@ impl MembershipView {
 
     /// The earliest moment a member could expire (when to call [`expire`](Self::expire) next).
     pub fn next_expiry(&self) -> Option<Instant> {
-        self.members
-            .values()
-            .map(|m| m.last_seen + self.node_timeout)
-            .min()
+        self.by_last_seen
+            .first()
+            .map(|(last_seen, _)| *last_seen + self.node_timeout)
     }
 
     /// The members, in order of id, then incarnation.
@@ -331,12 +366,19 @@ impl MembershipView {
         if !self.is_warm(now) || self.members.is_empty() {
             return Agreement::Unknown;
         }
-        let versions: BTreeSet<Version> =
-            self.members.values().map(|m| m.version.clone()).collect();
-        if versions.len() == 1 {
-            Agreement::Settled(versions.into_iter().next().expect("one version"))
-        } else {
-            Agreement::Mixed(versions)
+        match self.versions.first_key_value() {
+            Some((only, _)) if self.versions.len() == 1 => Agreement::Settled(only.clone()),
+            _ => Agreement::Mixed(self.versions.keys().cloned().collect()),
+        }
+    }
+}
+
+/// One member fewer runs `version`.
+fn count_out(versions: &mut BTreeMap<Version, usize>, version: &Version) {
+    if let Some(n) = versions.get_mut(version) {
+        *n -= 1;
+        if *n == 0 {
+            versions.remove(version);
         }
     }
 }
@@ -542,5 +584,114 @@ mod tests {
         view.heard("a", &v("1.0.0"), 1, false, t0 + ms(100));
         view.heard("a", &v("1.0.0"), 1, false, t0);
         assert_eq!(view.get("a", 1).unwrap().last_seen, t0 + ms(100));
+    }
+
+    /// The view as plain scans over its members and departures, the way the
+    /// indexes must answer.
+    #[derive(Default)]
+    struct Plain {
+        members: BTreeMap<Process, (Version, Instant)>,
+        departed: BTreeMap<Process, Instant>,
+    }
+
+    impl Plain {
+        fn heard(&mut self, p: Process, version: &Version, now: Instant) -> Change {
+            if self.departed.get(&p).is_some_and(|until| now < *until) {
+                return Change::Ignored;
+            }
+            match self.members.get_mut(&p) {
+                Some((v, seen)) => {
+                    *seen = (*seen).max(now);
+                    if v != version {
+                        *v = version.clone();
+                        Change::VersionChanged
+                    } else {
+                        Change::Refreshed
+                    }
+                }
+                None => {
+                    self.members.insert(p, (version.clone(), now));
+                    Change::Joined
+                }
+            }
+        }
+
+        fn left(&mut self, p: Process, now: Instant) -> bool {
+            self.departed.retain(|_, until| now < *until);
+            self.departed.insert(p.clone(), now + TIMEOUT / 2);
+            self.members.remove(&p).is_some()
+        }
+
+        fn expire(&mut self, now: Instant) -> Vec<Process> {
+            let expired: Vec<Process> = self
+                .members
+                .iter()
+                .filter(|(_, (_, seen))| now.saturating_duration_since(*seen) >= TIMEOUT)
+                .map(|(p, _)| p.clone())
+                .collect();
+            self.members.retain(|p, _| !expired.contains(p));
+            self.departed.retain(|_, until| now < *until);
+            expired
+        }
+
+        fn agreement(&self) -> Agreement {
+            let versions: BTreeSet<Version> =
+                self.members.values().map(|(v, _)| v.clone()).collect();
+            match versions.len() {
+                0 => Agreement::Unknown,
+                1 => Agreement::Settled(versions.into_iter().next().unwrap()),
+                _ => Agreement::Mixed(versions),
+            }
+        }
+    }
+
+    #[test]
+    fn the_indexes_answer_what_a_plain_scan_would() {
+        // A small xorshift: the same long random schedule on every run.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let versions = [v("1.0.0"), v("1.1.0"), v("2.0.0")];
+        let t0 = Instant::now();
+        let mut now = t0;
+        let (mut view, mut plain) = (warm_view(t0), Plain::default());
+        now += TIMEOUT;
+        for step in 0..20_000 {
+            now += ms(next(120));
+            let p = Process::new(&format!("n{}", next(12)), 1 + next(2));
+            match next(10) {
+                0 => assert_eq!(
+                    view.left(&p.id, p.incarnation, now),
+                    plain.left(p, now),
+                    "step {step}"
+                ),
+                1 | 2 => assert_eq!(view.expire(now), plain.expire(now), "step {step}"),
+                _ => {
+                    let version = &versions[next(3) as usize];
+                    let heard = view.heard(&p.id, version, p.incarnation, false, now);
+                    assert_eq!(heard, plain.heard(p, version, now), "step {step}");
+                }
+            }
+            assert_eq!(view.agreement(now), plain.agreement(), "step {step}");
+            assert_eq!(
+                view.next_expiry(),
+                plain
+                    .members
+                    .values()
+                    .map(|(_, seen)| *seen + TIMEOUT)
+                    .min(),
+                "step {step}"
+            );
+            assert_eq!(
+                view.processes(),
+                plain.members.keys().cloned().collect(),
+                "step {step}"
+            );
+            assert_eq!(view.departures(), plain.departed.len(), "step {step}");
+        }
     }
 }

@@ -77,6 +77,9 @@ pub struct Round {
     replies: BTreeMap<Process, Version>,
     /// The release metadata of the replies that carried any.
     releases: BTreeMap<Process, Release>,
+    /// How many of `members` have answered: a round checks whether it is
+    /// complete after every reply, without a pass over its members.
+    answered: usize,
 }
 
 impl Round {
@@ -109,6 +112,7 @@ impl Round {
             members,
             replies: BTreeMap::new(),
             releases: BTreeMap::new(),
+            answered: 0,
         }
     }
 
@@ -130,14 +134,19 @@ impl Round {
             Some(release) => self.releases.insert(process.clone(), release),
             None => self.releases.remove(&process),
         };
-        self.replies.insert(process, version.clone());
+        let member = self.members.contains(&process);
+        if self.replies.insert(process, version.clone()).is_none() && member {
+            self.answered += 1;
+        }
     }
 
     /// A member left or expired during the round: it is not waited for, and
     /// its answer, if it gave one, no longer counts.
     pub fn departed(&mut self, process: &Process) {
-        self.members.remove(process);
-        self.replies.remove(process);
+        let member = self.members.remove(process);
+        if self.replies.remove(process).is_some() && member {
+            self.answered -= 1;
+        }
         self.releases.remove(process);
     }
 
@@ -165,7 +174,7 @@ impl Round {
 
     /// Every expected member answered (and somebody did).
     pub fn is_complete(&self) -> bool {
-        !self.replies.is_empty() && self.members.iter().all(|m| self.replies.contains_key(m))
+        !self.replies.is_empty() && self.answered == self.members.len()
     }
 
     /// Whether the round has its verdict at `now`: every expected member
@@ -579,6 +588,38 @@ mod tests {
             empty.outcome(),
             RoundOutcome::Incomplete { missing: ids(&[]) }
         );
+    }
+
+    #[test]
+    fn completeness_is_counted_as_a_pass_over_the_members_would_find_it() {
+        // Answers (repeated, from strangers) and departures (before and
+        // after answering) in a long random order, on several rounds.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let names: Vec<String> = (0..8).map(|i| format!("n{i}")).collect();
+        for _ in 0..500 {
+            let members: Vec<&str> = names[..next(6) as usize]
+                .iter()
+                .map(|s| s.as_str())
+                .collect();
+            let (mut r, _) = round(&members);
+            for _ in 0..12 {
+                let who = p(&names[next(8) as usize]);
+                if next(4) == 0 {
+                    r.departed(&who);
+                } else {
+                    r.reply(who, &v("1.0.0"));
+                }
+                let plain =
+                    !r.replies.is_empty() && r.members.iter().all(|m| r.replies.contains_key(m));
+                assert_eq!(r.is_complete(), plain, "{:?} {:?}", r.members, r.replies);
+            }
+        }
     }
 
     #[test]
