@@ -111,6 +111,10 @@ fn the_manifest_is_complete_and_uses_the_examples_crates() {
             }
         }
     }
+    // The server binary needs `ssr`: without it a plain `cargo check`
+    // would build `main.rs` without the server's crates.
+    let bin_features = |manifest: &toml::Table| manifest["bin"][0]["required-features"].clone();
+    assert_eq!(bin_features(&readme), bin_features(&example));
     let crate_types = readme["lib"]["crate-type"].as_array().unwrap();
     assert!(crate_types.iter().any(|t| t.as_str() == Some("cdylib")));
     let leptos = &readme["package"]["metadata"]["leptos"];
