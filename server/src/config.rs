@@ -122,8 +122,9 @@ pub struct Config {
 
     /// Versions whose bundles (wasm, JS, CSS) the cluster's asset store
     /// keeps, so that any node can serve a page of one of them its own
-    /// bundle; a starting node deletes older ones (cluster mode; 0: no
-    /// asset store, each node serves only its own bundle).
+    /// bundle; a starting node deletes older ones, never a version a live
+    /// node runs (cluster mode; 0: no asset store, each node serves only
+    /// its own bundle).
     #[arg(long, env = "VO_ASSET_VERSIONS", value_name = "N", default_value_t = version_observer::server::assets::DEFAULT_KEEP_VERSIONS as u16,
           value_parser = clap::value_parser!(u16).range(0..=1000))]
     pub asset_versions: u16,
@@ -149,7 +150,9 @@ pub struct Config {
           value_parser = range(2))]
     pub round_timeout_ms: u64,
 
-    /// The monitor re-checks the cluster at least this often, changes or not.
+    /// The monitor re-checks the cluster at least this often, changes or
+    /// not; every node checks this often that its bundle is still in the
+    /// asset store.
     #[arg(long, env = "VO_SAFETY_INTERVAL_MS", value_name = "MS", default_value_t = ms(Timings::DEFAULT.safety_interval),
           value_parser = range(3))]
     pub safety_interval_ms: u64,

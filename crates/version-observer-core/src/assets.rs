@@ -155,9 +155,16 @@ pub struct Prune {
 /// most recently started versions (by [`AssetIndex::at_ms`], then version
 /// string, newest first), and always `own` (the pruning node's version,
 /// whatever the clocks say, and listed or not: it takes one of the `keep`
-/// places). A file shared with a kept version stays. `keep` is at least 1
-/// (0 is taken as 1).
-pub fn prune_plan(indexes: &[AssetIndex], keep: usize, own: &str) -> Prune {
+/// places), and every version in `live` (what the cluster's live nodes run,
+/// as far as the pruning node knows: their pages still load these files;
+/// kept beyond `keep` if need be). A file shared with a kept version
+/// stays. `keep` is at least 1 (0 is taken as 1).
+pub fn prune_plan(
+    indexes: &[AssetIndex],
+    keep: usize,
+    own: &str,
+    live: &BTreeSet<String>,
+) -> Prune {
     let mut order: Vec<&AssetIndex> = indexes.iter().collect();
     order.sort_by(|a, b| {
         b.at_ms
@@ -171,6 +178,7 @@ pub fn prune_plan(indexes: &[AssetIndex], keep: usize, own: &str) -> Prune {
     let (mut kept, mut dropped) = (Vec::new(), Vec::new());
     for index in order {
         if index.version == own
+            || live.contains(&index.version)
             || kept_others.contains(&index.version)
             || kept_others.len() < others
         {
@@ -301,7 +309,7 @@ mod tests {
             index("3.0.0", 300, &["a3.js", "c3.css"]),
         ];
         assert_eq!(
-            prune_plan(&indexes, 2, "3.0.0"),
+            prune_plan(&indexes, 2, "3.0.0", &none()),
             Prune {
                 versions: vec!["1.0.0".into()],
                 files: vec!["a1.js".into()],
@@ -309,15 +317,15 @@ mod tests {
             "the CSS 2.0.0 still uses stays"
         );
         assert_eq!(
-            prune_plan(&indexes, 1, "3.0.0"),
+            prune_plan(&indexes, 1, "3.0.0", &none()),
             Prune {
                 versions: vec!["1.0.0".into(), "2.0.0".into()],
                 files: vec!["a1.js".into(), "a2.js".into(), "shared.css".into()],
             }
         );
-        assert_eq!(prune_plan(&indexes, 3, "3.0.0"), Prune::default());
-        assert_eq!(prune_plan(&indexes, 5, "3.0.0"), Prune::default());
-        assert_eq!(prune_plan(&[], 2, "3.0.0"), Prune::default());
+        assert_eq!(prune_plan(&indexes, 3, "3.0.0", &none()), Prune::default());
+        assert_eq!(prune_plan(&indexes, 5, "3.0.0", &none()), Prune::default());
+        assert_eq!(prune_plan(&[], 2, "3.0.0", &none()), Prune::default());
     }
 
     #[test]
@@ -329,14 +337,14 @@ mod tests {
             index("3.0.0", 300, &["a3.js"]),
         ];
         assert_eq!(
-            prune_plan(&indexes, 2, "1.0.0"),
+            prune_plan(&indexes, 2, "1.0.0", &none()),
             Prune {
                 versions: vec!["2.0.0".into()],
                 files: vec!["a2.js".into()],
             }
         );
         assert_eq!(
-            prune_plan(&indexes, 1, "1.0.0"),
+            prune_plan(&indexes, 1, "1.0.0", &none()),
             Prune {
                 versions: vec!["2.0.0".into(), "3.0.0".into()],
                 files: vec!["a2.js".into(), "a3.js".into()],
@@ -344,8 +352,36 @@ mod tests {
         );
         // 0 is taken as 1: never the own version's files.
         assert_eq!(
-            prune_plan(&indexes, 0, "3.0.0").versions,
+            prune_plan(&indexes, 0, "3.0.0", &none()).versions,
             ["1.0.0", "2.0.0"]
+        );
+    }
+
+    fn none() -> BTreeSet<String> {
+        BTreeSet::new()
+    }
+
+    #[test]
+    fn a_version_live_nodes_run_is_never_pruned() {
+        // Three versions live mid-deploy with room for two: the old one stays.
+        let indexes = [
+            index("1.0.0", 100, &["a1.js", "shared.css"]),
+            index("2.0.0", 200, &["a2.js", "shared.css"]),
+            index("3.0.0", 300, &["a3.js"]),
+            index("0.9.0", 50, &["a0.js"]),
+        ];
+        let live = ["1.0.0".to_owned(), "3.0.0".to_owned()].into();
+        assert_eq!(
+            prune_plan(&indexes, 2, "3.0.0", &live),
+            Prune {
+                versions: vec!["0.9.0".into()],
+                files: vec!["a0.js".into()],
+            },
+            "1.0.0 is live: kept beyond the two places"
+        );
+        assert_eq!(
+            prune_plan(&indexes, 1, "1.0.0", &live).versions,
+            ["0.9.0", "2.0.0"]
         );
     }
 
@@ -354,13 +390,16 @@ mod tests {
         let indexes = [index("1.0.0", 5, &["a"]), index("2.0.0", 5, &["b"])];
         let reversed = [indexes[1].clone(), indexes[0].clone()];
         assert_eq!(
-            prune_plan(&indexes, 2, "9.0.0"),
-            prune_plan(&reversed, 2, "9.0.0")
+            prune_plan(&indexes, 2, "9.0.0", &none()),
+            prune_plan(&reversed, 2, "9.0.0", &none())
         );
         // The own version (not listed yet) takes one place of two.
-        assert_eq!(prune_plan(&indexes, 2, "9.0.0").versions, ["1.0.0"]);
         assert_eq!(
-            prune_plan(&indexes, 1, "9.0.0").versions,
+            prune_plan(&indexes, 2, "9.0.0", &none()).versions,
+            ["1.0.0"]
+        );
+        assert_eq!(
+            prune_plan(&indexes, 1, "9.0.0", &none()).versions,
             ["1.0.0", "2.0.0"]
         );
     }

@@ -19,7 +19,8 @@ pub struct Timings {
     pub lease: Duration,
     /// How long a collection round waits for replies.
     pub round_timeout: Duration,
-    /// The monitor re-checks the cluster at least this often.
+    /// The monitor re-checks the cluster at least this often; every node
+    /// checks this often that its bundle is still in the asset store.
     pub safety_interval: Duration,
 }
 

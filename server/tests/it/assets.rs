@@ -8,7 +8,7 @@
 //! `scripts/lib.sh`'s `build_site` puts beside `pkg/`).
 
 use crate::support::{
-    cluster::{eventually, names, nats, node_with},
+    cluster::{eventually, names, nats, node_with, NodeProcess},
     TestNode, DEADLINE,
 };
 use async_nats::jetstream::object_store::{GetErrorKind, ObjectStore};
@@ -279,6 +279,12 @@ async fn the_store_keeps_only_the_newest_asset_versions() {
     let mut store = None;
     for (i, site) in sites.iter().enumerate() {
         let version = format!("{}.0.0", i + 1);
+        if i == 2 {
+            // The rolling deploy has replaced 1.0.0 (a version a live node
+            // runs is never pruned).
+            let mut first: NodeProcess = nodes.remove(0);
+            first.stop().await.unwrap();
+        }
         let node = node_with(
             &nats.url(),
             &format!("keep-{}", i + 1),
@@ -330,7 +336,7 @@ async fn the_store_keeps_only_the_newest_asset_versions() {
         assert!(object(&store, &index).await.is_some(), "{version}'s index");
     }
     // A node of 3.0.0 asked for 1.0.0's wasm: gone from the store, a 404.
-    let gone = get(&nodes[2].url(&format!("/pkg/{}", sites[0].file("wasm").0))).await;
+    let gone = get(&nodes[1].url(&format!("/pkg/{}", sites[0].file("wasm").0))).await;
     assert_eq!(gone.status(), 404);
 }
 
@@ -402,4 +408,97 @@ async fn asset_versions_zero_turns_the_store_off() {
         .get_object_store(names().asset_bucket())
         .await;
     assert!(bucket.is_err(), "no asset bucket");
+}
+
+/// How many times `node` has logged that its bundle is in the store, and
+/// what its last such line says.
+fn publications(node: &NodeProcess) -> (usize, String) {
+    let logs = node.logs();
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("bundle in the asset store"))
+        .collect();
+    (
+        lines.len(),
+        lines.last().copied().unwrap_or_default().to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_versions_bundle_is_never_pruned_and_comes_back_if_the_store_loses_it() {
+    let nats = nats().await;
+    let sites = [FakeSite::new("live1"), FakeSite::new("live2")];
+    let index = |v: &str| version_observer::core::assets::index_object_name(v);
+    // Room for one version only, and two run: each node spares the other's.
+    let start = async |i: usize| {
+        node_with(
+            &nats.url(),
+            &format!("live-{}", i + 1),
+            &format!("{}.0.0", i + 1),
+            &["--site-root", &sites[i].arg(), "--asset-versions", "1"],
+        )
+        .await
+    };
+    let first = start(0).await;
+    let second = start(1).await;
+    eventually("each node knows the other", DEADLINE, async || {
+        let members = second.cluster().await?["members"].as_array()?.len();
+        (members == 2).then_some(())
+    })
+    .await;
+    let store = asset_store(&nats.url()).await;
+    // The second may have pruned the first at start, before it had heard of
+    // it; the first puts its bundle back within a check interval.
+    eventually("both versions in the store", DEADLINE, async || {
+        let both = object(&store, &index("1.0.0")).await.is_some()
+            && object(&store, &index("2.0.0")).await.is_some();
+        both.then_some(())
+    })
+    .await;
+
+    // Now the second version's index goes (deleted by hand): its node puts
+    // its bundle back, and prunes again, knowing that 1.0.0 runs.
+    let (before, _) = publications(&second);
+    store.delete(index("2.0.0").as_str()).await.unwrap();
+    let (_, last) = eventually(
+        "the second node put its bundle back",
+        DEADLINE,
+        async || {
+            let (count, last) = publications(&second);
+            (count > before).then_some((count, last))
+        },
+    )
+    .await;
+    assert!(last.contains("pruned_versions=[]"), "{last}");
+    assert!(object(&store, &index("1.0.0")).await.is_some());
+    let (wasm1, bytes1) = sites[0].file("wasm");
+    assert_eq!(object(&store, wasm1).await.as_deref(), Some(bytes1));
+
+    // The whole bucket is lost (a NATS server's storage gone): both nodes
+    // create it again and put their bundles back, and a node serves the
+    // other version's wasm from it.
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    async_nats::jetstream::new(client)
+        .delete_object_store(names().asset_bucket())
+        .await
+        .unwrap();
+    let store = eventually("the bucket and both bundles back", DEADLINE, async || {
+        let client = async_nats::connect(nats.url()).await.ok()?;
+        let store = async_nats::jetstream::new(client)
+            .get_object_store(names().asset_bucket())
+            .await
+            .ok()?;
+        for (i, site) in sites.iter().enumerate() {
+            let (wasm, bytes) = site.file("wasm");
+            object(&store, &index(&format!("{}.0.0", i + 1))).await?;
+            (object(&store, wasm).await? == bytes).then_some(())?;
+        }
+        Some(store)
+    })
+    .await;
+    drop(store);
+    let served = get(&second.url(&format!("/pkg/{wasm1}"))).await;
+    assert_eq!(served.status(), 200, "{}", second.logs());
+    assert_eq!(served.bytes().await.unwrap(), bytes1);
+    drop(first);
 }

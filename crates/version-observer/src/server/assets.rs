@@ -17,7 +17,12 @@
 //!   that this version's pages find their bundle on every node at once) (each file under its hashed name,
 //!   skipped when already there, and an index object for its version), and
 //!   prunes the versions beyond the newest
-//!   [`asset_versions`](super::ObserverBuilder::asset_versions) ([`prune_plan`]).
+//!   [`asset_versions`](super::ObserverBuilder::asset_versions) that no
+//!   live node runs ([`prune_plan`]). Then it checks, once every safety
+//!   interval ([`Timings::safety_interval`](version_observer_core::Timings::safety_interval)),
+//!   that its version's index is still there, and puts its bundle back if
+//!   not (the bucket was lost with a NATS server's storage, deleted by
+//!   hand, or pruned by a node that did not yet know this version runs).
 //!   A hashed name the node does not have is fetched from the bucket, kept
 //!   in a bounded memory cache, and served; a name that is not in the
 //!   bucket is a `404`, a NATS failure a `503`. Request names are checked
@@ -43,7 +48,10 @@ use std::{
     sync::Mutex,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
-use tokio::{io::AsyncReadExt, sync::Semaphore};
+use tokio::{
+    io::AsyncReadExt,
+    sync::{watch, Semaphore},
+};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use version_observer_core::{
@@ -52,6 +60,7 @@ use version_observer_core::{
         AssetIndex, HashFileError, INDEX_PREFIX,
     },
     protocol::Names,
+    status::ClusterStatus,
     Version,
 };
 
@@ -245,18 +254,25 @@ impl Assets {
         }
     }
 
+    /// In cluster mode: `live` is the node's view of its cluster (the
+    /// versions pruning spares), `check_every` how often the node makes
+    /// sure its bundle is still in the store.
     pub(crate) fn cluster(
         bundle: Bundle,
         client: async_nats::Client,
         names: &Names,
         replicas: usize,
         keep_versions: usize,
+        live: watch::Receiver<ClusterStatus>,
+        check_every: Duration,
     ) -> Self {
         let store = Store {
             js: jetstream::new(client),
             bucket: names.asset_bucket(),
             replicas,
             keep_versions,
+            live,
+            check_every,
             opened: tokio::sync::Mutex::new(None),
             cache: Mutex::new(Cache::default()),
             fetches: Semaphore::new(MAX_FETCHES),
@@ -272,21 +288,59 @@ impl Assets {
     }
 
     /// Puts this node's bundle into the store and prunes old versions,
-    /// retrying (with backoff) until it has, or `stop`.
-    pub(crate) async fn publish_until_done(&self, version: &Version, stop: CancellationToken) {
-        let Some(store) = &self.store else { return };
+    /// retrying (with backoff) until it has, or `stop`. Returns whether
+    /// the node has a bundle to keep there.
+    pub(crate) async fn publish_until_done(
+        &self,
+        version: &Version,
+        stop: &CancellationToken,
+    ) -> bool {
+        let Some(store) = &self.store else {
+            return false;
+        };
         if !self.bundle.is_hashed() {
             tracing::info!("the bundle has no hashed names: nothing to put in the asset store");
-            return;
+            return false;
         }
+        self.until_done(stop, || store.publish(&self.bundle, version))
+            .await;
+        true
+    }
+
+    /// After [`publish_until_done`](Self::publish_until_done): once every
+    /// check interval, makes sure this version's index is still in the
+    /// store, and puts the bundle back if it is not, until `stop`.
+    pub(crate) async fn keep_in_store(&self, version: &Version, stop: &CancellationToken) {
+        let Some(store) = &self.store else { return };
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(store.check_every) => {}
+            }
+            self.until_done(stop, || store.restore(&self.bundle, version))
+                .await;
+        }
+    }
+
+    /// Runs `step` until it succeeds (each attempt bounded, with backoff
+    /// between them), or `stop`.
+    async fn until_done<F, Fut>(&self, stop: &CancellationToken, step: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(), BoxError>>,
+    {
+        let Some(store) = &self.store else { return };
         let mut delay = Duration::from_millis(500);
         loop {
-            let attempt =
-                tokio::time::timeout(PUBLISH_TIMEOUT, store.publish(&self.bundle, version));
+            let attempt = tokio::time::timeout(PUBLISH_TIMEOUT, step());
             let result = tokio::select! {
                 _ = stop.cancelled() => return,
                 r = attempt => r,
             };
+            if !matches!(result, Ok(Ok(()))) {
+                // The bucket itself may be gone: open (or create) it anew.
+                *store.opened.lock().await = None;
+            }
             match result {
                 Ok(Ok(())) => return,
                 Ok(Err(e)) => {
@@ -310,6 +364,10 @@ struct Store {
     bucket: String,
     replicas: usize,
     keep_versions: usize,
+    /// The node's view of its cluster: the versions live nodes run.
+    live: watch::Receiver<ClusterStatus>,
+    /// How often the node checks that its bundle is still in the store.
+    check_every: Duration,
     opened: tokio::sync::Mutex<Option<ObjectStore>>,
     cache: Mutex<Cache>,
     fetches: Semaphore,
@@ -341,6 +399,26 @@ impl Store {
         };
         *opened = Some(store.clone());
         Ok(store)
+    }
+
+    /// Puts the bundle back if this version's index is gone from the store
+    /// (and opens the bucket anew, creating it if it was lost).
+    async fn restore(&self, bundle: &Bundle, version: &Version) -> Result<(), BoxError> {
+        let store = self.open().await?;
+        match store
+            .info(index_object_name(&version.to_string()).as_str())
+            .await
+        {
+            Ok(info) if !info.deleted => Ok(()),
+            Ok(_) => self.put_back(bundle, version).await,
+            Err(e) if e.kind() == InfoErrorKind::NotFound => self.put_back(bundle, version).await,
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn put_back(&self, bundle: &Bundle, version: &Version) -> Result<(), BoxError> {
+        tracing::warn!(bucket = %self.bucket, %version, "this version's bundle is gone from the asset store; putting it back");
+        self.publish(bundle, version).await
     }
 
     /// Index first (so a pruning node sees this version's files as used),
@@ -415,7 +493,14 @@ impl Store {
                 _ => tracing::warn!(object = %name, "ignoring an asset index that does not decode"),
             }
         }
-        let plan = prune_plan(&indexes, self.keep_versions, own);
+        let live = self
+            .live
+            .borrow()
+            .members
+            .iter()
+            .map(|m| m.version.to_string())
+            .collect();
+        let plan = prune_plan(&indexes, self.keep_versions, own, &live);
         // Index objects first: a version without its index is pruned, even
         // if deleting its files is cut short.
         for version in &plan.versions {

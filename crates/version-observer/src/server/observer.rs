@@ -299,6 +299,8 @@ impl VersionObserver {
                     &version_observer_core::protocol::Names::new(&nats.cluster),
                     nats.kv_replicas,
                     settings.asset_versions,
+                    node.status(),
+                    nats.timings.safety_interval,
                 ),
                 _ => Assets::single(bundle),
             })
@@ -307,8 +309,11 @@ impl VersionObserver {
             let (assets, stop, version) = (assets.clone(), stop.clone(), node.version.clone());
             let (done_tx, done) = tokio::sync::oneshot::channel::<()>();
             tasks.spawn(async move {
-                assets.publish_until_done(&version, stop).await;
+                let keep = assets.publish_until_done(&version, &stop).await;
                 let _ = done_tx.send(());
+                if keep {
+                    assets.keep_in_store(&version, &stop).await;
+                }
             });
             // Pages of this version must find their bundle on every node as
             // soon as this one serves them: wait (bounded) for it to be in

@@ -138,9 +138,9 @@ impl ObserverBuilder {
     }
 
     /// How many versions' bundles the cluster's asset store keeps: the
-    /// most recently started ones; a starting node deletes the rest
-    /// (1 to 1000; 0: no asset store, each node serves only its own
-    /// bundle) [default: 5].
+    /// most recently started ones, and every version a live node runs; a
+    /// starting node deletes the rest (1 to 1000; 0: no asset store, each
+    /// node serves only its own bundle) [default: 5].
     pub fn asset_versions(mut self, versions: usize) -> Self {
         self.asset_versions = versions;
         self
