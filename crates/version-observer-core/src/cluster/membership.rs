@@ -647,14 +647,7 @@ mod tests {
 
     #[test]
     fn the_indexes_answer_what_a_plain_scan_would() {
-        // A small xorshift: the same long random schedule on every run.
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move |n: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % n
-        };
+        let mut next = crate::cluster::schedule::seeded(0x9e37_79b9_7f4a_7c15);
         let versions = [v("1.0.0"), v("1.1.0"), v("2.0.0")];
         let t0 = Instant::now();
         let mut now = t0;

@@ -15,6 +15,8 @@ pub mod coordinator;
 pub mod election;
 pub mod membership;
 pub mod monitor;
+#[cfg(test)]
+mod schedule;
 pub mod watcher;
 
 pub use coordinator::{Action, BucketSpec, Coordinator, Entry, Identity, KvError, LeaseCall};

@@ -594,13 +594,7 @@ mod tests {
     fn completeness_is_counted_as_a_pass_over_the_members_would_find_it() {
         // Answers (repeated, from strangers) and departures (before and
         // after answering) in a long random order, on several rounds.
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move |n: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % n
-        };
+        let mut next = crate::cluster::schedule::seeded(0x2545_f491_4f6c_dd1d);
         let names: Vec<String> = (0..8).map(|i| format!("n{i}")).collect();
         for _ in 0..500 {
             let members: Vec<&str> = names[..next(6) as usize]
