@@ -4,11 +4,14 @@
 //!    nodeup, a heartbeat every node-timeout/3, and a reply to every version
 //!    request. The monitor reports each round's collection time in
 //!    `/api/cluster` (`last_round.collect_ms`); a passive subscriber counts
-//!    the messages of each round on the wire.
+//!    the messages of each round on the wire. The monitor's CPU time over
+//!    the sampled rounds (`/proc`) is its cost per second at M members:
+//!    the rounds and every member's heartbeat.
 
 use crate::{
     cluster,
     report::{Goal, Report},
+    sys,
 };
 use anyhow::Context;
 use futures::StreamExt;
@@ -70,6 +73,11 @@ pub async fn run(
             },
         )
         .await?;
+        // The monitor's CPU while the rounds are sampled: the rounds, and
+        // every member's heartbeat once a second.
+        let pid = node.pid().context("the monitor's pid")?;
+        let cpu_before = sys::cpu_seconds(pid).context("the monitor's CPU")?;
+        let sampling = std::time::Instant::now();
         // Sample the next `rounds` rounds, each seen once.
         let mut seen = BTreeMap::new();
         let until = wait::eventually(
@@ -93,6 +101,8 @@ pub async fn run(
         )
         .await;
         until?;
+        let cpu = sys::cpu_seconds(pid).context("the monitor's CPU")? - cpu_before;
+        let seconds = sampling.elapsed().as_secs_f64();
         // The first sampled round may have been caught mid-way by the poll; drop it.
         let sampled: Vec<(u64, (f64, u64))> = seen.into_iter().skip(1).collect();
         let times: Vec<f64> = sampled.iter().map(|(_, (ms, _))| *ms).collect();
@@ -111,6 +121,12 @@ pub async fn run(
             } else {
                 None
             },
+        );
+        report.figure(
+            &format!("[{m}] monitor CPU (rounds and heartbeats)"),
+            cpu * 1000.0 / seconds,
+            "ms per s",
+            None,
         );
         report.figure(
             &format!("[{m}] replies per round (mean)"),
