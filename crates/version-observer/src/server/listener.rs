@@ -19,6 +19,12 @@
 //! [`MAX_CLASSIFYING`] connections are read this way at once; beyond that a
 //! new connection goes to axum unread.
 //!
+//! A connection handed to axum that passes no byte either way for the
+//! observer's idle timeout ([`IDLE_TIMEOUT`] by default, or twice the
+//! keep-alive interval, if that is longer) is closed: axum's own server keeps an idle keep-alive connection open
+//! for ever, so connections that send one request and then wait would
+//! otherwise hold their file descriptors until the node runs out.
+//!
 //! The lean response is `HTTP/1.1 200` with the stream's headers and
 //! `connection: close`: the body runs until either side closes, so no
 //! chunked framing is needed.
@@ -29,6 +35,7 @@ use super::{
     sse,
 };
 use std::{
+    future::Future,
     io,
     net::SocketAddr,
     pin::Pin,
@@ -52,6 +59,12 @@ pub const MAX_CLASSIFYING: usize = 4_096;
 /// How long a stream may take to accept one write before it is dropped (a
 /// reader that stopped reading).
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection handed to axum may pass no byte either way
+/// (between requests, or while a handler runs) before it is closed, by
+/// default ([`ObserverBuilder::idle_timeout`](super::ObserverBuilder::idle_timeout)): longer
+/// than the 60-75 s idle timeouts of common proxies and load balancers, so
+/// they close their pooled connections first.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A TCP listener that serves version streams itself; see the
 /// [module docs](self). Made by [`VersionObserver::listener`](crate::VersionObserver::listener)
@@ -95,8 +108,9 @@ impl axum::serve::Listener for StreamListener {
                         if let Err(e) = tcp.set_nodelay(true) {
                             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
                         }
+                        let idle = self.streams.idle_timeout;
                         let Ok(permit) = self.classifying.clone().try_acquire_owned() else {
-                            return (Connection::plain(tcp), addr);
+                            return (Connection::new(Vec::new(), tcp, idle), addr);
                         };
                         let (streams, others) = (self.streams.clone(), self.others_tx.clone());
                         self.streams.tasks.spawn(async move {
@@ -110,7 +124,7 @@ impl axum::serve::Listener for StreamListener {
                             match first {
                                 Some((tcp, start, true)) => serve_stream(tcp, start, &streams).await,
                                 Some((tcp, start, false)) => {
-                                    let _ = others.send((Connection { prefix: start, at: 0, tcp }, addr)).await;
+                                    let _ = others.send((Connection::new(start, tcp, idle), addr)).await;
                                 }
                                 None => {}
                             }
@@ -128,19 +142,45 @@ impl axum::serve::Listener for StreamListener {
 }
 
 /// A connection handed to axum: the bytes the listener read first, then the
-/// socket.
+/// socket; closed (an end of file for axum) once it has passed no byte
+/// either way for its idle timeout.
 pub struct Connection {
     prefix: Vec<u8>,
     at: usize,
     tcp: TcpStream,
+    idle_timeout: Duration,
+    /// The last byte read or written.
+    active_at: tokio::time::Instant,
+    /// Wakes the reader to look at `active_at` again; moved on lazily, only
+    /// when it fires, so activity costs no timer update.
+    idle: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl Connection {
-    fn plain(tcp: TcpStream) -> Self {
+    fn new(prefix: Vec<u8>, tcp: TcpStream, idle_timeout: Duration) -> Self {
+        let now = tokio::time::Instant::now();
         Self {
-            prefix: Vec::new(),
+            prefix,
             at: 0,
             tcp,
+            idle_timeout,
+            active_at: now,
+            idle: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
+        }
+    }
+
+    /// Whether the connection has been idle for its whole timeout; if not,
+    /// the timer is moved to when it could be (and registered with `cx`).
+    fn idle_for_too_long(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            if self.idle.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let deadline = self.active_at + self.idle_timeout;
+            if tokio::time::Instant::now() >= deadline {
+                return true;
+            }
+            self.idle.as_mut().reset(deadline);
         }
     }
 }
@@ -163,7 +203,16 @@ impl AsyncRead for Connection {
             }
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut this.tcp).poll_read(cx, buf)
+        let before = buf.filled().len();
+        match Pin::new(&mut this.tcp).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                this.active_at = tokio::time::Instant::now();
+                Poll::Ready(Ok(()))
+            }
+            // Idle for too long: an end of file, and axum closes it.
+            Poll::Pending if this.idle_for_too_long(cx) => Poll::Ready(Ok(())),
+            other => other,
+        }
     }
 }
 
@@ -173,7 +222,12 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.tcp).poll_write(cx, buf);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            this.active_at = tokio::time::Instant::now();
+        }
+        written
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -189,7 +243,12 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            this.active_at = tokio::time::Instant::now();
+        }
+        written
     }
 
     fn is_write_vectored(&self) -> bool {

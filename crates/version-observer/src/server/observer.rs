@@ -98,6 +98,10 @@ pub(crate) struct Streams {
     pub(crate) refused_stale_clients: AtomicU64,
     /// Open streams per page version.
     pub(crate) tabs: Arc<TabCounts>,
+    /// How long a connection handed to the app may pass no byte either way
+    /// before the listener closes it (the builder's `idle_timeout`, or
+    /// twice the keep-alive interval if that is longer).
+    pub(crate) idle_timeout: Duration,
 }
 
 impl Streams {
@@ -274,6 +278,9 @@ impl VersionObserver {
             refused_requests: AtomicU64::new(0),
             refused_stale_clients: AtomicU64::new(0),
             tabs: Arc::default(),
+            // A stream served through the app writes a keep-alive every
+            // interval: never idle that long.
+            idle_timeout: settings.idle_timeout.max(settings.keepalive * 2),
         });
         let cluster = match &settings.nats {
             Some(nats) => Some(

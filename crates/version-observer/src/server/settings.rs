@@ -35,6 +35,7 @@ pub struct ObserverBuilder {
     pub(crate) nats: Option<NatsSettings>,
     pub(crate) max_streams: u32,
     pub(crate) keepalive: Duration,
+    pub(crate) idle_timeout: Duration,
     pub(crate) release: Release,
     pub(crate) bundle: Option<super::assets::Bundle>,
     pub(crate) asset_versions: usize,
@@ -49,6 +50,7 @@ impl ObserverBuilder {
             nats: None,
             max_streams: streams::MAX_STREAMS,
             keepalive: streams::KEEPALIVE,
+            idle_timeout: super::listener::IDLE_TIMEOUT,
             release: Release::default(),
             bundle: None,
             asset_versions: super::assets::DEFAULT_KEEP_VERSIONS,
@@ -91,6 +93,29 @@ impl ObserverBuilder {
     /// the node) [default: 30 s, under common proxies' 60 s idle timeout].
     pub fn keepalive(mut self, interval: Duration) -> Self {
         self.keepalive = interval;
+        self
+    }
+
+    /// How long a connection that [`VersionObserver::listener`](super::VersionObserver::listener)
+    /// hands to your app may pass no byte either way (idle between
+    /// requests, or a handler that answers nothing for that long) before
+    /// the listener closes it [default: 120 s, longer than common proxies'
+    /// 60-75 s idle timeouts; never less than twice the keep-alive
+    /// interval, so streams served by your app stay open].
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), version_observer::StartError> {
+    /// use std::time::Duration;
+    /// use version_observer::VersionObserver;
+    ///
+    /// let observer = VersionObserver::builder("1.4.0".parse().unwrap())
+    ///     .idle_timeout(Duration::from_secs(300)) // behind a 240 s load balancer
+    ///     .start()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
         self
     }
 
@@ -177,6 +202,11 @@ impl ObserverBuilder {
         if self.keepalive.is_zero() {
             return Err(StartError::Setting(
                 "keepalive must be longer than 0".into(),
+            ));
+        }
+        if self.idle_timeout.is_zero() {
+            return Err(StartError::Setting(
+                "idle_timeout must be longer than 0".into(),
             ));
         }
         if let Some(nats) = &self.nats {

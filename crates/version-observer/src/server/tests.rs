@@ -402,6 +402,50 @@ async fn idle_streams_both_ways_get_keepalive_comments() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_is_closed_after_its_idle_timeout_and_a_busy_one_is_not() {
+    let idle = Duration::from_millis(600);
+    let node = TestNode::start(
+        version("1.0.0")
+            .keepalive(Duration::from_millis(100))
+            .idle_timeout(idle),
+    )
+    .await;
+    // One request, then nothing: closed once idle for the timeout.
+    let mut quiet = Raw::connect(&node).await;
+    quiet
+        .send("GET /api/version HTTP/1.1\r\nHost: node\r\n\r\n")
+        .await;
+    quiet.until("}}").await;
+    let answered = std::time::Instant::now();
+    assert!(quiet.closes().await, "an idle connection stayed open");
+    assert!(
+        answered.elapsed() >= idle,
+        "closed after {:?}",
+        answered.elapsed()
+    );
+    // A stream served through axum passes a keep-alive every 100 ms: it
+    // outlives several idle timeouts.
+    let (mut reused, _) = Raw::reused_stream(&node).await;
+    let open = std::time::Instant::now();
+    while open.elapsed() < idle * 3 {
+        let next = reused.until("\n\n").await;
+        assert!(!next.is_empty());
+    }
+    // And the default, at most twice the keep-alive interval below it.
+    let short = TestNode::start(
+        version("1.0.0")
+            .keepalive(Duration::from_millis(400))
+            .idle_timeout(Duration::from_millis(1)),
+    )
+    .await;
+    let (mut stream, _) = Raw::reused_stream(&short).await;
+    let open = std::time::Instant::now();
+    while open.elapsed() < Duration::from_millis(1_500) {
+        stream.until("\n\n").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_never_speaks_does_not_hold_up_shutdown() {
     let node = TestNode::start(version("1.0.0")).await;
     let _silent = Raw::connect(&node).await;
