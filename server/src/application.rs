@@ -60,6 +60,7 @@ impl Application {
             .nats_opt(config.nats_settings())
             .max_streams(config.max_streams)
             .keepalive(config.keepalive())
+            .idle_timeout(config.idle_timeout())
             .release(config.release())
             .bundle(bundle)
             .asset_versions(usize::from(config.asset_versions));

@@ -189,6 +189,13 @@ pub struct Config {
     #[arg(long, env = "VO_KEEPALIVE_SECS", value_name = "SECS", default_value_t = streams::KEEPALIVE.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub keepalive_secs: u64,
+
+    /// Seconds a connection may pass no byte either way (idle between
+    /// requests) before the node closes it; at least twice the keep-alive
+    /// interval. Set it above the idle timeout of the load balancer in front.
+    #[arg(long, env = "VO_IDLE_TIMEOUT_SECS", value_name = "SECS", default_value_t = version_observer::server::listener::IDLE_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub idle_timeout_secs: u64,
 }
 
 impl Config {
@@ -211,6 +218,10 @@ impl Config {
 
     pub fn keepalive(&self) -> Duration {
         Duration::from_secs(self.keepalive_secs)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
     }
 
     /// The cluster's timings.
@@ -424,6 +435,7 @@ mod tests {
         assert_eq!(c.version(), Version::parse(BUILD_VERSION).unwrap());
         assert_eq!(c.site_root, PathBuf::from("target/site"));
         assert_eq!(c.keepalive(), std::time::Duration::from_secs(30));
+        assert_eq!(c.idle_timeout(), std::time::Duration::from_secs(120));
         assert!(c.nats_settings().is_none(), "single node by default");
         assert_eq!(c.timings(), Timings::DEFAULT);
         assert_eq!(c.max_streams, crate::limits::default_max_streams());

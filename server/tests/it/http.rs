@@ -3,7 +3,8 @@
 
 use crate::support::{SseReader, TestNode, DEADLINE};
 use semver::Version;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use version_observer::{
     ClusterState, ClusterView, Compat, Mode, PageKnowledge, Release, Severity, VersionReport,
 };
@@ -44,6 +45,35 @@ async fn the_default_version_is_the_build_version() {
         .unwrap();
     assert_eq!(report.node.version.to_string(), env!("CARGO_PKG_VERSION"));
     assert_eq!(report.cluster.state, ClusterState::Settled);
+}
+
+#[tokio::test]
+async fn a_connection_idle_for_the_idle_timeout_is_closed() {
+    // --idle-timeout-secs 1 with keep-alives every second: twice that, 2 s.
+    let node = TestNode::start(&["--idle-timeout-secs", "1", "--keepalive-secs", "1"]).await;
+    let mut tcp = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: node\r\n\r\n")
+        .await
+        .unwrap();
+    let mut chunk = [0u8; 4096];
+    let n = tcp.read(&mut chunk).await.unwrap();
+    assert!(String::from_utf8_lossy(&chunk[..n]).starts_with("HTTP/1.1 200"));
+    let answered = Instant::now();
+    let closed = tokio::time::timeout(DEADLINE, async {
+        loop {
+            match tcp.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "an idle connection stayed open");
+    assert!(
+        answered.elapsed() >= Duration::from_secs(2),
+        "closed after {:?}, before twice the keep-alive interval",
+        answered.elapsed()
+    );
 }
 
 #[tokio::test]

@@ -183,6 +183,7 @@ fn help_documents_every_flag() {
         "--max-streams",
         "--max-inflight",
         "--keepalive-secs",
+        "--idle-timeout-secs",
         "--nats",
         "--nats-creds",
         "--nats-ca",
