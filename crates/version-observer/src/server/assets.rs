@@ -302,7 +302,8 @@ impl Assets {
             tracing::info!("the bundle has no hashed names: nothing to put in the asset store");
             return false;
         }
-        self.until_done(stop, || store.publish(&self.bundle, version))
+        store
+            .until_done(stop, || store.publish(&self.bundle, version))
             .await;
         true
     }
@@ -317,44 +318,9 @@ impl Assets {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(store.check_every) => {}
             }
-            self.until_done(stop, || store.restore(&self.bundle, version))
+            store
+                .until_done(stop, || store.restore(&self.bundle, version))
                 .await;
-        }
-    }
-
-    /// Runs `step` until it succeeds (each attempt bounded, with backoff
-    /// between them), or `stop`.
-    async fn until_done<F, Fut>(&self, stop: &CancellationToken, step: F)
-    where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<(), BoxError>>,
-    {
-        let Some(store) = &self.store else { return };
-        let mut delay = Duration::from_millis(500);
-        loop {
-            let attempt = tokio::time::timeout(PUBLISH_TIMEOUT, step());
-            let result = tokio::select! {
-                _ = stop.cancelled() => return,
-                r = attempt => r,
-            };
-            if !matches!(result, Ok(Ok(()))) {
-                // The bucket itself may be gone: open (or create) it anew.
-                *store.opened.lock().await = None;
-            }
-            match result {
-                Ok(Ok(())) => return,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, bucket = %store.bucket, "cannot put the bundle into the asset store yet; retrying")
-                }
-                Err(_) => {
-                    tracing::warn!(bucket = %store.bucket, "putting the bundle into the asset store timed out; retrying")
-                }
-            }
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(delay + Duration::from_millis(fastrand::u64(0..250))) => {}
-            }
-            delay = (delay * 2).min(Duration::from_secs(30));
         }
     }
 }
@@ -376,6 +342,41 @@ struct Store {
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Store {
+    /// Runs `step` until it succeeds (each attempt bounded, with backoff
+    /// between them), or `stop`.
+    async fn until_done<F, Fut>(&self, stop: &CancellationToken, step: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(), BoxError>>,
+    {
+        let mut delay = Duration::from_millis(500);
+        loop {
+            let attempt = tokio::time::timeout(PUBLISH_TIMEOUT, step());
+            let result = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = attempt => r,
+            };
+            if !matches!(result, Ok(Ok(()))) {
+                // The bucket itself may be gone: open (or create) it anew.
+                *self.opened.lock().await = None;
+            }
+            match result {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, bucket = %self.bucket, "cannot put the bundle into the asset store yet; retrying")
+                }
+                Err(_) => {
+                    tracing::warn!(bucket = %self.bucket, "putting the bundle into the asset store timed out; retrying")
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(delay + Duration::from_millis(fastrand::u64(0..250))) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(30));
+        }
+    }
+
     /// The bucket, opened (or created) once.
     async fn open(&self) -> Result<ObjectStore, BoxError> {
         let mut opened = self.opened.lock().await;
