@@ -51,8 +51,39 @@ class TodoApp {
   }
 }
 
+/** Errors the page throws or logs (a hydration panic is both). */
+function pageErrors(page: import('@playwright/test').Page): string[] {
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  page.on('console', (m) => {
+    // A missing favicon is the browser's business, not the app's.
+    if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) errors.push(m.text());
+  });
+  return errors;
+}
+
 test.describe('the example app', () => {
   let app: TodoApp | undefined;
+
+  test('every route hydrates, a Resource inside <Suspense> included, with <ReloadOnNavigation/> in the app', async ({ page }) => {
+    const errors = pageErrors(page);
+    const port = await freePort();
+    app = new TodoApp(port, '1.0.0');
+    await app.start();
+    for (const route of ['/', '/about']) {
+      await page.goto(app.url + route);
+      // Server-rendered with its data...
+      if (route === '/about') await expect(page.getByTestId('todo-count')).toContainText('todos so far');
+      else await expect(page.getByRole('heading', { name: 'Todos' })).toBeVisible();
+    }
+    // ...and hydrated: the button's handler runs (a page whose hydration
+    // panicked keeps its HTML and ignores clicks).
+    await page.getByTestId('about-more').click();
+    await expect(page.getByTestId('about-details')).toBeVisible();
+    await page.getByRole('link', { name: 'Todos' }).click();
+    await expect(page.getByRole('heading', { name: 'Todos' })).toBeVisible();
+    expect(errors, errors.join('\n')).toEqual([]);
+  });
 
   test.afterEach(async () => {
     await app?.stop();

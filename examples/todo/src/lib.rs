@@ -109,11 +109,24 @@ fn Todos() -> impl IntoView {
     }
 }
 
+/// A second route that loads data through a `Resource` inside
+/// `<Suspense>`: rendered on the server with its data, then hydrated.
 #[component]
 fn About() -> impl IntoView {
+    let todos = Resource::new(|| (), |_| list_todos());
+    let details = RwSignal::new(false);
     view! {
         <h1>"About"</h1>
         <p data-testid="about">"A todo list that knows when it is out of date."</p>
+        <Suspense fallback=|| view! { <p>"Counting…"</p> }>
+            <p data-testid="todo-count">
+                {move || todos.get().map(|list| format!("{} todos so far.", list.map_or(0, |l| l.len())))}
+            </p>
+        </Suspense>
+        <button data-testid="about-more" on:click=move |_| details.update(|d| *d = !*d)>"More"</button>
+        <Show when=move || details.get()>
+            <p data-testid="about-details">"It shows a banner when a new version is out."</p>
+        </Show>
     }
 }
 

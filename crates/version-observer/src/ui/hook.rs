@@ -94,6 +94,12 @@ pub fn use_version_observer() -> UseVersionObserverReturn {
 }
 
 /// [`use_version_observer`] with options.
+///
+/// Like every Leptos hook that reads data the server rendered (a
+/// `Resource`, a `SharedValue`), call it the same way on the server and in
+/// the browser: never only under `#[cfg(feature = "hydrate")]`, or every
+/// resource created after it reads another one's data and the page fails
+/// to hydrate.
 pub fn use_version_observer_with_options(
     options: UseVersionObserverOptions,
 ) -> UseVersionObserverReturn {

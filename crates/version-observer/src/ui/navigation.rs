@@ -27,9 +27,16 @@ use leptos::prelude::*;
 /// ```
 #[component]
 pub fn ReloadOnNavigation() -> impl IntoView {
+    // On both sides, before anything else: the hook reads the page's
+    // version through a `SharedValue`, whose id is its place in the order
+    // of everything the page shares from server to browser. Called in the
+    // browser only, it would shift every later resource's id, and the
+    // page would fail to hydrate.
+    let stale = super::use_version_observer().stale;
+    #[cfg(not(feature = "hydrate"))]
+    let _ = stale;
     #[cfg(feature = "hydrate")]
     {
-        let stale = super::use_version_observer().stale;
         let location = leptos_router::hooks::use_location();
         Effect::new(move |previous: Option<String>| {
             let target = format!(
