@@ -421,6 +421,7 @@ async fn forge(
             incarnation,
             leader: false,
             tabs: Default::default(),
+            retiring: false,
         })
     };
     let fake = SettledNotice {

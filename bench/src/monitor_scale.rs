@@ -199,6 +199,7 @@ impl Simulated {
                         incarnation: 1,
                         leader: false,
                         tabs: Default::default(),
+                        retiring: false,
                     })
                 })
                 .collect();

@@ -8,6 +8,7 @@
 //! | `GET /status`              | [`LabStatus`](crate::lab::LabStatus)             |
 //! | `POST /nodes/{id}/start`   | body `{"version":"1.0.0"}`, optionally `"site_root":"<dir>"` (another build's site); returns once it serves |
 //! | `POST /nodes/{id}/stop`    | SIGTERM, waits for a clean exit                  |
+//! | `POST /nodes/{id}/retire`  | SIGTERM, returns once the node says it is retiring (`/readyz` 503) or has exited; a retiring node exits by itself |
 //! | `POST /nodes/{id}/kill`    | `kill -9`                                        |
 //! | `GET /nodes/{id}/logs`     | the node's log                                   |
 //! | `POST /shutdown`           | stops everything and exits                       |
@@ -44,6 +45,7 @@ pub fn router(lab: Arc<Mutex<Lab>>, shutdown: Arc<Notify>) -> Router {
         .route("/status", get(status))
         .route("/nodes/{id}/start", post(start))
         .route("/nodes/{id}/stop", post(stop))
+        .route("/nodes/{id}/retire", post(retire))
         .route("/nodes/{id}/kill", post(kill))
         .route("/nodes/{id}/logs", get(logs))
         .route("/shutdown", post(shut_down))
@@ -77,6 +79,10 @@ async fn start(
 
 async fn stop(State(c): State<Control>, Path(id): Path<String>) -> Response {
     done(c.lab.lock().await.stop_node(&id).await)
+}
+
+async fn retire(State(c): State<Control>, Path(id): Path<String>) -> Response {
+    done(c.lab.lock().await.retire_node(&id).await)
 }
 
 async fn kill(State(c): State<Control>, Path(id): Path<String>) -> Response {

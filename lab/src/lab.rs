@@ -35,8 +35,12 @@ pub struct LabConfig {
     pub timings: Timings,
     /// nginx's port (0: a free one).
     pub proxy_port: u16,
-    /// More flags for every node.
+    /// More flags for every node (the reference node's).
     pub node_args: Vec<String>,
+    /// Which program the nodes run.
+    pub app: crate::node::App,
+    /// More environment variables for every node (both apps read `VO_*`).
+    pub node_env: Vec<(String, String)>,
     /// `RUST_LOG` for every node.
     pub log_filter: String,
 }
@@ -50,6 +54,8 @@ impl LabConfig {
             timings: Timings::DEFAULT,
             proxy_port: 0,
             node_args: Vec::new(),
+            app: crate::node::App::Reference,
+            node_env: Vec::new(),
             log_filter: "info".into(),
         }
     }
@@ -183,13 +189,18 @@ impl Lab {
         extra: &[String],
     ) -> Result<NodeStatus, LabError> {
         let config = &self.config;
-        let node_config = NodeConfig::new(&config.binary, id, version)
+        let node_config = match config.app {
+            crate::node::App::Reference => NodeConfig::new(&config.binary, id, version),
+            crate::node::App::Todo => NodeConfig::todo(&config.binary, id, version),
+        };
+        let mut node_config = node_config
             .nats(&self.nats.url(), &config.cluster)
             .timings(config.timings)
             .args(config.node_args.iter().cloned())
             .args(extra.iter().cloned())
             .log_filter(&config.log_filter)
             .log_dir(self.scratch.path());
+        node_config.env.extend(config.node_env.iter().cloned());
         let slot = self.slot(id)?;
         if slot.node.as_mut().is_some_and(NodeProcess::is_running) {
             return Err(LabError::NodeRunning(id.to_owned()));
@@ -203,6 +214,32 @@ impl Lab {
     pub async fn stop_node(&mut self, id: &str) -> Result<(), LabError> {
         let node = self.running(id)?;
         node.stop().await.map(|_| ())
+    }
+
+    /// SIGTERM to the node in slot `id`, without waiting for its exit: a
+    /// node started with `VO_RETIRE_FOR` retires (it serves its version's
+    /// pages until none needs it) and exits by itself. Returns once it says
+    /// so (`/readyz` answers 503), or has exited.
+    pub async fn retire_node(&mut self, id: &str) -> Result<(), LabError> {
+        let node = self.running(id)?;
+        node.terminate();
+        let ready = node.url("/readyz");
+        let http = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if !node.is_running() {
+                return Ok(());
+            }
+            if let Ok(r) = http.get(&ready).send().await {
+                if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                    return Ok(());
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(LabError::Timeout(format!("{id} to retire")));
+            }
+            tokio::time::sleep(crate::wait::POLL).await; // the poll interval
+        }
     }
 
     /// Kills the node in slot `id` (`kill -9`).
@@ -238,7 +275,11 @@ impl Lab {
         NodeStatus {
             id: id.to_owned(),
             port: slot.port,
-            admin_port: slot.node.as_ref().filter(|_| running).map(|n| n.admin_port),
+            admin_port: slot
+                .node
+                .as_ref()
+                .filter(|_| running)
+                .and_then(|n| n.admin_port),
             running,
             version: slot
                 .node

@@ -16,9 +16,22 @@ const READY: Duration = Duration::from_secs(20);
 /// How long a node may take to leave its cluster and exit after SIGTERM.
 const GRACE: Duration = Duration::from_secs(10);
 
+/// Which program a node runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum App {
+    /// The reference node (`version-observer`), configured by its flags.
+    #[default]
+    Reference,
+    /// The example app (`examples/todo`'s `todo`), configured the Leptos
+    /// way (`LEPTOS_*`) and by `VO_*` variables; it has no admin listener.
+    Todo,
+}
+
 /// How to start one node.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
+    pub app: App,
     pub binary: PathBuf,
     pub id: String,
     pub version: String,
@@ -28,8 +41,10 @@ pub struct NodeConfig {
     pub nats: Option<String>,
     pub cluster: String,
     pub timings: Timings,
-    /// More flags, after the ones above.
+    /// More flags, after the ones above (the reference node only).
     pub args: Vec<String>,
+    /// More environment variables (`VO_RETIRE_FOR=60s`: both apps read them).
+    pub env: Vec<(String, String)>,
     /// `RUST_LOG` for the node.
     pub log_filter: String,
     /// Where its log goes (`<dir>/<id>-<port>.log`); `None`: a scratch
@@ -40,6 +55,7 @@ pub struct NodeConfig {
 impl NodeConfig {
     pub fn new(binary: impl Into<PathBuf>, id: &str, version: &str) -> Self {
         Self {
+            app: App::Reference,
             binary: binary.into(),
             id: id.to_owned(),
             version: version.to_owned(),
@@ -48,9 +64,24 @@ impl NodeConfig {
             cluster: "default".into(),
             timings: Timings::DEFAULT,
             args: Vec::new(),
+            env: Vec::new(),
             log_filter: "info".into(),
             log_dir: None,
         }
+    }
+
+    /// A node of the example app (`binary`: its `todo` server).
+    pub fn todo(binary: impl Into<PathBuf>, id: &str, version: &str) -> Self {
+        Self {
+            app: App::Todo,
+            ..Self::new(binary, id, version)
+        }
+    }
+
+    /// An environment variable for the node.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
     }
 
     pub fn nats(mut self, url: &str, cluster: &str) -> Self {
@@ -117,9 +148,11 @@ impl NodeConfig {
 pub struct NodeProcess {
     pub id: String,
     pub version: String,
+    pub app: App,
     pub port: u16,
-    /// Where it serves `/api/cluster` and `/metrics` (`--admin-listen`).
-    pub admin_port: u16,
+    /// Where it serves `/api/cluster` and `/metrics` (`--admin-listen`;
+    /// the reference node only).
+    pub admin_port: Option<u16>,
     process: Managed,
     http: reqwest::Client,
     /// The node's own log folder, when the config named none.
@@ -133,9 +166,13 @@ impl NodeProcess {
     /// a free port first and handing it over would race with every other
     /// process binding one meanwhile).
     pub async fn start(config: &NodeConfig) -> Result<Self, LabError> {
+        if config.app == App::Todo {
+            return Self::start_todo(config).await;
+        }
         let mut command = Command::new(&config.binary);
         command
             .args(config.command_line(config.port, 0))
+            .envs(config.env.iter().map(|(k, v)| (k, v)))
             // Whatever the filter, the lines that say where it listens.
             .env(
                 "RUST_LOG",
@@ -182,11 +219,12 @@ impl NodeProcess {
             }
             tokio::time::sleep(wait::POLL).await; // the poll interval
         };
-        let mut node = Self {
+        let node = Self {
             id: config.id.clone(),
             version: config.version.clone(),
+            app: App::Reference,
             port,
-            admin_port,
+            admin_port: Some(admin_port),
             process,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(2))
@@ -194,20 +232,86 @@ impl NodeProcess {
                 .expect("a plain HTTP client builds"),
             _scratch: scratch,
         };
+        let health = node.url("/healthz");
+        node.until_serving(&config.id, &health, deadline).await
+    }
+
+    /// The example app, on `config.port` (a free one if 0): configured by
+    /// `LEPTOS_*` and `VO_*` variables, ready once `/api/version` answers.
+    async fn start_todo(config: &NodeConfig) -> Result<Self, LabError> {
+        let port = match config.port {
+            0 => crate::free_port()?,
+            port => port,
+        };
+        let mut command = Command::new(&config.binary);
+        command
+            .env("APP_VERSION", &config.version)
+            .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
+            .env("LEPTOS_SITE_ROOT", "target/site-todo")
+            .env("LEPTOS_OUTPUT_NAME", "version-observer")
+            .env("LEPTOS_ENV", "PROD")
+            .env("VO_NODE_ID", &config.id)
+            .env("RUST_LOG", &config.log_filter)
+            .current_dir(repo_root());
+        if let Some(nats) = &config.nats {
+            command
+                .env("VO_NATS", nats)
+                .env("VO_CLUSTER", &config.cluster)
+                .envs(timings::node_env(&config.timings));
+        }
+        command.envs(config.env.iter().map(|(k, v)| (k, v)));
+        let scratch = match config.log_dir {
+            Some(_) => None,
+            None => Some(ScratchDir::new("vo-node")?),
+        };
+        let dir = config
+            .log_dir
+            .as_deref()
+            .or(scratch.as_ref().map(ScratchDir::path))
+            .expect("one of the two");
+        let log = dir.join(format!("{}-{port}.log", config.id));
+        let _ = std::fs::remove_file(&log);
+        let process = Managed::spawn(&config.id, command, &log)?;
+        let node = Self {
+            id: config.id.clone(),
+            version: config.version.clone(),
+            app: App::Todo,
+            port,
+            admin_port: None,
+            process,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .expect("a plain HTTP client builds"),
+            _scratch: scratch,
+        };
+        let deadline = tokio::time::Instant::now() + READY;
+        let health = node.url("/api/version");
+        node.until_serving(&config.id, &health, deadline).await
+    }
+
+    /// Waits until `health` answers with success, the process exits, or
+    /// `deadline` passes.
+    async fn until_serving(
+        mut self,
+        id: &str,
+        health: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<Self, LabError> {
+        let (node, config_id) = (&mut self, id);
         // A plain loop rather than `wait::eventually`: this future must be
         // `Send` (the control API awaits it), which async closures are not yet.
-        let health = node.url("/healthz");
         loop {
             if let Some(status) = node.process.exited() {
                 return Err(LabError::Exited {
-                    name: config.id.clone(),
+                    name: config_id.to_owned(),
                     status,
                     logs: node.logs(),
                 });
             }
             let ok = node
                 .http
-                .get(&health)
+                .get(health)
                 .send()
                 .await
                 .is_ok_and(|r| r.status().is_success());
@@ -215,11 +319,11 @@ impl NodeProcess {
                 break;
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(LabError::Timeout(format!("{} to serve HTTP", config.id)));
+                return Err(LabError::Timeout(format!("{config_id} to serve HTTP")));
             }
             tokio::time::sleep(wait::POLL).await; // the poll interval
         }
-        Ok(node)
+        Ok(self)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -234,18 +338,24 @@ impl NodeProcess {
         self.process.exited().is_none()
     }
 
-    /// A URL on the node's admin listener.
+    /// A URL on the node's admin listener (the reference node's; the
+    /// example app has none).
     pub fn admin_url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{}", self.admin_port, path)
+        let port = self.admin_port.expect("a node with an admin listener");
+        format!("http://127.0.0.1:{port}{path}")
     }
 
-    /// `GET /api/cluster` (admin listener), or `None` if the node does not answer.
+    /// `GET /api/cluster` (admin listener), or `None` if the node does not
+    /// answer or has no admin listener.
     pub async fn cluster(&self) -> Option<Value> {
+        self.admin_port?;
         self.get_json(self.admin_url("/api/cluster")).await
     }
 
-    /// `GET /metrics` (admin listener), or `None` if the node does not answer.
+    /// `GET /metrics` (admin listener), or `None` if the node does not
+    /// answer or has no admin listener.
     pub async fn metrics(&self) -> Option<String> {
+        self.admin_port?;
         let response = self
             .http
             .get(self.admin_url("/metrics"))
@@ -275,6 +385,26 @@ impl NodeProcess {
             });
         }
         Ok(status)
+    }
+
+    /// SIGTERM, without waiting for the exit: a retiring node keeps
+    /// serving its version's pages for a while, then exits by itself.
+    pub fn terminate(&mut self) -> bool {
+        self.signal(libc::SIGTERM)
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself.
+    pub async fn exited_within(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.process.exited() {
+                return Some(status);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(wait::POLL).await; // the poll interval
+        }
     }
 
     /// `kill -9`.

@@ -125,6 +125,21 @@ pub fn node_flags(timings: &Timings) -> Vec<String> {
     ]
 }
 
+/// The same timings as `VO_*` environment variables (what a host app's
+/// `ObserverBuilder::with_env` reads).
+pub fn node_env(timings: &Timings) -> Vec<(String, String)> {
+    let t = TimingsMs::from(*timings);
+    vec![
+        ("VO_NODE_TIMEOUT_MS".into(), t.node_timeout_ms.to_string()),
+        ("VO_LEASE_MS".into(), t.lease_ms.to_string()),
+        ("VO_ROUND_TIMEOUT_MS".into(), t.round_timeout_ms.to_string()),
+        (
+            "VO_SAFETY_INTERVAL_MS".into(),
+            t.safety_interval_ms.to_string(),
+        ),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,7 +44,17 @@ pub fn nginx() -> PathBuf {
 /// executable (both live in `target/<profile>/`; test binaries one level
 /// deeper, in `deps/`).
 pub fn node_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("VO_BIN") {
+    sibling_binary("VO_BIN", "version-observer")
+}
+
+/// The example app's server (`examples/todo`): `VO_TODO_BIN`, else `todo`
+/// next to the running executable.
+pub fn todo_binary() -> PathBuf {
+    sibling_binary("VO_TODO_BIN", "todo")
+}
+
+fn sibling_binary(variable: &str, name: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(variable) {
         return path.into();
     }
     let exe = std::env::current_exe().unwrap_or_default();
@@ -52,5 +62,5 @@ pub fn node_binary() -> PathBuf {
     if dir.ends_with("deps") {
         dir.pop();
     }
-    dir.join("version-observer")
+    dir.join(name)
 }

@@ -63,7 +63,11 @@ impl Application {
             .idle_timeout(config.idle_timeout())
             .release(config.release())
             .bundle(bundle)
-            .asset_versions(usize::from(config.asset_versions));
+            .asset_versions(usize::from(config.asset_versions))
+            .affinity(config.affinity)
+            .forward_timeout(std::time::Duration::from_millis(config.forward_timeout_ms))
+            .retire_for_opt(config.retire_for)
+            .retire_grace(config.retire_grace);
         if let Some(id) = &config.node_id {
             builder = builder.node_id(id);
         }
@@ -72,6 +76,7 @@ impl Application {
             let observer = observer.clone();
             move || match (observer.mode(), observer.is_monitor()) {
                 (version_observer::Mode::Single, _) => "single",
+                _ if observer.is_retiring() => "retiring",
                 (_, true) => "monitor",
                 (_, false) => "member",
             }

@@ -157,6 +157,36 @@ pub struct Config {
           value_parser = range(3))]
     pub safety_interval_ms: u64,
 
+    /// Version affinity (cluster mode): on, a request from a page of a
+    /// version this node cannot serve goes to a live node of a matching
+    /// version, and its answer comes back unchanged; off, it gets 409
+    /// stale_client, and this node serves no forwarded requests.
+    #[arg(long, env = "VO_AFFINITY", value_name = "ON|OFF", default_value = "on",
+          value_parser = parse_on_off)]
+    pub affinity: bool,
+
+    /// How long a forwarded request may take, there and back, before the
+    /// browser gets a 409 saying so (it may have run; it is never retried).
+    #[arg(long, env = "VO_FORWARD_TIMEOUT_MS", value_name = "MS",
+          default_value_t = ms(version_observer::ObserverBuilder::DEFAULT_FORWARD_TIMEOUT),
+          value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub forward_timeout_ms: u64,
+
+    /// Retire on SIGTERM instead of stopping at once (cluster mode): leave
+    /// the load balancer (/readyz answers 503, page loads get 503), stop
+    /// counting for settlement, and keep serving the forwarded requests of
+    /// this version's open pages until none has needed it for
+    /// --retire-grace, or for at most this long (90s, 15m, 1h; up to 24h).
+    /// A second SIGTERM (or SIGINT) stops at once [default: off].
+    #[arg(long, env = "VO_RETIRE_FOR", value_name = "DURATION", value_parser = parse_retire_for,
+          requires = "nats")]
+    pub retire_for: Option<Duration>,
+
+    /// How long no open page must have needed a retiring node before it exits.
+    #[arg(long, env = "VO_RETIRE_GRACE", value_name = "DURATION",
+          default_value = "10s", value_parser = parse_retire_grace)]
+    pub retire_grace: Duration,
+
     /// Address for the operators' routes, /api/cluster and /metrics
     /// [default: none, they are not served]. Keep it private (loopback, an
     /// internal network): the public --listen port never serves them.
@@ -412,6 +442,33 @@ fn parse_notes_url(value: &str) -> Result<String, String> {
 fn parse_node_id(value: &str) -> Result<String, String> {
     protocol::valid_node_id(value)?;
     Ok(value.to_owned())
+}
+
+fn parse_on_off(value: &str) -> Result<bool, String> {
+    match value.trim() {
+        "on" | "true" | "1" => Ok(true),
+        "off" | "false" | "0" => Ok(false),
+        other => Err(format!("'{other}' is neither on nor off")),
+    }
+}
+
+fn parse_retire_for(value: &str) -> Result<Duration, String> {
+    let d = crate::tools::parse_duration(value)?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(86_400) {
+        return Err(format!("'{value}' is out of range: use 1s to 24h"));
+    }
+    Ok(d)
+}
+
+fn parse_retire_grace(value: &str) -> Result<Duration, String> {
+    if value.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let d = crate::tools::parse_duration(value)?;
+    if d > Duration::from_secs(3_600) {
+        return Err(format!("'{value}' is out of range: use 0 to 1h"));
+    }
+    Ok(d)
 }
 
 pub(crate) fn parse_cluster_name(value: &str) -> Result<String, String> {

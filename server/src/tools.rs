@@ -267,15 +267,17 @@ pub fn table(fleet: &Fleet) -> String {
         .unwrap_or(0)
         .max("VERSION".len());
     out.push_str(&format!(
-        "{:id_width$}  {:version_width$}  {:7}  LAST HEARD\n",
-        "NODE", "VERSION", "MONITOR"
+        "{:id_width$}  {:version_width$}  {:7}  {:10}  {:17}  LAST HEARD\n",
+        "NODE", "VERSION", "MONITOR", "STATE", "PAGES OF ITS BUILD"
     ));
     for m in &fleet.members {
         out.push_str(&format!(
-            "{:id_width$}  {:version_width$}  {:7}  {:.1} s ago\n",
+            "{:id_width$}  {:version_width$}  {:7}  {:10}  {:17}  {:.1} s ago\n",
             m.id,
             m.version.to_string(),
             if m.leader { "yes" } else { "" },
+            if m.retiring { "retiring" } else { "serving" },
+            fleet.pages_of(&m.version),
             m.last_seen_ms_ago as f64 / 1000.0
         ));
     }
@@ -294,44 +296,8 @@ fn say(line: &str) {
     let _ = writeln!(std::io::stdout(), "{line}");
 }
 
-/// `90s`, `5m`, `1h30m`, `250ms`, or a number of seconds.
-pub fn parse_duration(value: &str) -> Result<Duration, String> {
-    let bad = || format!("not a duration (like 90s, 5m, 1h30m or a number of seconds): '{value}'");
-    let text = value.trim();
-    if let Ok(seconds) = text.parse::<u64>() {
-        return (seconds > 0)
-            .then(|| Duration::from_secs(seconds))
-            .ok_or_else(bad);
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(bad());
-        }
-        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let step = match &rest[..unit] {
-            "ms" => Duration::from_millis(number),
-            "s" => Duration::from_secs(number),
-            "m" => Duration::from_secs(number.saturating_mul(60)),
-            "h" => Duration::from_secs(number.saturating_mul(3600)),
-            _ => return Err(bad()),
-        };
-        total = total.saturating_add(step);
-        rest = &rest[unit..];
-    }
-    if total.is_zero() {
-        return Err(bad());
-    }
-    Ok(total)
-}
+/// `90s`, `5m`, `1h30m`, `250ms`, or a number of seconds (the core's, shared with the crate's settings).
+pub use version_observer::core::timing::parse_duration;
 
 fn human(d: Duration) -> String {
     let s = d.as_secs();
@@ -373,25 +339,32 @@ mod tests {
     }
 
     #[test]
-    fn the_table_lists_every_member() {
+    fn the_table_lists_every_member_and_what_keeps_a_retiring_one() {
         let fleet: Fleet = serde_json::from_value(serde_json::json!({
             "cluster": "shop", "complete": true,
             "members": [
-                {"id": "web-1", "incarnation": 1, "version": "2.0.0", "last_seen_ms_ago": 400, "leader": true},
-                {"id": "web-22", "incarnation": 2, "version": "1.0.0", "last_seen_ms_ago": 1200, "leader": false}
+                {"id": "web-1", "incarnation": 1, "version": "2.0.0", "last_seen_ms_ago": 400, "leader": true,
+                 "tabs": {"1.0.0": 3, "2.0.0": 5}},
+                {"id": "web-22", "incarnation": 2, "version": "1.0.0", "last_seen_ms_ago": 1200, "leader": false,
+                 "retiring": true}
             ],
-            "versions": {"1.0.0": 1, "2.0.0": 1},
+            "versions": {"2.0.0": 1},
+            "retiring": {"1.0.0": 1},
+            "tabs": {"1.0.0": 3, "2.0.0": 5},
             "record": null
         }))
         .unwrap();
         let table = table(&fleet);
-        assert!(table.contains("rollout: 2.0.0 ×1, 1.0.0 ×1"), "{table}");
         assert!(
-            table.contains("web-1   2.0.0    yes      0.4 s ago"),
+            table.contains("rollout: 2.0.0 ×1; retiring 1.0.0 ×1"),
             "{table}"
         );
         assert!(
-            table.contains("web-22  1.0.0             1.2 s ago"),
+            table.contains("web-1   2.0.0    yes      serving                     5  0.4 s ago"),
+            "{table}"
+        );
+        assert!(
+            table.contains("web-22  1.0.0             retiring                    3  1.2 s ago"),
             "{table}"
         );
         assert!(table.contains("no record yet"), "{table}");

@@ -2,6 +2,7 @@
 //! the server, the browser and the tools, with no async runtime, no network
 //! and no UI framework.
 //!
+//! - [`affinity`]: version affinity: which member serves a request from a page of another version, and the frames a forwarded request travels in;
 //! - [`assets`]: the bundle's content-hashed file names and the cluster's asset store rules (which names are looked up, which versions are pruned);
 //! - [`auth`]: authenticating cluster messages with a shared key;
 //! - [`compat`]: the compatibility policy (when does a version change break an open page);
@@ -29,6 +30,7 @@
 
 #![warn(missing_docs)]
 
+pub mod affinity;
 pub mod assets;
 pub mod auth;
 pub mod banner;

@@ -1,11 +1,15 @@
 //! The HTTP paths a node serves, named once for the server, the browser and
-//! the tools. [`VERSION`] and [`EVENTS`] are public (browsers use them);
+//! the tools. [`VERSION`], [`EVENTS`] and [`READY`] are public (browsers and
+//! load balancers use them);
 //! [`CLUSTER`], [`FLEET_EVENTS`] and [`METRICS`] are for operators, served apart.
 
 /// JSON: this node and its cluster view ([`VersionReport`](crate::report::VersionReport)).
 pub const VERSION: &str = "/api/version";
 /// Server-Sent Events: the same report, at once and on every change.
 pub const EVENTS: &str = "/api/version/events";
+/// Readiness, for load balancers and Kubernetes: `200` while the node
+/// takes new traffic, `503` once it is stopping or retiring.
+pub const READY: &str = "/readyz";
 /// JSON: members, monitor, state and record ([`ClusterStatus`](crate::status::ClusterStatus)).
 pub const CLUSTER: &str = "/api/cluster";
 /// Server-Sent Events: this node's [`ClusterStatus`](crate::status::ClusterStatus)

@@ -133,6 +133,32 @@ impl Names {
         format!("vo_{}", self.cluster)
     }
 
+    /// `vo-fwd.<cluster>.<version>`: where requests from pages of `version`
+    /// are forwarded ([`crate::affinity`]); every node of that version
+    /// subscribes in one queue group, so NATS gives each request to one of
+    /// them, and says at once when there is none. Outside `vo.<cluster>.>`,
+    /// so forwarded bodies never reach the nodes' cluster subscription.
+    /// The version's dots become `_` (a subject's separator otherwise).
+    ///
+    /// ```
+    /// use version_observer_core::{protocol::Names, Version};
+    /// let names = Names::new("shop");
+    /// assert_eq!(names.forward(&"1.2.0-rc.1+b.7".parse().unwrap()), "vo-fwd.shop.1_2_0-rc_1+b_7");
+    /// ```
+    pub fn forward(&self, version: &Version) -> String {
+        format!(
+            "{}.{}",
+            self.forward_all().trim_end_matches(".>"),
+            version.to_string().replace('.', "_")
+        )
+    }
+
+    /// `vo-fwd.<cluster>.>`: every forwarding subject of the cluster (for
+    /// NATS permissions).
+    pub fn forward_all(&self) -> String {
+        format!("vo-fwd.{}.>", self.cluster)
+    }
+
     /// The cluster's object store bucket, `vo_<cluster>_assets` (stream
     /// `OBJ_vo_<cluster>_assets`): every running version's bundle files under
     /// their hashed names, and one index object per version
@@ -246,6 +272,12 @@ pub struct Presence {
     /// the wire; a receiver keeps at most [`MAX_TAB_VERSIONS`] entries.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub tabs: std::collections::BTreeMap<String, u64>,
+    /// Whether the sender is retiring: it has left the load balancer, no
+    /// longer counts for settlement nor answers version requests, and
+    /// serves only forwarded requests of its version until no open page
+    /// needs it. Optional on the wire (absent: serving).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retiring: bool,
 }
 
 /// The most page versions a node counts its tabs under, and a receiver
@@ -353,6 +385,7 @@ pub enum DecodeError {
 ///     incarnation: 7,
 ///     leader: false,
 ///     tabs: Default::default(),
+///     retiring: false,
 /// };
 /// let received: Presence = decode(&encode(&sent)).unwrap();
 /// assert_eq!(received, sent);
@@ -577,6 +610,7 @@ mod tests {
             incarnation: 42,
             leader: true,
             tabs: Default::default(),
+            retiring: false,
         };
         assert_eq!(decode::<Presence>(&encode(&p)).unwrap(), p);
         // `leader` is optional on the wire.

@@ -71,6 +71,50 @@ pub struct StaleClient {
     /// is older.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_supported: Option<Version>,
+    /// Why the node did not pass the request on to a member that could
+    /// serve this page ([`crate::affinity`]), when it tried; absent when
+    /// forwarding is off (a single node, or turned off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward: Option<ForwardFailure>,
+}
+
+/// Why a request from a page of another version was answered `409`
+/// although forwarding is on ([`StaleClient::forward`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForwardFailure {
+    /// No live member runs a version that can serve the page: the call did
+    /// not run.
+    NoMember,
+    /// The request is larger than a forwarded request may be (or its body
+    /// would not end): the call did not run.
+    TooLarge,
+    /// The member did not answer within the forwarding timeout: the call
+    /// **may have run** there, and is not retried.
+    Timeout,
+    /// The member declined it, or its answer was unreadable or not
+    /// authentic: the call did not run, or (an unreadable answer) may have.
+    Failed,
+}
+
+impl ForwardFailure {
+    /// Every reason, for metrics.
+    pub const ALL: [ForwardFailure; 4] = [
+        ForwardFailure::NoMember,
+        ForwardFailure::TooLarge,
+        ForwardFailure::Timeout,
+        ForwardFailure::Failed,
+    ];
+
+    /// Its name on the wire and in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForwardFailure::NoMember => "no_member",
+            ForwardFailure::TooLarge => "too_large",
+            ForwardFailure::Timeout => "timeout",
+            ForwardFailure::Failed => "failed",
+        }
+    }
 }
 
 /// Whether a server of version `server` refuses a request from a page of
@@ -96,6 +140,7 @@ pub fn check(
         server_version: server.clone(),
         stale,
         min_supported: unsupported.cloned(),
+        forward: None,
     })
 }
 

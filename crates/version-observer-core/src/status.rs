@@ -25,6 +25,10 @@ pub struct MemberStatus {
     /// Its open tabs by page version, as its last presence message said.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub tabs: std::collections::BTreeMap<String, u64>,
+    /// Whether it is retiring (left the load balancer, serving only the
+    /// forwarded requests of pages that still need its version).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retiring: bool,
 }
 
 /// One node's view of its cluster.

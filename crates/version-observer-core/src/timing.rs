@@ -98,6 +98,53 @@ impl Default for Timings {
     }
 }
 
+/// A duration as operators write it: `90s`, `5m`, `1h30m`, `250ms`, or a
+/// whole number of seconds; never zero. The error names the value.
+///
+/// ```
+/// use std::time::Duration;
+/// use version_observer_core::timing::parse_duration;
+/// assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+/// assert!(parse_duration("5x").unwrap_err().contains("'5x'"));
+/// ```
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let bad = || format!("not a duration (like 90s, 5m, 1h30m or a number of seconds): '{value}'");
+    let text = value.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return (seconds > 0)
+            .then(|| Duration::from_secs(seconds))
+            .ok_or_else(bad);
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(bad());
+        }
+        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let step = match &rest[..unit] {
+            "ms" => Duration::from_millis(number),
+            "s" => Duration::from_secs(number),
+            "m" => Duration::from_secs(number.saturating_mul(60)),
+            "h" => Duration::from_secs(number.saturating_mul(3600)),
+            _ => return Err(bad()),
+        };
+        total = total.saturating_add(step);
+        rest = &rest[unit..];
+    }
+    if total.is_zero() {
+        return Err(bad());
+    }
+    Ok(total)
+}
+
 /// Defaults of the browser-facing side.
 pub mod streams {
     use std::time::Duration;

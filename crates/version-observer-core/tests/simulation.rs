@@ -260,6 +260,20 @@ impl Sim {
         self.nodes[node].running = false;
     }
 
+    /// SIGTERM with retiring on: the node keeps serving its version's
+    /// pages until none has needed it for `grace`, or `retire_for` is up.
+    fn retire(&mut self, node: usize, retire_for: Duration, grace: Duration) {
+        let now = self.now;
+        self.nodes[node].coord.begin_retire(now, retire_for, grace);
+        self.drain(node);
+    }
+
+    /// What `node`'s next heartbeats say of its open tabs.
+    fn tabs(&mut self, node: usize, tabs: &[(&str, u64)]) {
+        let tabs = tabs.iter().map(|(v, n)| ((*v).to_owned(), *n)).collect();
+        self.nodes[node].coord.set_tabs(tabs);
+    }
+
     /// kill -9.
     fn kill(&mut self, node: usize) {
         self.nodes[node].running = false;
@@ -756,6 +770,7 @@ fn with_a_cluster_key_only_signed_messages_count() {
         incarnation: 1,
         leader: false,
         tabs: Default::default(),
+        retiring: false,
     };
     let up = sim.names.presence(PresenceKind::Up);
     let payload = protocol::encode(&forged);
@@ -1107,6 +1122,7 @@ fn a_member_that_joins_while_the_record_is_read_is_waited_for() {
         incarnation: 1,
         leader: false,
         tabs: Default::default(),
+        retiring: false,
     };
     let up = sim.names.presence(PresenceKind::Up);
     let joined = sim.now;
@@ -1359,4 +1375,201 @@ fn an_invalid_release_in_the_record_never_reaches_browsers() {
             .all(|view| view.announced_release.is_none()));
         assert!(sim.nodes[i].coord.dropped().bad_release >= 1, "node {i}");
     }
+}
+
+/// A rolling deploy 0.1.0 -> 1.0.0 of three nodes with retiring on: each
+/// old node retires as its replacement starts; one old tab stays open (its
+/// stream on a new node).
+fn retiring_deploy(sim: &mut Sim, retire_for: Duration) -> (Vec<usize>, Vec<usize>) {
+    let (mut old, mut new) = (Vec::new(), Vec::new());
+    for i in 0..3 {
+        let n = sim.start(&format!("m{}", i + 1), "1.0.0");
+        if i == 0 {
+            sim.tabs(n, &[("0.1.0", 1)]);
+        }
+        new.push(n);
+        sim.retire(i, retire_for, ms(2_000));
+        old.push(i);
+        sim.run_for(ms(4_000));
+    }
+    (old, new)
+}
+
+#[test]
+fn retiring_nodes_do_not_hold_the_cluster_mixed_and_stay_while_a_page_needs_them() {
+    let mut sim = settled_cluster(3, "0.1.0");
+    let (old, new) = retiring_deploy(&mut sim, Duration::from_secs(600));
+    // Every serving node runs 1.0.0: announced once, although the three old
+    // nodes still run (retiring).
+    sim.run_until("the announcement", ms(10_000), |s| {
+        !s.announcements().is_empty()
+    });
+    sim.run_for(ms(10_000));
+    assert_eq!(sim.announcements().len(), 1);
+    assert_eq!(sim.announcements()[0].version, v("1.0.0"));
+    for &n in &new {
+        let view = sim.view(n);
+        assert_eq!(view.state, ClusterState::Settled, "{view:?}");
+        assert_eq!(view.settled_version, Some(v("1.0.0")));
+    }
+    // The first two retired while another node still served 0.1.0: nobody
+    // needed them, they left. The old tab needs the last one: it stays.
+    assert!(sim.nodes[old[0]].coord.has_left());
+    assert!(sim.nodes[old[1]].coord.has_left());
+    let last = old[2];
+    assert!(!sim.nodes[last].coord.has_left(), "left under an open page");
+    assert!(sim.nodes[last].coord.is_retiring());
+    let status = sim.nodes[new[0]].coord.status(sim.now);
+    let member = status.members.iter().find(|m| m.id == "n3").unwrap();
+    assert!(member.retiring, "{member:?}");
+    assert!(
+        sim.leaders().iter().all(|l| new.contains(l)),
+        "{:?}",
+        sim.leaders()
+    );
+    // The tab reloads onto 1.0.0: the retiring node leaves after the grace
+    // period, within a heartbeat or two.
+    sim.tabs(new[0], &[("1.0.0", 1)]);
+    let took = sim.run_until("the retiring node leaves", ms(10_000), |s| {
+        s.nodes[last].coord.has_left()
+    });
+    assert!(took >= ms(2_000), "left before the grace period: {took:?}");
+    assert!(
+        took <= ms(2_000) + sim.timings.heartbeat_interval() * 2 + ms(50),
+        "{took:?}"
+    );
+    sim.run_for(ms(10_000));
+    assert_eq!(
+        sim.announcements().len(),
+        1,
+        "the departures changed nothing"
+    );
+}
+
+#[test]
+fn a_retiring_node_leaves_when_its_time_runs_out_pages_or_not() {
+    let mut sim = settled_cluster(3, "0.1.0");
+    let (old, _new) = retiring_deploy(&mut sim, Duration::from_secs(20));
+    let last = old[2];
+    // It retired 4 s ago, and the old tab stays open.
+    sim.run_for(ms(15_000));
+    assert!(!sim.nodes[last].coord.has_left());
+    let took = sim.run_until("the last old node leaves", ms(5_000), |s| {
+        s.nodes[last].coord.has_left()
+    });
+    assert!(took >= ms(900), "{took:?}");
+}
+
+#[test]
+fn a_retiring_monitor_hands_the_lease_over_and_the_next_one_announces_at_once() {
+    let mut sim = settled_cluster(1, "0.1.0");
+    let old = 0;
+    sim.start("n2", "1.0.0");
+    sim.start("n3", "1.0.0");
+    sim.tabs(1, &[("0.1.0", 1)]);
+    sim.run_for(ms(5_000));
+    assert_eq!(sim.leaders(), vec![old]);
+    sim.retire(old, Duration::from_secs(600), ms(2_000));
+    let took = sim.run_until("the announcement", ms(5_000), |s| {
+        !s.announcements().is_empty()
+    });
+    assert!(
+        took < ms(30),
+        "announced {took:?} after the monitor retired"
+    );
+    assert_eq!(sim.announcements()[0].version, v("1.0.0"));
+    assert!(!sim.leaders().contains(&old));
+    assert!(
+        !sim.nodes[old].coord.has_left(),
+        "still needed by the open tab"
+    );
+    // A retiring node never stands for the lease again.
+    sim.run_for(ms(30_000));
+    assert!(!sim.leaders().contains(&old));
+    assert_eq!(sim.leaders().len(), 1);
+}
+
+#[test]
+fn a_retiring_member_never_causes_an_announcement() {
+    let mut sim = settled_cluster(2, "1.0.0");
+    // A node of another version that retires at once (a canary stopped),
+    // and stays because a tab of its version is open.
+    let canary = sim.start("canary", "2.0.0");
+    sim.tabs(canary, &[("2.0.0", 1)]);
+    sim.run_for(ms(5_000));
+    assert_eq!(sim.view(0).state, ClusterState::Mixed);
+    sim.retire(canary, Duration::from_secs(600), ms(2_000));
+    sim.run_for(ms(15_000));
+    assert!(sim.announcements().is_empty());
+    assert!(!sim.nodes[canary].coord.has_left());
+    assert_eq!(sim.view(0).state, ClusterState::Settled);
+    assert_eq!(sim.view(0).settled_version, Some(v("1.0.0")));
+    // The serving nodes leave: only a retiring one is left, which decides
+    // nothing and announces nothing.
+    sim.stop(0);
+    sim.stop(1);
+    sim.run_for(ms(15_000));
+    assert!(sim.announcements().is_empty());
+    assert_eq!(sim.view(canary).state, ClusterState::Unknown);
+    assert!(sim.leaders().is_empty(), "{:?}", sim.leaders());
+}
+
+#[test]
+fn a_cut_off_retiring_node_does_not_take_silence_for_no_pages() {
+    let mut sim = settled_cluster(3, "0.1.0");
+    let (old, new) = retiring_deploy(&mut sim, Duration::from_secs(600));
+    let last = old[2];
+    sim.partition(last);
+    // Cut off, it cannot see the tab close, and must not conclude that
+    // nobody needs it.
+    sim.tabs(new[0], &[]);
+    sim.run_for(ms(20_000));
+    assert!(!sim.nodes[last].coord.has_left());
+    sim.heal(last);
+    let took = sim.run_until("it leaves once it can see", ms(15_000), |s| {
+        s.nodes[last].coord.has_left()
+    });
+    // Not before its view is warm again and the grace period has passed.
+    assert!(took >= sim.timings.node_timeout + ms(2_000), "{took:?}");
+}
+
+#[test]
+fn a_second_stop_ends_a_retirement_at_once() {
+    let mut sim = settled_cluster(3, "0.1.0");
+    let (old, _new) = retiring_deploy(&mut sim, Duration::from_secs(600));
+    assert!(!sim.nodes[old[2]].coord.has_left());
+    sim.stop(old[2]);
+    assert!(sim.nodes[old[2]].coord.has_left());
+}
+
+#[test]
+fn old_nodes_that_retire_together_leave_one_keeper_for_the_old_pages() {
+    // A fast rolling deploy: each old node retires before the one before it
+    // has finished its grace period. One keeper is enough for the old tab.
+    let mut sim = settled_cluster(3, "0.1.0");
+    let mut new = Vec::new();
+    for i in 0..3 {
+        let n = sim.start(&format!("m{}", i + 1), "1.0.0");
+        if i == 0 {
+            sim.tabs(n, &[("0.1.0", 1)]);
+        }
+        new.push(n);
+        sim.retire(i, Duration::from_secs(600), ms(2_000));
+        sim.run_for(ms(300));
+    }
+    sim.run_until("all but one old node leave", ms(10_000), |s| {
+        (0..3).filter(|o| s.nodes[*o].coord.has_left()).count() == 2
+    });
+    sim.run_for(ms(10_000));
+    // The keeper is the first by id: n1.
+    assert!(!sim.nodes[0].coord.has_left(), "the keeper left");
+    assert!(sim.nodes[1].coord.has_left() && sim.nodes[2].coord.has_left());
+    // The keeper gone (kill -9): nobody is left to keep the tab, and
+    // nothing else changes.
+    sim.kill(0);
+    sim.run_for(ms(10_000));
+    assert_eq!(sim.announcements().len(), 1);
+    assert!(new
+        .iter()
+        .all(|n| sim.view(*n).state == ClusterState::Settled));
 }

@@ -23,6 +23,14 @@ export interface Timings {
  */
 export type TimingsPreset = 'default' | 'fast' | 'e2e';
 
+/** More than the node count and timings: what the nodes run, and with what. */
+export interface LabOptions {
+  /** `reference` (the version-observer node, the default) or `todo` (the example app). */
+  app?: 'reference' | 'todo';
+  /** `VO_*` variables for every node (both apps read them), e.g. `{ VO_RETIRE_FOR: '60s' }`. */
+  env?: Record<string, string>;
+}
+
 /** The line `vo-lab serve` prints once the lab is up. */
 interface Started {
   control: string;
@@ -67,8 +75,10 @@ export class Lab {
     private readonly output: string[],
   ) {}
 
-  static async start(nodes = 3, preset: TimingsPreset = 'e2e'): Promise<Lab> {
+  static async start(nodes = 3, preset: TimingsPreset = 'e2e', options: LabOptions = {}): Promise<Lab> {
     const args = ['serve', '--nodes', String(nodes), '--timings', preset];
+    if (options.app) args.push('--app', options.app);
+    for (const [name, value] of Object.entries(options.env ?? {})) args.push(`--node-env=${name}=${value}`);
     const child = spawn(LAB_BIN, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     const output: string[] = [];
     child.stderr?.on('data', (d) => output.push(String(d)));
@@ -107,6 +117,15 @@ export class Lab {
   /** Graceful stop (SIGTERM); resolves once the process has exited cleanly. */
   async stopNode(id: string) {
     await this.call('POST', `/nodes/${id}/stop`);
+  }
+
+  /**
+   * SIGTERM without waiting for the exit: a node with `VO_RETIRE_FOR`
+   * retires (serves its version's open pages until none needs it) and exits
+   * by itself. Resolves once it says it retires (or has exited).
+   */
+  async retireNode(id: string) {
+    await this.call('POST', `/nodes/${id}/retire`);
   }
 
   /** `kill -9`. */

@@ -15,7 +15,12 @@ async fn main() -> anyhow::Result<()> {
     // version-observer: your build's version (this example lets APP_VERSION
     // stand in for another build, to try a redeploy without recompiling).
     let version = std::env::var("APP_VERSION").unwrap_or(env!("CARGO_PKG_VERSION").into());
-    let observer = VersionObserver::builder(version.parse()?).start().await?;
+    let observer = VersionObserver::builder(version.parse()?)
+        // Settings from VO_* variables, if any: VO_NATS=nats://... makes this
+        // a cluster node (the reference node's names; see the README).
+        .with_env()?
+        .start()
+        .await?;
 
     let app = Router::new()
         .leptos_routes_with_context(&options, generate_route_list(App), observer.context(), {

@@ -68,6 +68,29 @@ struct LabArgs {
     /// Another flag for every node (repeatable), e.g. --node-arg=--compat=minor.
     #[arg(long = "node-arg", allow_hyphen_values = true)]
     node_args: Vec<String>,
+    /// An environment variable for every node (repeatable), e.g.
+    /// --node-env=VO_RETIRE_FOR=60s (both apps read VO_* variables).
+    #[arg(long = "node-env", value_parser = parse_env)]
+    node_env: Vec<(String, String)>,
+    /// The program the nodes run: `reference` (the version-observer node)
+    /// or `todo` (the example app, examples/todo).
+    #[arg(long, default_value = "reference", value_parser = parse_app)]
+    app: vo_lab::node::App,
+}
+
+fn parse_env(value: &str) -> Result<(String, String), String> {
+    let (name, value) = value
+        .split_once('=')
+        .ok_or_else(|| format!("{value:?} is not NAME=VALUE"))?;
+    Ok((name.to_owned(), value.to_owned()))
+}
+
+fn parse_app(value: &str) -> Result<vo_lab::node::App, String> {
+    match value {
+        "reference" => Ok(vo_lab::node::App::Reference),
+        "todo" => Ok(vo_lab::node::App::Todo),
+        other => Err(format!("{other:?} is neither reference nor todo")),
+    }
 }
 
 #[derive(Args)]
@@ -150,7 +173,13 @@ impl LabArgs {
     }
 
     fn config(&self, proxy_port: u16) -> anyhow::Result<LabConfig> {
-        let mut config = LabConfig::new(tools::node_binary(), self.nodes.into());
+        let binary = match self.app {
+            vo_lab::node::App::Reference => tools::node_binary(),
+            vo_lab::node::App::Todo => tools::todo_binary(),
+        };
+        let mut config = LabConfig::new(binary, self.nodes.into());
+        config.app = self.app;
+        config.node_env = self.node_env.clone();
         config.cluster = self.cluster.clone();
         config.timings = self.timings()?;
         config.proxy_port = proxy_port;

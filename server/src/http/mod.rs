@@ -7,6 +7,7 @@
 //! | `GET /`                    | the page (Leptos SSR once, then from memory; hydrated by WASM) |
 //! | `GET /api/version`         | the observer: this node and its cluster view     |
 //! | `GET /api/version/events`  | the observer: the same, as Server-Sent Events    |
+//! | `GET /readyz`              | the observer: readiness (`503` once stopping or retiring) |
 //! | `GET /healthz`             | liveness                                         |
 //! | `GET /pkg/{name}`          | the bundle (the observer's asset routes): hashed names immutable, from the cluster's asset store when another version's |
 //! | other files                | the built site (assets)                          |
@@ -51,12 +52,14 @@ pub fn router(observer: &VersionObserver, options: LeptosOptions, max_inflight: 
             move || shell(options.clone())
         })
         .fallback(leptos_axum::file_and_error_handler(shell))
-        // A page's requests from an incompatible version get a 409.
-        .layer(observer.request_guard())
         .layer(axum::middleware::from_fn_with_state(
             page_cache::PageCache::default(),
             page_cache::serve,
         ))
+        // Outside the page cache, so it sees every request: a page's
+        // request from another version goes to a node of that version (or
+        // gets a 409), and a retiring node refuses page loads.
+        .layer(observer.request_guard())
         // Browsers must revalidate pages and unhashed files: after a deploy
         // the same URL serves a different build. (The bundle's hashed files,
         // below, are immutable and say so themselves.)

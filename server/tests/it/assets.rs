@@ -340,8 +340,10 @@ async fn the_store_keeps_only_the_newest_asset_versions() {
     assert_eq!(gone.status(), 404);
 }
 
-/// The README's node permissions let nodes use the asset store: under
-/// them, a node of one version serves another's bundle.
+/// The README's node permissions let nodes use the asset store and forward
+/// requests: under them, a node of one version serves another's bundle,
+/// and a page's request reaching the other version's node is answered by
+/// a node of its own.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_readme_permissions_let_nodes_share_their_bundles() {
     use crate::nats_auth::{nats_with, permissions_config, with_userinfo};
@@ -363,6 +365,19 @@ async fn the_readme_permissions_let_nodes_share_their_bundles() {
         .await;
         assert_eq!(served, bytes);
     }
+    // A 2.0.0 page's request on the 1.0.0 node: rendered by the 2.0.0 node.
+    let page = eventually("a forwarded page request", DEADLINE, async || {
+        let response = reqwest::Client::new()
+            .get(a.url("/?forwarded"))
+            .header("x-version-observer-page", "2.0.0")
+            .send()
+            .await
+            .ok()?;
+        let text = response.text().await.ok()?;
+        text.contains("perm-b").then_some(text)
+    })
+    .await;
+    assert!(page.contains(">2.0.0<"), "{page}");
     for node in [&a, &b] {
         // Pruning (after the files are in) ends with this line.
         eventually(

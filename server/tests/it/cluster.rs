@@ -476,6 +476,7 @@ async fn with_a_cluster_key_unsigned_and_wrongly_signed_messages_are_dropped() {
         incarnation: 1,
         leader: false,
         tabs: Default::default(),
+        retiring: false,
     };
     for _ in 0..3 {
         client

@@ -172,6 +172,7 @@ pub(crate) fn permissions_config() -> String {
         .replace("shop-node", "node")
         .replace("\"...\"", "nodepass")
         .replace("vo.shop.", &format!("vo.{CLUSTER}."))
+        .replace("vo-fwd.shop.", &format!("vo-fwd.{CLUSTER}."))
         .replace("vo_shop", &format!("vo_{CLUSTER}"));
     format!(
         "authorization {{\n  users = [\n{node}\n    {{ user: outsider, password: outpass, permissions: {{\n        publish: [\"public.>\"]\n        subscribe: [\"vo.{CLUSTER}.>\", \"_INBOX.>\"] }} }}\n  ]\n}}\n"
@@ -234,6 +235,7 @@ async fn nats_permissions_let_nodes_coordinate_and_stop_anyone_else_from_announc
         incarnation: 1,
         leader: false,
         tabs: Default::default(),
+        retiring: false,
     };
     let _ = outsider.publish(names.announce(), encode(&forged)).await;
     let _ = outsider.publish(names.settled(), encode(&forged)).await;

@@ -95,3 +95,22 @@ fn the_readme_documents_exactly_the_flags_the_node_has() {
         }
     }
 }
+
+#[test]
+fn the_crates_environment_variables_are_the_nodes_own() {
+    use clap::CommandFactory;
+    // `ObserverBuilder::with_env` reads these: each must be the variable of
+    // a node flag with the same meaning, so a host app is configured like
+    // the reference node.
+    let node: std::collections::BTreeSet<String> = version_observer_node::Config::command()
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .collect();
+    for name in version_observer::server::settings::env::ALL {
+        assert!(
+            node.contains(name),
+            "{name} is read by the crate but is no node flag's variable"
+        );
+    }
+}

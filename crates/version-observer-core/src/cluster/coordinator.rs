@@ -41,6 +41,7 @@ use super::{
     election::{Election, ElectionAction, RoleChange},
     membership::{Agreement, Change, MembershipView, Process},
     monitor::{self, Backoff, Decision, Round, RoundOutcome, Scheduler},
+    retire::{self, RetireEnd, Retirement},
 };
 use crate::{
     auth::ClusterKey,
@@ -265,6 +266,17 @@ enum Leaving {
     Left,
 }
 
+/// A retiring node as its status shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetiringStatus {
+    /// How long ago it started retiring.
+    pub since: Duration,
+    /// How long it may still retire at most.
+    pub remaining: Duration,
+    /// Whether an open page still needs it (or it cannot tell).
+    pub needed: bool,
+}
+
 /// How many of the records it has seen a node lists in its status.
 pub const RECENT_RECORDS: usize = 8;
 
@@ -304,6 +316,10 @@ pub struct Coordinator {
     written: Option<SettledRecord>,
     last_round: Option<RoundStats>,
     leaving: Leaving,
+    /// Set while this node retires ([`begin_retire`](Self::begin_retire)).
+    retirement: Option<Retirement>,
+    /// Whether an open page still needs this retiring node, as last computed.
+    retire_needed: bool,
     /// The first record read after connecting is done (or impossible).
     ready: bool,
     was_warm: bool,
@@ -369,6 +385,8 @@ impl Coordinator {
             written: None,
             last_round: None,
             leaving: Leaving::No,
+            retirement: None,
+            retire_needed: true,
             ready: false,
             was_warm: false,
             changes: 1,
@@ -448,9 +466,28 @@ impl Coordinator {
         self.election.is_leader(now)
     }
 
-    /// Whether nodedown has been said (after [`begin_leave`](Self::begin_leave)).
+    /// Whether nodedown has been said (after [`begin_leave`](Self::begin_leave),
+    /// or at the end of a retirement).
     pub fn has_left(&self) -> bool {
         self.leaving == Leaving::Left
+    }
+
+    /// Whether this node is retiring (and has not left yet).
+    pub fn is_retiring(&self) -> bool {
+        self.retirement.is_some() && self.leaving == Leaving::No
+    }
+
+    /// This node's retirement at `now`, while it retires.
+    pub fn retiring_status(&self, now: Instant) -> Option<RetiringStatus> {
+        let r = self
+            .retirement
+            .as_ref()
+            .filter(|_| self.leaving == Leaving::No)?;
+        Some(RetiringStatus {
+            since: now.saturating_duration_since(r.started()),
+            remaining: r.until().saturating_duration_since(now),
+            needed: self.retire_needed,
+        })
     }
 
     /// Messages dropped since this coordinator was created, by reason
@@ -599,6 +636,10 @@ impl Coordinator {
             (LeasePurpose::Release, Ok(_)) => {
                 tracing::info!("released the monitor lease");
                 self.released_lease = true;
+                if self.leaving == Leaving::No && self.connected {
+                    // Retiring: tell the others the lease is free now.
+                    self.publish_presence(PresenceKind::Heartbeat, now);
+                }
             }
             (LeasePurpose::Release, Err(e)) => {
                 tracing::warn!(error = %e, "could not release the lease; it will expire");
@@ -764,6 +805,34 @@ impl Coordinator {
         self.step(now);
     }
 
+    /// Starts retiring ([`super::retire`]): hand the lease back if
+    /// this node holds it, say "retiring" in every presence message from
+    /// now on, stop answering version requests and standing for the lease,
+    /// and leave (nodedown, [`has_left`](Self::has_left)) once no open page
+    /// has needed this node for `grace`, or after `retire_for`. Ignored once
+    /// retiring or leaving; [`begin_leave`](Self::begin_leave) still ends it
+    /// at once.
+    pub fn begin_retire(&mut self, now: Instant, retire_for: Duration, grace: Duration) {
+        if self.leaving != Leaving::No || self.retirement.is_some() {
+            return;
+        }
+        tracing::info!(
+            ?retire_for,
+            ?grace,
+            "retiring: serving forwarded requests of this version until no page needs it"
+        );
+        self.retirement = Some(Retirement::new(now, retire_for, grace));
+        self.retire_needed = true;
+        self.round = None;
+        self.settle = None;
+        self.changes += 1;
+        // Say it at once: the monitor stops waiting for this node.
+        if self.connected {
+            self.publish_presence(PresenceKind::Heartbeat, now);
+        }
+        self.step(now);
+    }
+
     /// When [`handle_timeout`](Self::handle_timeout) should be called next.
     pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
         let mut next: Option<Instant> = None;
@@ -778,6 +847,13 @@ impl Coordinator {
         at(self.view.next_expiry());
         at(self.view.warm_at().filter(|w| *w > now));
         at(self.next_heartbeat);
+        if let Some(retirement) = self
+            .retirement
+            .as_ref()
+            .filter(|_| self.leaving == Leaving::No)
+        {
+            at(Some(retirement.next_deadline()));
+        }
         let leader = self.election.is_leader(now);
         if self.connected {
             if self.buckets != Buckets::Open && leader {
@@ -799,6 +875,7 @@ impl Coordinator {
                 at(Some(round.deadline));
             } else if leader
                 && self.leaving == Leaving::No
+                && self.retirement.is_none()
                 && self.settle.is_none()
                 && self.written.is_none()
                 && self.view.is_warm(now)
@@ -978,6 +1055,7 @@ impl Coordinator {
                 PresenceKind::Down => Default::default(),
                 _ => self.tabs.clone(),
             },
+            retiring: self.retirement.is_some() && kind != PresenceKind::Down,
         };
         self.publish(self.names.presence(kind), protocol::encode(&presence));
     }
@@ -1006,6 +1084,10 @@ impl Coordinator {
                 left
             }
             PresenceKind::Up | PresenceKind::Heartbeat => {
+                let was_monitor = self
+                    .view
+                    .get(&presence.id, presence.incarnation)
+                    .is_some_and(|m| m.leader);
                 let change = self.view.heard(
                     &presence.id,
                     &presence.version,
@@ -1013,9 +1095,25 @@ impl Coordinator {
                     presence.leader,
                     now,
                 );
+                if change == Change::Ignored {
+                    return;
+                }
                 self.view
                     .set_tabs(&presence.id, presence.incarnation, presence.tabs);
-                change.is_material()
+                let retiring =
+                    self.view
+                        .set_retiring(&presence.id, presence.incarnation, presence.retiring);
+                if presence.retiring {
+                    // It no longer counts: the round does not wait for it.
+                    if let Some(round) = self.round.as_mut() {
+                        round.departed(&Process::new(&presence.id, presence.incarnation));
+                    }
+                    if was_monitor && !presence.leader {
+                        // A retiring monitor handed the lease back.
+                        self.election.attempt_now(now);
+                    }
+                }
+                change.is_material() || retiring.is_material()
             }
         };
         if material {
@@ -1026,8 +1124,9 @@ impl Coordinator {
     }
 
     fn on_version_request(&mut self, reply: Option<&str>) {
-        if !self.connected || self.leaving == Leaving::Left {
-            // A node that said nodedown must not be counted again.
+        if !self.connected || self.leaving == Leaving::Left || self.retirement.is_some() {
+            // A node that said nodedown must not be counted again, nor one
+            // that retires.
             return;
         }
         let Some(reply) = reply.filter(|r| protocol::is_reply_inbox(r)) else {
@@ -1189,13 +1288,14 @@ impl Coordinator {
             self.changes += 1;
         }
         self.election
-            .set_eligible(warm && self.leaving == Leaving::No);
+            .set_eligible(warm && self.leaving == Leaving::No && self.retirement.is_none());
 
         if !self.connected {
             // The lease cannot be renewed: `poll` steps down on our own clock.
             if let (_, Some(change)) = self.election.poll(now) {
                 self.role_changed(change, now);
             }
+            self.retire_step(now);
             self.leave_step(now);
             self.show(now);
             return;
@@ -1242,8 +1342,57 @@ impl Coordinator {
             self.record_call = Some(RecordCall::Read);
             self.actions.push_back(Action::ReadRecord);
         }
+        self.retire_step(now);
         self.leave_step(now);
         self.show(now);
+    }
+
+    /// While retiring: whether open pages still need this node, and the
+    /// leave once none has for the grace period (or the time is up).
+    fn retire_step(&mut self, now: Instant) {
+        if self.leaving != Leaving::No {
+            return;
+        }
+        let Some(retirement) = self.retirement.as_mut() else {
+            return;
+        };
+        // Unknown (cut off, or not observing long enough) counts as needed.
+        let me = Process::new(&self.me.id, self.me.incarnation);
+        let retiring: Vec<(Process, Version)> = self
+            .view
+            .retiring()
+            .map(|m| (m.process(), m.version.clone()))
+            .collect();
+        let needed = !(self.connected && self.view.is_warm(now))
+            || retire::needs_me(
+                &me,
+                &self.me.version,
+                self.compat,
+                self.view.serving_versions(),
+                &retiring,
+                self.view.tabs(),
+            );
+        if needed != self.retire_needed {
+            self.retire_needed = needed;
+            self.changes += 1;
+        }
+        retirement.observe(now, needed);
+        if let Some(end) = retirement.end(now) {
+            match end {
+                RetireEnd::Drained => {
+                    tracing::info!(
+                        "retired: no open page has needed this node for the grace period"
+                    )
+                }
+                RetireEnd::TimedOut => {
+                    tracing::info!("retired: the time to retire ran out")
+                }
+            }
+            self.leaving = Leaving::Releasing;
+            self.round = None;
+            self.settle = None;
+            self.changes += 1;
+        }
     }
 
     fn lease_step(&mut self, now: Instant) {
@@ -1251,7 +1400,7 @@ impl Coordinator {
             return;
         }
         let ttl = self.lease_ttl();
-        if self.leaving == Leaving::Releasing {
+        if self.leaving == Leaving::Releasing || self.retirement.is_some() {
             if let Some(revision) = self.election.resign(now) {
                 let call = LeaseCall::Delete { revision, ttl };
                 self.send_lease(LeasePurpose::Release, call, now);
@@ -1320,7 +1469,8 @@ impl Coordinator {
     }
 
     fn monitor_step(&mut self, now: Instant) {
-        if !self.election.is_leader(now) || self.leaving != Leaving::No {
+        if !self.election.is_leader(now) || self.leaving != Leaving::No || self.retirement.is_some()
+        {
             self.round = None;
             self.settle = None;
             return;
@@ -1352,7 +1502,7 @@ impl Coordinator {
         );
         self.round = Some(Round::new(
             self.rounds,
-            self.view.processes(),
+            self.view.serving_processes(),
             now,
             self.timings.round_timeout,
         ));

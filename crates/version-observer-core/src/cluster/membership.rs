@@ -72,6 +72,9 @@ pub struct Member {
     /// Its open tabs by page version, as its last presence message said
     /// (at most [`MAX_TAB_VERSIONS`] entries).
     pub tabs: BTreeMap<String, u64>,
+    /// Whether its last presence message said it is retiring: it still
+    /// serves forwarded requests, but no longer counts for settlement.
+    pub retiring: bool,
 }
 
 impl Member {
@@ -93,6 +96,7 @@ impl Member {
             .unwrap_or(u64::MAX),
             leader,
             tabs: self.tabs.clone(),
+            retiring: self.retiring,
         }
     }
 }
@@ -104,6 +108,9 @@ pub enum Change {
     Joined,
     /// A known process now reports another version.
     VersionChanged,
+    /// A known process started (or, after a forged message, stopped)
+    /// retiring: it counts for settlement no longer (or again).
+    RetiringChanged,
     /// A known process is still there; nothing else changed.
     Refreshed,
     /// The message was from a process that just left, and was ignored.
@@ -113,7 +120,10 @@ pub enum Change {
 impl Change {
     /// Whether the set of members or their versions changed.
     pub fn is_material(self) -> bool {
-        matches!(self, Change::Joined | Change::VersionChanged)
+        matches!(
+            self,
+            Change::Joined | Change::VersionChanged | Change::RetiringChanged
+        )
     }
 }
 
@@ -122,9 +132,9 @@ impl Change {
 pub enum Agreement {
     /// Not observed long enough to know every live node, or no member.
     Unknown,
-    /// Every live member runs this version.
+    /// Every live serving member runs this version.
     Settled(Version),
-    /// Live members run these different versions.
+    /// Live serving members run these different versions.
     Mixed(BTreeSet<Version>),
 }
 
@@ -149,8 +159,14 @@ pub struct MembershipView {
     members: BTreeMap<Process, Member>,
     /// Every member by when it was last heard from: the next to expire first.
     by_last_seen: BTreeSet<(Instant, Process)>,
-    /// How many members run each version (no zero counts).
+    /// How many serving (not retiring) members run each version (no zero
+    /// counts): what settlement is about.
     versions: BTreeMap<Version, usize>,
+    /// Open tabs by page version, summed over every member (what their
+    /// last presence messages said), kept as they change.
+    tabs: BTreeMap<String, u64>,
+    /// The retiring members.
+    retiring: BTreeSet<Process>,
     /// Processes that said nodedown, until when their late messages are ignored.
     departed: BTreeMap<Process, Instant>,
     /// The same departures by when they are forgotten.
@@ -167,6 +183,8 @@ impl MembershipView {
             members: BTreeMap::new(),
             by_last_seen: BTreeSet::new(),
             versions: BTreeMap::new(),
+            tabs: BTreeMap::new(),
+            retiring: BTreeSet::new(),
             departed: BTreeMap::new(),
             departed_by_until: BTreeSet::new(),
             observing_since: None,
@@ -235,8 +253,10 @@ impl MembershipView {
                 }
                 m.leader = leader;
                 if m.version != *version {
-                    count_out(&mut self.versions, &m.version);
-                    *self.versions.entry(version.clone()).or_default() += 1;
+                    if !m.retiring {
+                        count_out(&mut self.versions, &m.version);
+                        *self.versions.entry(version.clone()).or_default() += 1;
+                    }
                     m.version = version.clone();
                     Change::VersionChanged
                 } else {
@@ -251,6 +271,7 @@ impl MembershipView {
                     last_seen: now,
                     leader,
                     tabs: BTreeMap::new(),
+                    retiring: false,
                 };
                 *self.versions.entry(version.clone()).or_default() += 1;
                 self.by_last_seen.insert((now, process.clone()));
@@ -265,8 +286,35 @@ impl MembershipView {
         let member = self.members.remove(process)?;
         self.by_last_seen
             .remove(&(member.last_seen, process.clone()));
-        count_out(&mut self.versions, &member.version);
+        if member.retiring {
+            self.retiring.remove(process);
+        } else {
+            count_out(&mut self.versions, &member.version);
+        }
+        sum_tabs(&mut self.tabs, &member.tabs, false);
         Some(member)
+    }
+
+    /// What a member's last presence message said of retiring (nothing for
+    /// a process that is not a member): [`Change::RetiringChanged`] when it
+    /// changed, [`Change::Refreshed`] otherwise.
+    pub fn set_retiring(&mut self, id: &str, incarnation: u64, retiring: bool) -> Change {
+        let Some(m) = self.members.get_mut(&Process::new(id, incarnation)) else {
+            return Change::Ignored;
+        };
+        if m.retiring == retiring {
+            return Change::Refreshed;
+        }
+        m.retiring = retiring;
+        let process = m.process();
+        if retiring {
+            count_out(&mut self.versions, &m.version);
+            self.retiring.insert(process);
+        } else {
+            *self.versions.entry(m.version.clone()).or_default() += 1;
+            self.retiring.remove(&process);
+        }
+        Change::RetiringChanged
     }
 
     /// What a member's last presence message said of its open tabs (kept
@@ -277,7 +325,11 @@ impl MembershipView {
             if tabs.len() > MAX_TAB_VERSIONS {
                 tabs = tabs.into_iter().take(MAX_TAB_VERSIONS).collect();
             }
-            m.tabs = tabs;
+            if m.tabs != tabs {
+                sum_tabs(&mut self.tabs, &m.tabs, false);
+                sum_tabs(&mut self.tabs, &tabs, true);
+                m.tabs = tabs;
+            }
         }
     }
 
@@ -349,6 +401,31 @@ impl MembershipView {
         self.members.keys().cloned().collect()
     }
 
+    /// The live processes that serve (are not retiring): those a
+    /// collection round waits for.
+    pub fn serving_processes(&self) -> BTreeSet<Process> {
+        self.members
+            .iter()
+            .filter(|(_, m)| !m.retiring)
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
+    /// The retiring members, in order of process (id, then incarnation).
+    pub fn retiring(&self) -> impl Iterator<Item = &Member> {
+        self.retiring.iter().filter_map(|p| self.members.get(p))
+    }
+
+    /// Open tabs by page version across every live member.
+    pub fn tabs(&self) -> &BTreeMap<String, u64> {
+        &self.tabs
+    }
+
+    /// The versions live serving members run, with how many run each.
+    pub fn serving_versions(&self) -> &BTreeMap<Version, usize> {
+        &self.versions
+    }
+
     /// The member that is this process, if it is one.
     pub fn get(&self, id: &str, incarnation: u64) -> Option<&Member> {
         self.members.get(&Process::new(id, incarnation))
@@ -359,16 +436,33 @@ impl MembershipView {
         self.members.values().find(|m| m.leader)
     }
 
-    /// How far the members agree at `now`: [`Agreement::Unknown`] while the
-    /// view is cold or empty. Silent members count until
-    /// [`expire`](Self::expire) removes them.
+    /// How far the serving members agree at `now` (retiring ones do not
+    /// count): [`Agreement::Unknown`] while the view is cold or has no
+    /// serving member. Silent members count until [`expire`](Self::expire)
+    /// removes them.
     pub fn agreement(&self, now: Instant) -> Agreement {
-        if !self.is_warm(now) || self.members.is_empty() {
+        if !self.is_warm(now) || self.versions.is_empty() {
             return Agreement::Unknown;
         }
         match self.versions.first_key_value() {
             Some((only, _)) if self.versions.len() == 1 => Agreement::Settled(only.clone()),
             _ => Agreement::Mixed(self.versions.keys().cloned().collect()),
+        }
+    }
+}
+
+/// Adds (`add`) or takes out one member's tab counts from the sum.
+fn sum_tabs(sum: &mut BTreeMap<String, u64>, tabs: &BTreeMap<String, u64>, add: bool) {
+    for (label, n) in tabs {
+        if *n == 0 {
+            continue;
+        } else if add {
+            *sum.entry(label.clone()).or_default() += n;
+        } else if let Some(total) = sum.get_mut(label) {
+            *total = total.saturating_sub(*n);
+            if *total == 0 {
+                sum.remove(label);
+            }
         }
     }
 }
@@ -592,6 +686,8 @@ mod tests {
     struct Plain {
         members: BTreeMap<Process, (Version, Instant)>,
         departed: BTreeMap<Process, Instant>,
+        retiring: BTreeSet<Process>,
+        tabs: BTreeMap<Process, BTreeMap<String, u64>>,
     }
 
     impl Plain {
@@ -619,7 +715,40 @@ mod tests {
         fn left(&mut self, p: Process, now: Instant) -> bool {
             self.departed.retain(|_, until| now < *until);
             self.departed.insert(p.clone(), now + TIMEOUT / 2);
+            self.forget(&p);
             self.members.remove(&p).is_some()
+        }
+
+        fn forget(&mut self, p: &Process) {
+            self.retiring.remove(p);
+            self.tabs.remove(p);
+        }
+
+        fn set_retiring(&mut self, p: Process, retiring: bool) {
+            if self.members.contains_key(&p) {
+                if retiring {
+                    self.retiring.insert(p);
+                } else {
+                    self.retiring.remove(&p);
+                }
+            }
+        }
+
+        fn set_tabs(&mut self, p: Process, tabs: BTreeMap<String, u64>) {
+            if self.members.contains_key(&p) {
+                self.tabs.insert(p, tabs);
+            }
+        }
+
+        fn tabs(&self) -> BTreeMap<String, u64> {
+            let mut sum = BTreeMap::new();
+            for tabs in self.tabs.values() {
+                for (label, n) in tabs {
+                    *sum.entry(label.clone()).or_default() += n;
+                }
+            }
+            sum.retain(|_, n| *n > 0);
+            sum
         }
 
         fn expire(&mut self, now: Instant) -> Vec<Process> {
@@ -630,13 +759,18 @@ mod tests {
                 .map(|(p, _)| p.clone())
                 .collect();
             self.members.retain(|p, _| !expired.contains(p));
+            expired.iter().for_each(|p| self.forget(p));
             self.departed.retain(|_, until| now < *until);
             expired
         }
 
         fn agreement(&self) -> Agreement {
-            let versions: BTreeSet<Version> =
-                self.members.values().map(|(v, _)| v.clone()).collect();
+            let versions: BTreeSet<Version> = self
+                .members
+                .iter()
+                .filter(|(p, _)| !self.retiring.contains(p))
+                .map(|(_, (v, _))| v.clone())
+                .collect();
             match versions.len() {
                 0 => Agreement::Unknown,
                 1 => Agreement::Settled(versions.into_iter().next().unwrap()),
@@ -663,6 +797,18 @@ mod tests {
                     "step {step}"
                 ),
                 1 | 2 => assert_eq!(view.expire(now), plain.expire(now), "step {step}"),
+                3 => {
+                    let retiring = next(3) == 0;
+                    view.set_retiring(&p.id, p.incarnation, retiring);
+                    plain.set_retiring(p, retiring);
+                }
+                4 => {
+                    let tabs: BTreeMap<String, u64> = (0..next(3))
+                        .map(|_| (versions[next(3) as usize].to_string(), next(4)))
+                        .collect();
+                    view.set_tabs(&p.id, p.incarnation, tabs.clone());
+                    plain.set_tabs(p, tabs);
+                }
                 _ => {
                     let version = &versions[next(3) as usize];
                     let heard = view.heard(&p.id, version, p.incarnation, false, now);
@@ -685,6 +831,24 @@ mod tests {
                 "step {step}"
             );
             assert_eq!(view.departures(), plain.departed.len(), "step {step}");
+            assert_eq!(*view.tabs(), plain.tabs(), "step {step}");
+            assert_eq!(
+                view.retiring()
+                    .map(Member::process)
+                    .collect::<BTreeSet<_>>(),
+                plain.retiring,
+                "step {step}"
+            );
+            assert_eq!(
+                view.serving_processes(),
+                plain
+                    .members
+                    .keys()
+                    .filter(|p| !plain.retiring.contains(p))
+                    .cloned()
+                    .collect(),
+                "step {step}"
+            );
         }
     }
 }

@@ -8,6 +8,8 @@
 //!   (`handle_*`), actions come out ([`Coordinator::poll_action`]), and
 //!   [`Coordinator::poll_timeout`] says when to call back. A thin driver (in
 //!   the `version-observer` crate) moves the bytes over NATS.
+//! - [`retire`]: a node told to stop that keeps serving the pages of its
+//!   version until none needs it;
 //! - [`watcher`]: the cluster seen from outside (members, rollout, record),
 //!   for deploy gates and fleet views; it never publishes.
 
@@ -15,6 +17,7 @@ pub mod coordinator;
 pub mod election;
 pub mod membership;
 pub mod monitor;
+pub mod retire;
 #[cfg(test)]
 mod schedule;
 pub mod watcher;

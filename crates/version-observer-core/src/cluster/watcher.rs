@@ -15,7 +15,7 @@
 //! let mut watcher = Watcher::new(names.clone(), Duration::from_secs(3), None);
 //! let t0 = Instant::now();
 //! watcher.handle_connected(t0);
-//! let hello = Presence { id: "web-1".into(), version: "2.0.0".parse().unwrap(), incarnation: 1, leader: true, tabs: Default::default() };
+//! let hello = Presence { id: "web-1".into(), version: "2.0.0".parse().unwrap(), incarnation: 1, leader: true, tabs: Default::default(), retiring: false };
 //! watcher.handle_message(&names.presence(PresenceKind::Heartbeat), &encode(&hello), None, t0);
 //! let target: Version = "2.0.0".parse().unwrap();
 //! // Not before every live node has had a node timeout to be heard.
@@ -41,10 +41,13 @@ pub struct Fleet {
     /// Whether every live node has had a full node timeout to be heard
     /// since the watcher connected; before that the members are partial.
     pub complete: bool,
-    /// The live members, in order of id.
+    /// The live members, in order of id (retiring ones say so).
     pub members: Vec<MemberStatus>,
-    /// How many live members run each version.
+    /// How many live serving members (not retiring) run each version.
     pub versions: BTreeMap<Version, usize>,
+    /// How many retiring members run each version.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub retiring: BTreeMap<Version, usize>,
     /// Open tabs across the cluster, by the version of their page (the sum
     /// of what the members' heartbeats said).
     #[serde(default)]
@@ -55,17 +58,32 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// `2.0.0 ×2, 1.0.0 ×1`: the rollout in one line (newest first).
+    /// `2.0.0 ×2, 1.0.0 ×1`: the rollout in one line (newest first), and
+    /// the retiring nodes after it (`; retiring 1.0.0 ×1`).
     pub fn rollout(&self) -> String {
-        if self.versions.is_empty() {
-            return "no live nodes".to_owned();
+        let list = |versions: &BTreeMap<Version, usize>| {
+            versions
+                .iter()
+                .rev()
+                .map(|(v, n)| format!("{v} ×{n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut line = if self.versions.is_empty() {
+            "no serving nodes".to_owned()
+        } else {
+            list(&self.versions)
+        };
+        if !self.retiring.is_empty() {
+            line.push_str(&format!("; retiring {}", list(&self.retiring)));
         }
-        self.versions
-            .iter()
-            .rev()
-            .map(|(v, n)| format!("{v} ×{n}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        line
+    }
+
+    /// The open tabs of pages of exactly `version`, across the cluster:
+    /// what a retiring member of that version is still there for.
+    pub fn pages_of(&self, version: &Version) -> u64 {
+        self.tabs.get(&version.to_string()).copied().unwrap_or(0)
     }
 }
 
@@ -162,6 +180,8 @@ impl Watcher {
                 );
                 self.view
                     .set_tabs(&presence.id, presence.incarnation, presence.tabs);
+                self.view
+                    .set_retiring(&presence.id, presence.incarnation, presence.retiring);
             }
         }
     }
@@ -208,32 +228,29 @@ impl Watcher {
             .members()
             .map(|m| m.status(now, m.leader))
             .collect();
-        let mut versions = BTreeMap::new();
-        let mut tabs = BTreeMap::new();
-        for m in &members {
-            *versions.entry(m.version.clone()).or_default() += 1;
-            for (page, n) in &m.tabs {
-                *tabs.entry(page.clone()).or_default() += n;
-            }
+        let mut retiring = BTreeMap::new();
+        for m in members.iter().filter(|m| m.retiring) {
+            *retiring.entry(m.version.clone()).or_default() += 1;
         }
         Fleet {
             cluster: self.names.cluster().to_owned(),
             complete: self.view.is_warm(now),
             members,
-            versions,
-            tabs,
+            versions: self.view.serving_versions().clone(),
+            retiring,
+            tabs: self.view.tabs().clone(),
             record: self.record.clone(),
         }
     }
 
     /// Whether the cluster has settled on `target`: the view is complete,
-    /// every live node (at least one) runs `target`, and the record is
-    /// `target`, or a version `target` is compatible with under `compat`
-    /// (then nothing is to be announced).
+    /// every live serving node (at least one) runs `target` (retiring ones
+    /// are leaving, and do not count), and the record is `target`, or a
+    /// version `target` is compatible with under `compat` (then nothing is
+    /// to be announced).
     pub fn gate(&mut self, target: &Version, compat: Compat, now: Instant) -> Gate {
         let fleet = self.fleet(now);
-        let all_on_target =
-            !fleet.members.is_empty() && fleet.members.iter().all(|m| m.version == *target);
+        let all_on_target = fleet.versions.len() == 1 && fleet.versions.contains_key(target);
         let recorded = fleet.record.as_ref().is_some_and(|n| {
             n.record.version == *target || compat.compatible(&n.record.version, target)
         });
@@ -264,6 +281,7 @@ mod tests {
             incarnation,
             leader: false,
             tabs: Default::default(),
+            retiring: false,
         })
     }
 
@@ -400,6 +418,7 @@ mod tests {
                 incarnation: 1,
                 leader: false,
                 tabs: tabs.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
+                retiring: false,
             })
         };
         s.watcher.handle_message(

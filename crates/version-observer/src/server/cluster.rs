@@ -61,6 +61,9 @@ pub(crate) struct ClusterNode {
     client: Client,
     status: watch::Receiver<ClusterStatus>,
     leave: CancellationToken,
+    retire: mpsc::UnboundedSender<(Duration, Duration)>,
+    /// Cancelled when the loop has ended (the node has left).
+    finished: CancellationToken,
     task: JoinHandle<()>,
 }
 
@@ -100,6 +103,8 @@ impl ClusterNode {
         let (status_tx, status) = watch::channel(coordinator.status(Instant::now()));
         let (ready_tx, mut ready) = watch::channel(false);
         let leave = CancellationToken::new();
+        let (retire, retire_rx) = mpsc::unbounded_channel();
+        let finished = CancellationToken::new();
         let driver = Driver {
             js: jetstream::new(client.clone()),
             client: client.clone(),
@@ -112,8 +117,15 @@ impl ClusterNode {
             status_tx,
             ready_tx,
             events,
+            retire: retire_rx,
         };
-        let task = tokio::spawn(driver.run(leave.clone()));
+        let task = {
+            let (leave, finished) = (leave.clone(), finished.clone());
+            tokio::spawn(async move {
+                let _finished = finished.drop_guard();
+                driver.run(leave).await
+            })
+        };
         if connected {
             let _ = tokio::time::timeout(STARTUP_WAIT, ready.wait_for(|r| *r)).await;
         }
@@ -121,6 +133,8 @@ impl ClusterNode {
             client,
             status,
             leave,
+            retire,
+            finished,
             task,
         })
     }
@@ -132,6 +146,18 @@ impl ClusterNode {
 
     pub(crate) fn status(&self) -> watch::Receiver<ClusterStatus> {
         self.status.clone()
+    }
+
+    /// Starts retiring ([`Coordinator::begin_retire`]); the node leaves by
+    /// itself when it is over ([`finished`](Self::finished)).
+    pub(crate) fn retire(&self, retire_for: Duration, grace: Duration) {
+        let _ = self.retire.send((retire_for, grace));
+    }
+
+    /// Resolves once the node has left its cluster (a retirement ended, or
+    /// [`leave`](Self::leave)).
+    pub(crate) async fn finished(&self) {
+        self.finished.cancelled().await
     }
 
     /// Leaves gracefully: hands the lease back, says nodedown, flushes.
@@ -295,6 +321,7 @@ struct Driver {
     status_tx: watch::Sender<ClusterStatus>,
     ready_tx: watch::Sender<bool>,
     events: mpsc::UnboundedReceiver<Event>,
+    retire: mpsc::UnboundedReceiver<(Duration, Duration)>,
 }
 
 impl Driver {
@@ -339,7 +366,7 @@ impl Driver {
                 self.ready_tx
                     .send_if_modified(|r| !std::mem::replace(r, true));
             }
-            if leaving && self.coordinator.has_left() {
+            if self.coordinator.has_left() {
                 break;
             }
             let wake = self
@@ -353,6 +380,9 @@ impl Driver {
                 _ = leave.cancelled(), if !leaving => {
                     leaving = true;
                     self.coordinator.begin_leave(Instant::now());
+                }
+                Some((retire_for, grace)) = self.retire.recv() => {
+                    self.coordinator.begin_retire(Instant::now(), retire_for, grace);
                 }
                 Some(event) = self.events.recv() => self.on_event(event),
                 Some(message) = all.next() => {

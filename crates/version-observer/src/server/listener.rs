@@ -83,6 +83,11 @@ pub struct StreamListener {
 impl StreamListener {
     pub(crate) fn new(tcp: TcpListener, streams: Arc<Streams>) -> Self {
         let (others_tx, others) = mpsc::channel(1024);
+        // Requests forwarded to this node reach the router through here.
+        streams.offer_local_connections(super::forward::LocalConnections {
+            accept: others_tx.clone(),
+            idle_timeout: streams.idle_timeout,
+        });
         Self {
             tcp,
             streams,
@@ -147,7 +152,7 @@ impl axum::serve::Listener for StreamListener {
 pub struct Connection {
     prefix: Vec<u8>,
     at: usize,
-    tcp: TcpStream,
+    tcp: Io,
     idle_timeout: Duration,
     /// The last byte read or written.
     active_at: tokio::time::Instant,
@@ -156,8 +161,73 @@ pub struct Connection {
     idle: Pin<Box<tokio::time::Sleep>>,
 }
 
+/// What a [`Connection`] reads and writes: a socket, or the in-process
+/// end of a forwarded request ([`super::forward`]).
+enum Io {
+    Tcp(TcpStream),
+    Local(tokio::io::DuplexStream),
+}
+
+macro_rules! delegate {
+    ($io:expr, $inner:ident => $call:expr) => {
+        match $io {
+            Io::Tcp($inner) => $call,
+            Io::Local($inner) => $call,
+        }
+    };
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        delegate!(self.get_mut(), io => Pin::new(io).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self.get_mut(), io => Pin::new(io).poll_write(cx, buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self.get_mut(), io => Pin::new(io).poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self.get_mut(), io => Pin::new(io).poll_shutdown(cx))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self.get_mut(), io => Pin::new(io).poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        delegate!(self, io => io.is_write_vectored())
+    }
+}
+
 impl Connection {
     fn new(prefix: Vec<u8>, tcp: TcpStream, idle_timeout: Duration) -> Self {
+        Self::with_io(prefix, Io::Tcp(tcp), idle_timeout)
+    }
+
+    /// An in-process connection: a forwarded request to this node's router.
+    pub(crate) fn local(io: tokio::io::DuplexStream, idle_timeout: Duration) -> Self {
+        Self::with_io(Vec::new(), Io::Local(io), idle_timeout)
+    }
+
+    fn with_io(prefix: Vec<u8>, tcp: Io, idle_timeout: Duration) -> Self {
         let now = tokio::time::Instant::now();
         Self {
             prefix,
@@ -383,7 +453,7 @@ async fn serve_stream(mut tcp: TcpStream, start: Vec<u8>, streams: &Streams) {
     first.extend_from_slice(&sse::first_event(&snapshot));
     let written = tokio::select! {
         written = tokio::time::timeout(WRITE_TIMEOUT, tcp.write_all(&first)) => written,
-        _ = streams.stop.cancelled() => return,
+        _ = streams.end.cancelled() => return,
     };
     if !matches!(written, Ok(Ok(()))) {
         return;
@@ -397,11 +467,11 @@ async fn serve_stream(mut tcp: TcpStream, start: Vec<u8>, streams: &Streams) {
     loop {
         tokio::select! {
             // A client that stopped reading must not hold up shutdown.
-            _ = streams.stop.cancelled() => break,
+            _ = streams.end.cancelled() => break,
             () = conn.wake.notified() => {
                 let flushed = tokio::select! {
                     flushed = conn.flush(WRITE_TIMEOUT) => flushed,
-                    _ = streams.stop.cancelled() => break,
+                    _ = streams.end.cancelled() => break,
                 };
                 if flushed.is_err() {
                     break;

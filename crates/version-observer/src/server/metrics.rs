@@ -21,6 +21,12 @@
 //! | `version_observer_rounds_total` | counter | `outcome` | collection rounds: `settled`, `mixed`, `incomplete` |
 //! | `version_observer_round_duration_seconds` | histogram | | from a round's request to its last reply (or deadline) |
 //! | `version_observer_messages_dropped_total` | counter | `reason` | cluster messages dropped: `malformed`, `bad_reply_subject`, `unknown_subject`, `unauthenticated`, and `bad_release` (a reply's or record's release metadata that failed its check: the metadata was dropped, the message kept) |
+//! | `version_observer_retiring` | gauge | | 1 while this node retires |
+//! | `version_observer_retiring_members` | gauge | | retiring members in this node's view |
+//! | `version_observer_forwarded_total` | counter | `from_version`, `to_version`, `outcome` | requests this node passed on to a member of `to_version` (version affinity; with it on, as all below): `answered`, `no_member` (nobody of that version took it), `declined`, `timeout`, `too_large`, `failed` |
+//! | `version_observer_forward_duration_seconds` | histogram | | from sending a forwarded request to its answer |
+//! | `version_observer_forward_refusals_total` | counter | `reason` | requests answered `409` (or `502`/`504`) because forwarding failed: `no_member`, `too_large`, `timeout`, `failed` |
+//! | `version_observer_forwarded_in_total` | counter | `outcome` | requests forwarded to this node: `served`, or why they were not (`busy`, `malformed`, `unauthenticated`, `replayed`, `stale`, `wrong_version`, `not_served`, `answer_lost`) |
 
 use super::observer::VersionObserver;
 use prometheus_client::{
@@ -31,6 +37,7 @@ use prometheus_client::{
 };
 use std::fmt;
 use version_observer_core::{
+    skew::ForwardFailure,
     status::{ClusterStatus, Counters, DurationHistogram},
     ClusterState, Mode,
 };
@@ -47,6 +54,19 @@ struct Snapshot {
     refused: [(&'static str, u64); 4],
     /// `None` for a single node.
     cluster: Option<ClusterStatus>,
+    retiring: bool,
+    /// `None` without version affinity.
+    forward: Option<ForwardSnapshot>,
+}
+
+/// The forwarding counts of one scrape.
+#[derive(Debug)]
+struct ForwardSnapshot {
+    sent: Vec<((String, &'static str), u64)>,
+    latency: DurationHistogram,
+    refusals: Vec<(&'static str, u64)>,
+    served: u64,
+    declined: Vec<(&'static str, u64)>,
 }
 
 /// The text exposition of `observer`'s metrics.
@@ -77,6 +97,37 @@ pub(crate) fn encode(observer: &VersionObserver) -> String {
             ),
         ],
         cluster: observer.is_clustered().then(|| observer.cluster_status()),
+        retiring: observer.is_retiring(),
+        forward: observer.affinity().map(|a| {
+            let stats = &a.stats;
+            ForwardSnapshot {
+                sent: stats
+                    .sent
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .map(|(k, n)| (k.clone(), *n))
+                    .collect(),
+                latency: stats
+                    .latency
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone(),
+                refusals: ForwardFailure::ALL
+                    .iter()
+                    .zip(&stats.failed)
+                    .map(|(r, n)| (r.as_str(), n.load(std::sync::atomic::Ordering::Relaxed)))
+                    .collect(),
+                served: stats.served.load(std::sync::atomic::Ordering::Relaxed),
+                declined: stats
+                    .declined
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .map(|(k, n)| (*k, *n))
+                    .collect(),
+            }
+        }),
     };
     let mut registry = Registry::default();
     registry.register_collector(Box::new(snapshot));
@@ -140,9 +191,65 @@ impl Collector for Snapshot {
         )?;
         if let Some(status) = &self.cluster {
             cluster(e, status)?;
+            gauge(
+                e,
+                "version_observer_retiring",
+                "1 while this node retires.",
+                u64::from(self.retiring),
+            )?;
+            gauge(
+                e,
+                "version_observer_retiring_members",
+                "Retiring members in this node's view.",
+                status.members.iter().filter(|m| m.retiring).count() as u64,
+            )?;
+        }
+        if let Some(forward) = &self.forward {
+            forwarding(e, &self.version, forward)?;
         }
         Ok(())
     }
+}
+
+fn forwarding(e: &mut DescriptorEncoder<'_>, from: &str, f: &ForwardSnapshot) -> fmt::Result {
+    let mut family = e.encode_descriptor(
+        "version_observer_forwarded",
+        "Requests this node passed on to a member of another version, by target version and outcome.",
+        None,
+        MetricType::Counter,
+    )?;
+    for ((to, outcome), n) in &f.sent {
+        let labels = [
+            ("from_version", from),
+            ("to_version", to.as_str()),
+            ("outcome", *outcome),
+        ];
+        ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
+    }
+    histogram(
+        e,
+        "version_observer_forward_duration_seconds",
+        "How long forwarded requests took, from sending to their answer.",
+        &f.latency,
+    )?;
+    labelled(
+        e,
+        "version_observer_forward_refusals",
+        "Requests answered 409 (or 502/504) because forwarding failed, by reason.",
+        MetricType::Counter,
+        "reason",
+        &f.refusals,
+    )?;
+    let mut rows = vec![("served", f.served)];
+    rows.extend(f.declined.iter().copied());
+    labelled(
+        e,
+        "version_observer_forwarded_in",
+        "Requests forwarded to this node: served, or why not.",
+        MetricType::Counter,
+        "outcome",
+        &rows,
+    )
 }
 
 fn cluster(e: &mut DescriptorEncoder<'_>, status: &ClusterStatus) -> fmt::Result {

@@ -17,6 +17,7 @@ pub mod assets;
 mod cluster;
 mod fanout;
 pub mod fleet;
+mod forward;
 pub mod guard;
 mod hub;
 pub mod listener;
@@ -36,5 +37,7 @@ pub use settings::{
     default_node_id, redact_urls, NatsSettings, ObserverBuilder, StartError, DEFAULT_CLUSTER,
 };
 
+#[cfg(test)]
+mod forward_tests;
 #[cfg(test)]
 mod tests;

@@ -74,6 +74,15 @@ struct Inner {
     assets: Option<Arc<Assets>>,
     /// Cancelled to ask the observer to stop.
     stop: CancellationToken,
+    /// Cancelled by a second stop: a retirement ends at once.
+    stop_now: CancellationToken,
+    /// Set from the first stop: the node has left (or is leaving) the
+    /// load balancer; readiness answers `503`.
+    draining: std::sync::atomic::AtomicBool,
+    /// Whether this node retires when stopped (cluster mode, `retire_for`).
+    retires: bool,
+    /// Version affinity, in a cluster with it on.
+    affinity: Option<Arc<super::forward::Affinity>>,
     /// Background work: the lifecycle, the keep-alive timer, the cluster node.
     tasks: TaskTracker,
 }
@@ -82,8 +91,15 @@ struct Inner {
 pub(crate) struct Streams {
     pub(crate) hub: VersionHub,
     slots: Arc<Semaphore>,
-    /// Cancelled once the node has left its cluster: ends every stream.
+    /// Cancelled once the node has left its cluster: ends every stream,
+    /// and the server.
     pub(crate) stop: CancellationToken,
+    /// Cancelled when the streams end: at `stop`, or earlier when the node
+    /// starts retiring (it leaves the load balancer, so its tabs reconnect
+    /// elsewhere); a stream asked for after it is refused.
+    pub(crate) end: CancellationToken,
+    /// How forwarded requests reach the router: set by the listener.
+    local: watch::Sender<Option<super::forward::LocalConnections>>,
     /// Every lean stream's task (and every connection still being
     /// classified), so shutdown can wait for them.
     pub(crate) tasks: TaskTracker,
@@ -109,6 +125,10 @@ impl Streams {
     /// at `max_streams` (counted, and logged at most once a second with the
     /// count).
     pub(crate) fn try_slot(&self, page: Option<&Version>) -> Option<StreamSlot> {
+        if self.end.is_cancelled() {
+            // Retiring or stopping: the tab reconnects to another node.
+            return None;
+        }
         let Ok(permit) = self.slots.clone().try_acquire_owned() else {
             if let Some(refused) = self.refused.bump() {
                 tracing::warn!(refused, "refusing version streams: max_streams reached");
@@ -119,6 +139,25 @@ impl Streams {
             _permit: permit,
             _tab: self.tabs.open(page),
         })
+    }
+
+    /// The listener's way in for forwarded requests (the first listener's).
+    pub(crate) fn offer_local_connections(&self, local: super::forward::LocalConnections) {
+        self.local.send_if_modified(|current| {
+            current.is_none() && {
+                *current = Some(local);
+                true
+            }
+        });
+    }
+
+    /// Waits until a listener can take forwarded requests.
+    pub(crate) async fn local_connections(&self) -> super::forward::LocalConnections {
+        let mut local = self.local.subscribe();
+        let Ok(ready) = local.wait_for(Option::is_some).await else {
+            return std::future::pending().await;
+        };
+        ready.clone().expect("waited for it")
     }
 
     /// Streams open now.
@@ -267,10 +306,13 @@ impl VersionObserver {
                 },
             ),
         };
+        let streams_stop = CancellationToken::new();
         let streams = Arc::new(Streams {
             hub: VersionHub::new(node.clone(), mode, view),
             slots: Arc::new(Semaphore::new(settings.max_streams as usize)),
-            stop: CancellationToken::new(),
+            end: streams_stop.child_token(),
+            stop: streams_stop,
+            local: watch::channel(None).0,
             tasks: TaskTracker::new(),
             max_streams: settings.max_streams,
             refused: RateLimitedCount::new(),
@@ -344,13 +386,49 @@ impl VersionObserver {
             });
         }
         let status = cluster.as_ref().map(ClusterNode::status);
+        let forward_stop = CancellationToken::new();
+        let affinity = match (&cluster, &settings.nats, &status) {
+            (Some(node_handle), Some(nats), Some(status)) if settings.affinity => {
+                let affinity = Arc::new(super::forward::Affinity::new(
+                    node.id.clone(),
+                    node.version.clone(),
+                    version_observer_core::protocol::Names::new(&nats.cluster),
+                    node_handle.client(),
+                    nats.cluster_key()?,
+                    settings.forward_timeout,
+                    streams.clone(),
+                    status.clone(),
+                ));
+                tasks.spawn(affinity.clone().serve(forward_stop.clone()));
+                Some(affinity)
+            }
+            _ => None,
+        };
+        let retire = settings
+            .retire_for
+            .filter(|_| cluster.is_some())
+            .map(|retire_for| (retire_for, settings.retire_grace));
+        let stop_now = CancellationToken::new();
         {
-            // The lifecycle: on stop, leave the cluster (lease back,
-            // nodedown), then end every stream.
-            let (stop, streams) = (stop.clone(), streams.clone());
+            // The lifecycle: on stop, retire if asked to (until no page
+            // needs this node, or a second stop), leave the cluster (lease
+            // back, nodedown), then end every stream and the server.
+            let (stop, stop_now, streams) = (stop.clone(), stop_now.clone(), streams.clone());
             tasks.spawn(async move {
                 stop.cancelled().await;
                 if let Some(cluster) = cluster {
+                    if let Some((retire_for, grace)) = retire {
+                        // Its tabs reconnect to serving nodes.
+                        streams.end.cancel();
+                        cluster.retire(retire_for, grace);
+                        tokio::select! {
+                            _ = cluster.finished() => {}
+                            _ = stop_now.cancelled() => {
+                                tracing::info!("stopped again: ending the retirement now");
+                            }
+                        }
+                    }
+                    forward_stop.cancel();
                     if tokio::time::timeout(LEAVE_BOUND, cluster.leave())
                         .await
                         .is_err()
@@ -358,6 +436,7 @@ impl VersionObserver {
                         tracing::warn!("leaving the cluster took too long; stopping anyway");
                     }
                 }
+                forward_stop.cancel();
                 streams.stop.cancel();
             });
         }
@@ -376,6 +455,10 @@ impl VersionObserver {
                 cluster: status,
                 assets,
                 stop,
+                stop_now,
+                draining: std::sync::atomic::AtomicBool::new(false),
+                retires: retire.is_some(),
+                affinity,
                 tasks,
             }),
         })
@@ -451,10 +534,41 @@ impl VersionObserver {
     }
 
     /// Asks the observer to stop: it leaves its cluster (hands the monitor
-    /// lease back, says nodedown), then ends every stream. Returns at once;
-    /// [`stopped`](Self::stopped) resolves when that is done.
+    /// lease back, says nodedown), then ends every stream. With
+    /// [`retire_for`](crate::ObserverBuilder::retire_for) in a cluster, it
+    /// retires first (it keeps serving the forwarded requests of its
+    /// version's open pages until none needs it); calling `stop` again
+    /// ends that at once. Returns at once; [`stopped`](Self::stopped)
+    /// resolves when it is done.
     pub fn stop(&self) {
-        self.inner.stop.cancel();
+        let inner = &self.inner;
+        inner.draining.store(true, Ordering::Relaxed);
+        if inner.stop.is_cancelled() {
+            inner.stop_now.cancel();
+        }
+        inner.stop.cancel();
+    }
+
+    /// Whether this node is ready for new traffic: it is not stopping or
+    /// retiring (what `GET /readyz` answers, for load balancers and
+    /// Kubernetes' readiness probe).
+    pub fn is_ready(&self) -> bool {
+        !self.inner.draining.load(Ordering::Relaxed)
+    }
+
+    /// Whether this node is retiring: stopped, it serves only the
+    /// forwarded requests of its version's pages until none needs it.
+    pub fn is_retiring(&self) -> bool {
+        self.inner.retires && !self.is_ready()
+    }
+
+    pub(crate) fn affinity(&self) -> Option<&Arc<super::forward::Affinity>> {
+        self.inner.affinity.as_ref()
+    }
+
+    /// Whether `mark` (a request's forwarded header) is this process's own.
+    pub(crate) fn is_own_forward_mark(&self, mark: &axum::http::HeaderValue) -> bool {
+        self.affinity().is_some_and(|a| a.is_own_mark(mark))
     }
 
     /// Resolves once the observer has left its cluster and its streams are
@@ -464,17 +578,25 @@ impl VersionObserver {
         self.inner.streams.stop.clone().cancelled_owned()
     }
 
-    /// [`stop`](Self::stop) on the first SIGINT or SIGTERM, and resolve like
+    /// [`stop`](Self::stop) on the first SIGINT or SIGTERM (a retiring
+    /// node stops at once on the next one), and resolve like
     /// [`stopped`](Self::stopped).
     pub fn stop_on_signal(&self) -> impl Future<Output = ()> + Send + 'static {
         let observer = self.clone();
         async move {
             tokio::select! {
                 signal = super::signal::shutdown_signal() => {
-                    tracing::info!(signal, "stopping");
+                    tracing::info!(signal, retiring = observer.inner.retires, "stopping");
                     observer.stop();
                 }
                 _ = observer.inner.stop.cancelled() => {}
+            }
+            tokio::select! {
+                signal = super::signal::shutdown_signal() => {
+                    tracing::info!(signal, "stopping at once");
+                    observer.stop();
+                }
+                _ = observer.stopped() => {}
             }
             observer.stopped().await
         }
@@ -527,6 +649,7 @@ impl VersionObserver {
                 last_seen_ms_ago: 0,
                 leader: true,
                 tabs: self.inner.streams.tabs.counts(),
+                retiring: false,
             }],
             last_round: None,
             dropped_messages: 0,
@@ -569,11 +692,18 @@ impl VersionObserver {
         self.inner.release.as_ref()
     }
 
-    pub(crate) fn count_refused_stale_client(&self) {
+    /// Counts a `409` of the request guard, and why it was not forwarded.
+    pub(crate) fn count_refused_stale_client(
+        &self,
+        forward: Option<version_observer_core::skew::ForwardFailure>,
+    ) {
         self.inner
             .streams
             .refused_stale_clients
             .fetch_add(1, Ordering::Relaxed);
+        if let (Some(reason), Some(affinity)) = (forward, self.affinity()) {
+            affinity.stats.failed(reason);
+        }
     }
 
     /// This node's metrics in the Prometheus text format (what

@@ -6,6 +6,7 @@
 //! |----------------------------|--------------------------------------------------|
 //! | `GET /api/version`         | this node and its cluster view, as JSON          |
 //! | `GET /api/version/events`  | the same, as Server-Sent Events (`?page=<version>`: the tab's page version, counted in the metrics) |
+//! | `GET /readyz`              | readiness: `200 {"status":"ready"}`, or `503` with `Retry-After` once the node is stopping or retiring |
 //!
 //! For operators, [`version_observer_admin_routes`](VersionObserverRoutes::version_observer_admin_routes):
 //! serve them on a separate, private listener (the reference node's
@@ -41,7 +42,8 @@ use version_observer_core::paths;
 /// # }
 /// ```
 pub trait VersionObserverRoutes {
-    /// Adds `GET /api/version` and `GET /api/version/events`, served by
+    /// Adds `GET /api/version`, `GET /api/version/events` and `GET /readyz`
+    /// (readiness: `503` once the node stops or retires), served by
     /// `observer`.
     fn version_observer_routes(self, observer: &VersionObserver) -> Self;
 
@@ -70,6 +72,7 @@ where
             Router::new()
                 .route(paths::VERSION, get(version))
                 .route(paths::EVENTS, get(sse::version_events))
+                .route(paths::READY, get(ready))
                 .with_state(observer.clone()),
         )
     }
@@ -110,6 +113,33 @@ async fn version(State(observer): State<VersionObserver>) -> Response {
         snapshot.json.to_string(),
     )
         .into_response()
+}
+
+/// `GET /readyz`: whether this node takes new traffic.
+async fn ready(State(observer): State<VersionObserver>) -> Response {
+    let (status, body) = if observer.is_ready() {
+        (StatusCode::OK, r#"{"status":"ready"}"#)
+    } else if observer.is_retiring() {
+        (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"retiring"}"#)
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"stopping"}"#)
+    };
+    let mut response = (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response();
+    if status != StatusCode::OK {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+    }
+    response
 }
 
 /// `GET /api/cluster`: every member, the monitor, the state and the record.

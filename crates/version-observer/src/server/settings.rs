@@ -39,9 +39,19 @@ pub struct ObserverBuilder {
     pub(crate) release: Release,
     pub(crate) bundle: Option<super::assets::Bundle>,
     pub(crate) asset_versions: usize,
+    pub(crate) affinity: bool,
+    pub(crate) forward_timeout: Duration,
+    pub(crate) retire_for: Option<Duration>,
+    pub(crate) retire_grace: Duration,
 }
 
 impl ObserverBuilder {
+    /// How long a forwarded request may take by default ([`forward_timeout`](Self::forward_timeout)).
+    pub const DEFAULT_FORWARD_TIMEOUT: Duration = super::forward::DEFAULT_TIMEOUT;
+    /// How long no page must have needed a retiring node by default ([`retire_grace`](Self::retire_grace)).
+    pub const DEFAULT_RETIRE_GRACE: Duration =
+        version_observer_core::cluster::retire::DEFAULT_GRACE;
+
     pub(crate) fn new(version: Version) -> Self {
         Self {
             version,
@@ -54,6 +64,10 @@ impl ObserverBuilder {
             release: Release::default(),
             bundle: None,
             asset_versions: super::assets::DEFAULT_KEEP_VERSIONS,
+            affinity: true,
+            forward_timeout: Self::DEFAULT_FORWARD_TIMEOUT,
+            retire_for: None,
+            retire_grace: Self::DEFAULT_RETIRE_GRACE,
         }
     }
 
@@ -171,6 +185,203 @@ impl ObserverBuilder {
         self
     }
 
+    /// Version affinity, in a cluster [default: on]: a request from a page
+    /// of a version this node cannot serve (the request guard would refuse
+    /// it) goes to a live member of a matching version, and its answer
+    /// comes back unchanged; a server function call prefers a member of
+    /// the page's exact build. Off: such a request is refused with `409`,
+    /// and this node serves no forwarded requests either. A single node
+    /// has nobody to forward to. See
+    /// [`request_guard`](crate::VersionObserver::request_guard).
+    pub fn affinity(mut self, on: bool) -> Self {
+        self.affinity = on;
+        self
+    }
+
+    /// How long a forwarded request may take, there and back, before the
+    /// browser gets a `409` saying so (the request may have run on the
+    /// member: it is never retried) [default: 10 s].
+    pub fn forward_timeout(mut self, timeout: Duration) -> Self {
+        self.forward_timeout = timeout;
+        self
+    }
+
+    /// Retire instead of stopping at once, in a cluster [default: off]:
+    /// on the first stop ([`VersionObserver::stop`], SIGTERM), the node
+    /// leaves the load balancer (its readiness route answers `503`, page
+    /// loads get `503` with `Retry-After`), stops counting for settlement,
+    /// hands the monitor lease over, and keeps serving requests forwarded
+    /// to its version until no open page in the cluster has needed it for
+    /// [`retire_grace`](Self::retire_grace), or for at most `retire_for`
+    /// (1 s to 24 h). A second stop ends it at once. Keep your platform's
+    /// kill timeout (Kubernetes' `terminationGracePeriodSeconds`) above it.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), version_observer::StartError> {
+    /// use std::time::Duration;
+    /// use version_observer::{NatsSettings, VersionObserver};
+    ///
+    /// let observer = VersionObserver::builder("2.0.0".parse().unwrap())
+    ///     .nats(NatsSettings::new("nats://nats:4222"))
+    ///     .retire_for(Duration::from_secs(15 * 60))
+    ///     .start()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn retire_for(mut self, longest: Duration) -> Self {
+        self.retire_for = Some(longest);
+        self
+    }
+
+    /// Like [`retire_for`](Self::retire_for), for an optional setting.
+    pub fn retire_for_opt(mut self, longest: Option<Duration>) -> Self {
+        self.retire_for = longest;
+        self
+    }
+
+    /// How long no open page must have needed a retiring node before it
+    /// exits [default: 10 s, so a tab whose stream is reconnecting is seen
+    /// again].
+    pub fn retire_grace(mut self, grace: Duration) -> Self {
+        self.retire_grace = grace;
+        self
+    }
+
+    /// The settings the `VO_*` environment variables give, over the ones
+    /// set so far: the reference node's variables for the same settings
+    /// ([`env`](mod@env) lists them), so a host app is configured like it, without
+    /// code of its own. Unset variables change nothing; a bad value is a
+    /// [`StartError::Env`] naming the variable. `VO_NATS` puts the node in
+    /// a cluster, with the NATS variables beside it.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), version_observer::StartError> {
+    /// use version_observer::VersionObserver;
+    /// // VO_NATS=nats://nats:4222 VO_CLUSTER=shop VO_RETIRE_FOR=15m ./myapp
+    /// let observer = VersionObserver::builder("2.0.0".parse().unwrap())
+    ///     .with_env()?
+    ///     .start()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_env(self) -> Result<Self, StartError> {
+        self.with_vars(|name| std::env::var(name).ok())
+    }
+
+    /// [`with_env`](Self::with_env), with `var` standing in for the
+    /// environment.
+    pub(crate) fn with_vars(
+        mut self,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, StartError> {
+        fn parse<T>(
+            var: &impl Fn(&str) -> Option<String>,
+            name: &'static str,
+            read: impl Fn(&str) -> Result<T, String>,
+        ) -> Result<Option<T>, StartError> {
+            let Some(value) = var(name) else {
+                return Ok(None);
+            };
+            read(value.trim())
+                .map(Some)
+                .map_err(|reason| StartError::Env {
+                    name,
+                    value,
+                    reason,
+                })
+        }
+        let number = |v: &str| v.parse::<u64>().map_err(|e| e.to_string());
+        let millis = |v: &str| number(v).map(Duration::from_millis);
+        let duration = |v: &str| {
+            if v == "0" {
+                Ok(Duration::ZERO)
+            } else {
+                version_observer_core::timing::parse_duration(v)
+            }
+        };
+        if let Some(id) = parse(&var, env::NODE_ID, |v| Ok(v.to_owned()))? {
+            self.node_id = Some(id);
+        }
+        if let Some(compat) = parse(&var, env::COMPAT, |v| {
+            v.parse::<Compat>().map_err(|e| e.to_string())
+        })? {
+            self.compat = compat;
+        }
+        if let Some(n) = parse(&var, env::MAX_STREAMS, number)? {
+            self.max_streams = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        if let Some(secs) = parse(&var, env::KEEPALIVE_SECS, number)? {
+            self.keepalive = Duration::from_secs(secs);
+        }
+        if let Some(secs) = parse(&var, env::IDLE_TIMEOUT_SECS, number)? {
+            self.idle_timeout = Duration::from_secs(secs);
+        }
+        if let Some(severity) = parse(&var, env::RELEASE_SEVERITY, |v| v.parse())? {
+            self.release.severity = severity;
+        }
+        if let Some(url) = parse(&var, env::RELEASE_NOTES_URL, |v| Ok(v.to_owned()))? {
+            self.release.notes_url = Some(url);
+        }
+        if let Some(min) = parse(&var, env::MIN_SUPPORTED_VERSION, |v| {
+            Version::parse(v).map_err(|e| e.to_string())
+        })? {
+            self.release.min_supported = Some(min);
+        }
+        if let Some(n) = parse(&var, env::ASSET_VERSIONS, number)? {
+            self.asset_versions = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Some(on) = parse(&var, env::AFFINITY, |v| match v {
+            "on" | "true" | "1" => Ok(true),
+            "off" | "false" | "0" => Ok(false),
+            _ => Err("use on or off".into()),
+        })? {
+            self.affinity = on;
+        }
+        if let Some(timeout) = parse(&var, env::FORWARD_TIMEOUT_MS, millis)? {
+            self.forward_timeout = timeout;
+        }
+        if let Some(longest) = parse(&var, env::RETIRE_FOR, duration)? {
+            self.retire_for = (!longest.is_zero()).then_some(longest);
+        }
+        if let Some(grace) = parse(&var, env::RETIRE_GRACE, duration)? {
+            self.retire_grace = grace;
+        }
+        if let Some(urls) = parse(&var, env::NATS, |v| Ok(v.to_owned()))? {
+            let mut nats = self.nats.take().unwrap_or_else(|| NatsSettings::new(""));
+            nats.urls = urls;
+            self.nats = Some(nats);
+        }
+        if let Some(nats) = self.nats.as_mut() {
+            if let Some(cluster) = parse(&var, env::CLUSTER, |v| Ok(v.to_owned()))? {
+                nats.cluster = cluster;
+            }
+            if let Some(path) = parse(&var, env::NATS_CREDS, |v| Ok(PathBuf::from(v)))? {
+                nats.credentials = Some(path);
+            }
+            if let Some(path) = parse(&var, env::NATS_CA, |v| Ok(PathBuf::from(v)))? {
+                nats.root_certificates = Some(path);
+            }
+            if let Some(path) = parse(&var, env::CLUSTER_KEY_FILE, |v| Ok(PathBuf::from(v)))? {
+                nats.key_file = Some(path);
+            }
+            if let Some(n) = parse(&var, env::KV_REPLICAS, number)? {
+                nats.kv_replicas = usize::try_from(n).unwrap_or(usize::MAX);
+            }
+            let timings = &mut nats.timings;
+            for (name, field) in [
+                (env::NODE_TIMEOUT_MS, &mut timings.node_timeout),
+                (env::LEASE_MS, &mut timings.lease),
+                (env::ROUND_TIMEOUT_MS, &mut timings.round_timeout),
+                (env::SAFETY_INTERVAL_MS, &mut timings.safety_interval),
+            ] {
+                if let Some(value) = parse(&var, name, millis)? {
+                    *field = value;
+                }
+            }
+        }
+        Ok(self)
+    }
+
     /// Checks the settings and starts the observer (and, with NATS, its
     /// cluster node, which connects in the background: a node starts and
     /// serves even while NATS is down).
@@ -209,6 +420,27 @@ impl ObserverBuilder {
                 "idle_timeout must be longer than 0".into(),
             ));
         }
+        if self.forward_timeout < Duration::from_millis(10)
+            || self.forward_timeout > Duration::from_secs(600)
+        {
+            return Err(StartError::Setting(format!(
+                "forward timeout {:?} is out of range: use 10 ms to 10 min",
+                self.forward_timeout
+            )));
+        }
+        if let Some(retire_for) = self.retire_for {
+            if retire_for < Duration::from_secs(1) || retire_for > Duration::from_secs(86_400) {
+                return Err(StartError::Setting(format!(
+                    "retire-for {retire_for:?} is out of range: use 1 s to 24 h"
+                )));
+            }
+        }
+        if self.retire_grace > Duration::from_secs(3_600) {
+            return Err(StartError::Setting(format!(
+                "retire grace {:?} is out of range: use 0 to 1 h",
+                self.retire_grace
+            )));
+        }
         if let Some(nats) = &self.nats {
             valid_cluster_name(&nats.cluster).map_err(|reason| StartError::Cluster {
                 value: nats.cluster.clone(),
@@ -226,6 +458,84 @@ impl ObserverBuilder {
         }
         Ok(node_id)
     }
+}
+
+/// The environment variables [`ObserverBuilder::with_env`] reads, one per
+/// setting: the names the reference node reads too.
+pub mod env {
+    /// [`ObserverBuilder::node_id`](super::ObserverBuilder::node_id).
+    pub const NODE_ID: &str = "VO_NODE_ID";
+    /// [`ObserverBuilder::compat`](super::ObserverBuilder::compat): `major`, `minor`, `patch` or `exact`.
+    pub const COMPAT: &str = "VO_COMPAT";
+    /// [`ObserverBuilder::max_streams`](super::ObserverBuilder::max_streams).
+    pub const MAX_STREAMS: &str = "VO_MAX_STREAMS";
+    /// [`ObserverBuilder::keepalive`](super::ObserverBuilder::keepalive), in seconds.
+    pub const KEEPALIVE_SECS: &str = "VO_KEEPALIVE_SECS";
+    /// [`ObserverBuilder::idle_timeout`](super::ObserverBuilder::idle_timeout), in seconds.
+    pub const IDLE_TIMEOUT_SECS: &str = "VO_IDLE_TIMEOUT_SECS";
+    /// The release's severity ([`ObserverBuilder::release`](super::ObserverBuilder::release)): `optional` or `required`.
+    pub const RELEASE_SEVERITY: &str = "VO_RELEASE_SEVERITY";
+    /// The release's notes URL.
+    pub const RELEASE_NOTES_URL: &str = "VO_RELEASE_NOTES_URL";
+    /// The release's minimum supported version.
+    pub const MIN_SUPPORTED_VERSION: &str = "VO_MIN_SUPPORTED_VERSION";
+    /// [`ObserverBuilder::asset_versions`](super::ObserverBuilder::asset_versions).
+    pub const ASSET_VERSIONS: &str = "VO_ASSET_VERSIONS";
+    /// [`ObserverBuilder::affinity`](super::ObserverBuilder::affinity): `on` or `off`.
+    pub const AFFINITY: &str = "VO_AFFINITY";
+    /// [`ObserverBuilder::forward_timeout`](super::ObserverBuilder::forward_timeout), in milliseconds.
+    pub const FORWARD_TIMEOUT_MS: &str = "VO_FORWARD_TIMEOUT_MS";
+    /// [`ObserverBuilder::retire_for`](super::ObserverBuilder::retire_for): `90s`, `15m`, `1h` (`0`: off).
+    pub const RETIRE_FOR: &str = "VO_RETIRE_FOR";
+    /// [`ObserverBuilder::retire_grace`](super::ObserverBuilder::retire_grace): `10s`, or `0`.
+    pub const RETIRE_GRACE: &str = "VO_RETIRE_GRACE";
+    /// [`ObserverBuilder::nats`](super::ObserverBuilder::nats): the NATS URL(s); a cluster node.
+    pub const NATS: &str = "VO_NATS";
+    /// [`NatsSettings::cluster`](super::NatsSettings::cluster).
+    pub const CLUSTER: &str = "VO_CLUSTER";
+    /// [`NatsSettings::credentials_file`](super::NatsSettings::credentials_file).
+    pub const NATS_CREDS: &str = "VO_NATS_CREDS";
+    /// [`NatsSettings::root_certificates`](super::NatsSettings::root_certificates).
+    pub const NATS_CA: &str = "VO_NATS_CA";
+    /// [`NatsSettings::cluster_key_file`](super::NatsSettings::cluster_key_file).
+    pub const CLUSTER_KEY_FILE: &str = "VO_CLUSTER_KEY_FILE";
+    /// [`NatsSettings::kv_replicas`](super::NatsSettings::kv_replicas).
+    pub const KV_REPLICAS: &str = "VO_KV_REPLICAS";
+    /// The cluster's node timeout, in milliseconds ([`Timings`](crate::Timings)).
+    pub const NODE_TIMEOUT_MS: &str = "VO_NODE_TIMEOUT_MS";
+    /// The monitor's lease, in milliseconds.
+    pub const LEASE_MS: &str = "VO_LEASE_MS";
+    /// A collection round's timeout, in milliseconds.
+    pub const ROUND_TIMEOUT_MS: &str = "VO_ROUND_TIMEOUT_MS";
+    /// The monitor's safety interval, in milliseconds.
+    pub const SAFETY_INTERVAL_MS: &str = "VO_SAFETY_INTERVAL_MS";
+
+    /// Every variable, for documentation and tests.
+    pub const ALL: [&str; 23] = [
+        NODE_ID,
+        COMPAT,
+        MAX_STREAMS,
+        KEEPALIVE_SECS,
+        IDLE_TIMEOUT_SECS,
+        RELEASE_SEVERITY,
+        RELEASE_NOTES_URL,
+        MIN_SUPPORTED_VERSION,
+        ASSET_VERSIONS,
+        AFFINITY,
+        FORWARD_TIMEOUT_MS,
+        RETIRE_FOR,
+        RETIRE_GRACE,
+        NATS,
+        CLUSTER,
+        NATS_CREDS,
+        NATS_CA,
+        CLUSTER_KEY_FILE,
+        KV_REPLICAS,
+        NODE_TIMEOUT_MS,
+        LEASE_MS,
+        ROUND_TIMEOUT_MS,
+        SAFETY_INTERVAL_MS,
+    ];
 }
 
 /// How a node reaches its cluster over NATS.
@@ -517,6 +827,17 @@ pub enum StartError {
         /// Why it cannot be read.
         source: std::io::Error,
     },
+    /// An environment variable ([`ObserverBuilder::with_env`]) holds a
+    /// value that is not one of the setting's.
+    #[error("invalid {name}={value:?}: {reason}")]
+    Env {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// NATS refused the node's credentials.
     #[error("NATS at {server} refused this node's credentials ({reason}); check the user and password, token or credentials file")]
     Unauthorized {
@@ -617,5 +938,76 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("lease"), "{err}");
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
+    }
+
+    #[test]
+    fn the_environment_configures_what_it_names_and_nothing_else() {
+        let base = ObserverBuilder::new(Version::new(1, 0, 0)).node_id("from-code");
+        let same = base.clone().with_vars(vars(&[])).unwrap();
+        assert_eq!(format!("{same:?}"), format!("{base:?}"));
+        let set = base
+            .with_vars(vars(&[
+                ("VO_NATS", "nats://nats:4222"),
+                ("VO_CLUSTER", "shop"),
+                ("VO_NODE_ID", "web-2"),
+                ("VO_RETIRE_FOR", "15m"),
+                ("VO_RETIRE_GRACE", "0"),
+                ("VO_AFFINITY", "off"),
+                ("VO_FORWARD_TIMEOUT_MS", "2500"),
+                ("VO_LEASE_MS", "8000"),
+                ("VO_COMPAT", "minor"),
+                ("VO_MIN_SUPPORTED_VERSION", "0.9.0"),
+            ]))
+            .unwrap();
+        assert_eq!(set.node_id.as_deref(), Some("web-2"));
+        assert_eq!(set.retire_for, Some(Duration::from_secs(900)));
+        assert_eq!(set.retire_grace, Duration::ZERO);
+        assert!(!set.affinity);
+        assert_eq!(set.forward_timeout, Duration::from_millis(2500));
+        assert_eq!(set.compat, Compat::Minor);
+        assert_eq!(set.release.min_supported, Some(Version::new(0, 9, 0)));
+        let nats = set.nats.expect("VO_NATS makes a cluster node");
+        assert_eq!(nats.urls, "nats://nats:4222");
+        assert_eq!(nats.cluster, "shop");
+        assert_eq!(nats.timings.lease, Duration::from_millis(8000));
+        assert_eq!(nats.timings.node_timeout, Timings::DEFAULT.node_timeout);
+        // Without VO_NATS, the NATS variables have nothing to set.
+        let single = ObserverBuilder::new(Version::new(1, 0, 0))
+            .with_vars(vars(&[("VO_CLUSTER", "shop")]))
+            .unwrap();
+        assert!(single.nats.is_none());
+    }
+
+    #[test]
+    fn a_bad_environment_value_names_its_variable() {
+        for (name, value) in [
+            ("VO_RETIRE_FOR", "soon"),
+            ("VO_AFFINITY", "maybe"),
+            ("VO_LEASE_MS", "5s"),
+            ("VO_COMPAT", "loose"),
+        ] {
+            let builder = ObserverBuilder::new(Version::new(1, 0, 0));
+            let builder = if name == "VO_LEASE_MS" {
+                builder.nats(NatsSettings::new("nats://n:4222"))
+            } else {
+                builder
+            };
+            let err = builder.with_vars(vars(&[(name, value)])).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(name) && text.contains(value), "{text}");
+        }
     }
 }

@@ -98,7 +98,7 @@ pub(crate) async fn version_events(
     let Some(slot) = streams.try_slot(page.as_ref()) else {
         return overloaded();
     };
-    let body = events(&streams.hub, streams.stop.clone())
+    let body = events(&streams.hub, streams.end.clone())
         // The slot is released when the stream is dropped (client gone or shutdown).
         .map(move |bytes| {
             let _held = &slot;
