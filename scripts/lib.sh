@@ -139,7 +139,7 @@ run_fuzzers() { # runs-per-target
   local runs="$1" target scratch
   say "cargo fuzz build (fuzz/)"
   (cd "$VO_ROOT/fuzz" && RUSTC_BOOTSTRAP=1 cargo fuzz build -O -s none)
-  for target in stream_request coordinator_messages; do
+  for target in stream_request coordinator_messages forward_frame; do
     scratch="$(mktemp -d)"
     say "cargo fuzz run $target ($runs inputs)"
     (cd "$VO_ROOT/fuzz" && RUSTC_BOOTSTRAP=1 cargo fuzz run -O -s none "$target" \

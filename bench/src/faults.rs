@@ -51,7 +51,7 @@ pub struct Args {
 }
 
 /// The scenarios, by name.
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 8] = [
     "leader SIGSTOP past its lease, then SIGCONT",
     "kill -9 of the leader mid-deploy",
     "NATS restart mid-deploy",
@@ -59,6 +59,7 @@ const SCENARIOS: [&str; 7] = [
     "a node partitioned (connection closed)",
     "a node partitioned (silent: packets dropped)",
     "forged messages of each kind mid-deploy",
+    "kill -9 of a retiring node an old tab's calls reach",
 ];
 
 /// One run's result.
@@ -249,8 +250,11 @@ async fn scenario(index: usize, binary: &Path, cluster: &str) -> anyhow::Result<
         _ => None,
     };
     let n3_url = proxy.as_ref().map_or(url.clone(), FaultProxy::url);
-    let extra = match index {
-        3 => vec!["--kv-replicas".to_owned(), "3".to_owned()],
+    let extra: Vec<String> = match index {
+        3 => vec!["--kv-replicas".into(), "3".into()],
+        7 => ["--retire-for", "60s", "--retire-grace", "2s"]
+            .map(Into::into)
+            .to_vec(),
         _ => Vec::new(),
     };
     let [mut n1, n2, n3] = mixed(binary, &url, &n3_url, cluster, &extra).await?;
@@ -375,6 +379,55 @@ async fn scenario(index: usize, binary: &Path, cluster: &str) -> anyhow::Result<
                     );
                 }
             }
+        }
+        7 => {
+            // An old tab: its stream on a new node, its calls forwarded to
+            // the old node, which retires (SIGTERM) rather than stops; the
+            // deploy is announced while it still runs. Then it is killed:
+            // the old tab's calls get 409 (no member of its version), and
+            // nothing else changes.
+            let tab = reqwest::get(n2.url(&format!("/api/version/events?page={OLD}"))).await?;
+            let t0 = sys::mono_ns();
+            anyhow::ensure!(n1.terminate(), "SIGTERM to n1");
+            let at = watch.first(NEW, Duration::from_secs(30)).await?;
+            outcome.recover_ms = Some(sys::ms_between(t0, at));
+            let old_call = async || -> anyhow::Result<(u16, String)> {
+                let response = reqwest::Client::new()
+                    .get(n2.url("/?old-tab"))
+                    .header("x-version-observer-page", OLD)
+                    .send()
+                    .await?;
+                Ok((response.status().as_u16(), response.text().await?))
+            };
+            let (status, page) = old_call().await?;
+            if status != 200 || !page.contains(">n1<") {
+                bail!("the old tab's call was not run by the retiring n1: {status}");
+            }
+            anyhow::ensure!(n1.is_running(), "n1 exited under an open page");
+            let t1 = sys::mono_ns();
+            n1.kill().await;
+            vo_lab::wait::eventually(
+                "the old tab's calls to get 409",
+                cluster::SETTLE,
+                async || {
+                    let (status, body) = old_call().await.ok()?;
+                    (status == 409 && body.contains("\"forward\":\"no_member\"")).then_some(())
+                },
+            )
+            .await?;
+            outcome.extra.push((
+                "kill to the old tab's 409",
+                sys::ms_between(t1, sys::mono_ns()),
+            ));
+            for node in [&n2, &n3] {
+                let report = node.version_report().await.context("a report")?;
+                if report["cluster"]["announced_version"] != NEW
+                    || report["cluster"]["state"] != "settled"
+                {
+                    bail!("{} changed: {}", node.id, report["cluster"]);
+                }
+            }
+            drop(tab);
         }
         _ => unreachable!(),
     }

@@ -15,8 +15,11 @@
 //! 10. [`browser`]: Chromium: streams per browser, announcement -> banner in
 //!     every tab, a tab waking after a deploy (needs `end2end/node_modules`);
 //! 11. [`cluster_fanout`]: N streams over six nodes of one cluster, one change;
-//!     and 1,000,000 tabs over 60 nodes on paper.
+//!     and 1,000,000 tabs over 60 nodes on paper;
+//! 12. [`affinity`]: calls of old and new pages through a rolling deploy, with
+//!     no guard, the guard only, and version affinity; what forwarding adds.
 
+mod affinity;
 mod browser;
 mod bundle;
 mod client;
@@ -92,6 +95,7 @@ enum Bench {
     PushServers,
     Browser,
     ClusterFanout,
+    Affinity,
 }
 
 #[derive(clap::Args)]
@@ -145,6 +149,12 @@ struct RunArgs {
     /// Browser: tabs in one browser [10].
     #[arg(long, default_value_t = 10)]
     tabs: usize,
+    /// Affinity: calls per second from old pages and from new ones [smoke: 10; full: 50].
+    #[arg(long)]
+    affinity_rate: Option<u32>,
+    /// Affinity: samples of each kind in the forwarding latency [smoke: 100; full: 2000].
+    #[arg(long)]
+    affinity_samples: Option<usize>,
     /// SSR: seconds of load per server [smoke: 2; full: 15].
     #[arg(long)]
     ssr_seconds: Option<u64>,
@@ -373,6 +383,19 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         bench!(
             "cluster fan-out",
             cluster_fanout::run(&mut report, &binary, &spread).await
+        );
+    }
+
+    if selected(Bench::Affinity) {
+        let affinity = affinity::Args {
+            rate: pick(args.affinity_rate, size, 10, 50),
+            pace: Duration::from_secs(pick(None, size, 1, 3)),
+            tail: Duration::from_secs(pick(None, size, 1, 3)),
+            samples: pick(args.affinity_samples, size, 100, 2_000),
+        };
+        bench!(
+            "affinity",
+            affinity::run(&mut report, &binary, &affinity).await
         );
     }
 

@@ -153,6 +153,8 @@ pub fn config(port: u16, site: &Site, workers: usize, prefix: &str) -> String {
                 w,
                 "        proxy_next_upstream error timeout http_502 http_503;"
             );
+            // Which node answered (the last one tried), for benchmarks.
+            let _ = writeln!(w, "        add_header X-Upstream $upstream_addr always;");
             let _ = writeln!(w, "        location / {{ proxy_pass http://nodes; }}");
             let _ = writeln!(w, "        location = /api/version/events {{");
             let _ = writeln!(w, "            proxy_pass http://nodes;");

@@ -53,8 +53,9 @@ use std::{
 /// means nothing.
 pub const FORWARDED_HEADER: &str = "x-version-observer-forwarded";
 
-/// The most versions a request is offered to, in order, when the ones
-/// before have no live member (NATS says "no responders" at once).
+/// The most versions from the membership view a request is offered to, in
+/// order, when the ones before have no live member (NATS says "no
+/// responders" at once); the page's own version may come after them.
 pub const MAX_TARGETS: usize = 3;
 
 /// What a node does with a request from a page of another version.
@@ -147,6 +148,12 @@ pub fn route(
             .cloned(),
     );
     targets.truncate(MAX_TARGETS);
+    if page != me && !targets.contains(page) {
+        // Last, the page's own version even if this node has not heard of
+        // a member of it (it has just started, or a member just joined):
+        // NATS says at once whether one listens.
+        targets.push(page.clone());
+    }
     if targets.is_empty() {
         let mut refusal = refusal;
         refusal.forward = Some(ForwardFailure::NoMember);
@@ -604,144 +611,46 @@ mod tests {
     fn the_route_table() {
         use Compat::*;
         use Expected::*;
+        #[rustfmt::skip]
         let table: &[Row] = &[
             // Served here: compatible, nobody better.
-            (
-                "1.0.0",
-                "1.0.0",
-                Major,
-                None,
-                false,
-                &["1.0.0", "2.0.0"],
-                Local,
-            ),
-            (
-                "1.0.0",
-                "1.2.0",
-                Major,
-                None,
-                false,
-                &["1.0.0", "1.2.0"],
-                Local,
-            ),
+            ("1.0.0", "1.0.0", Major, None, false, &["1.0.0", "2.0.0"], Local),
+            ("1.0.0", "1.2.0", Major, None, false, &["1.0.0", "1.2.0"], Local),
             // A server function prefers the page's exact build when alive...
-            (
-                "1.0.0",
-                "1.2.0",
-                Major,
-                None,
-                true,
-                &["1.0.0", "1.2.0"],
-                Forward(&["1.0.0"], true),
-            ),
+            ("1.0.0", "1.2.0", Major, None, true, &["1.0.0", "1.2.0"], Forward(&["1.0.0"], true)),
             // ...and is served here without one.
-            (
-                "1.0.0",
-                "1.2.0",
-                Major,
-                None,
-                true,
-                &["1.2.0", "2.0.0"],
-                Local,
-            ),
-            (
-                "1.2.0",
-                "1.2.0",
-                Major,
-                None,
-                true,
-                &["1.0.0", "1.2.0"],
-                Local,
-            ),
+            ("1.0.0", "1.2.0", Major, None, true, &["1.2.0", "2.0.0"], Local),
+            ("1.2.0", "1.2.0", Major, None, true, &["1.0.0", "1.2.0"], Local),
             // An old page on a new node: to the old version.
-            (
-                "1.0.0",
-                "2.0.0",
-                Major,
-                None,
-                false,
-                &["1.0.0", "2.0.0"],
-                Forward(&["1.0.0"], false),
-            ),
+            ("1.0.0", "2.0.0", Major, None, false, &["1.0.0", "2.0.0"], Forward(&["1.0.0"], false)),
             // A new page on an old node (mid-deploy): to the new version.
-            (
-                "2.0.0",
-                "1.0.0",
-                Major,
-                None,
-                false,
-                &["1.0.0", "2.0.0"],
-                Forward(&["2.0.0"], false),
-            ),
+            ("2.0.0", "1.0.0", Major, None, false, &["1.0.0", "2.0.0"], Forward(&["2.0.0"], false)),
             // The exact build first, then compatible ones, newest first.
-            (
-                "1.0.0",
-                "2.0.0",
-                Major,
-                None,
-                false,
-                &["1.0.0", "1.1.0", "1.3.0", "2.0.0"],
-                Forward(&["1.0.0", "1.3.0", "1.1.0"], false),
-            ),
-            (
-                "1.0.0",
-                "2.0.0",
-                Major,
-                None,
-                false,
-                &["1.1.0", "1.3.0", "2.0.0"],
-                Forward(&["1.3.0", "1.1.0"], false),
-            ),
+            ("1.0.0", "2.0.0", Major, None, false, &["1.0.0", "1.1.0", "1.3.0", "2.0.0"],
+                Forward(&["1.0.0", "1.3.0", "1.1.0"], false)),
+            // The page's own version last when no member of it is known
+            // (NATS tells at once whether one listens).
+            ("1.0.0", "2.0.0", Major, None, false, &["1.1.0", "1.3.0", "2.0.0"],
+                Forward(&["1.3.0", "1.1.0", "1.0.0"], false)),
             // At most MAX_TARGETS.
-            (
-                "1.0.0",
-                "2.0.0",
-                Major,
-                None,
-                false,
-                &["1.0.0", "1.1.0", "1.2.0", "1.3.0"],
-                Forward(&["1.0.0", "1.3.0", "1.2.0"], false),
-            ),
-            // Nobody of a compatible version: refused (no member).
-            (
-                "1.0.0",
-                "2.0.0",
-                Major,
-                None,
-                false,
-                &["2.0.0", "3.0.0"],
-                Refuse,
-            ),
-            ("1.0.0", "2.0.0", Major, None, false, &[], Refuse),
+            ("1.0.0", "2.0.0", Major, None, false, &["1.0.0", "1.1.0", "1.2.0", "1.3.0"],
+                Forward(&["1.0.0", "1.3.0", "1.2.0"], false)),
+            ("1.0.0", "2.0.0", Major, None, false, &["1.1.0", "1.2.0", "1.3.0", "1.4.0"],
+                Forward(&["1.4.0", "1.3.0", "1.2.0", "1.0.0"], false)),
+            // Nobody of a compatible version known: the page's own version
+            // only (refused with no_member if NATS has none).
+            ("1.0.0", "2.0.0", Major, None, false, &["2.0.0", "3.0.0"], Forward(&["1.0.0"], false)),
+            ("1.0.0", "2.0.0", Major, None, false, &[], Forward(&["1.0.0"], false)),
             // The policy decides what matches.
-            (
-                "1.0.0",
-                "1.1.0",
-                Minor,
-                None,
-                false,
-                &["1.0.5", "1.1.0"],
-                Forward(&["1.0.5"], false),
-            ),
-            (
-                "1.0.0",
-                "1.0.1",
-                Exact,
-                None,
-                false,
-                &["1.0.1", "1.0.2"],
-                Refuse,
-            ),
+            ("1.0.0", "1.1.0", Minor, None, false, &["1.0.5", "1.1.0"], Forward(&["1.0.5", "1.0.0"], false)),
+            ("1.0.0", "1.0.1", Exact, None, false, &["1.0.1", "1.0.2"], Forward(&["1.0.0"], false)),
             // Below this node's minimum: to a member that still serves it.
-            (
-                "1.4.0",
-                "1.6.0",
-                Major,
-                Some("1.5.0"),
-                false,
-                &["1.4.0", "1.6.0"],
-                Forward(&["1.4.0"], false),
-            ),
+            ("1.4.0", "1.6.0", Major, Some("1.5.0"), false, &["1.4.0", "1.6.0"], Forward(&["1.4.0"], false)),
+            // A page of this very version below its own minimum: a
+            // compatible member may still take it (or refuse it itself)...
+            ("1.4.0", "1.4.0", Major, Some("1.5.0"), false, &["1.6.0"], Forward(&["1.6.0"], false)),
+            // ...and without one it is refused at once.
+            ("1.4.0", "1.4.0", Major, Some("1.5.0"), false, &["2.0.0"], Refuse),
         ];
         for (page, me, compat, min, exact, live, expected) in table {
             let min = min.map(v);

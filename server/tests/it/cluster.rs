@@ -571,3 +571,74 @@ async fn the_new_nodes_release_reaches_the_record_and_the_browsers() {
         assert_eq!(report["cluster"]["announced_release"], want, "{report}");
     }
 }
+
+/// A retiring monitor hands the lease over, no longer counts (the deploy is
+/// announced while it still runs), keeps serving the requests of its old
+/// tab's page that other nodes forward, and exits once that tab is gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retiring_monitor_hands_over_does_not_hold_the_cluster_mixed_and_exits_after_its_tabs() {
+    let nats = nats().await;
+    let url = nats.url();
+    let announced = Announcements::watch(&url).await;
+    let retire = ["--retire-for", "60s", "--retire-grace", "1s"];
+    let mut old = node_with(&url, "old-1", "0.1.0", &retire).await;
+    announced_on(&old, "0.1.0", "baseline").await;
+    let new = [
+        node(&url, "new-1", "1.0.0").await,
+        node(&url, "new-2", "1.0.0").await,
+    ];
+    state_on(&new[0], "mixed", 3).await;
+    assert_eq!(leader_of(&[&old, &new[0], &new[1]]).await, "old-1");
+    // An old tab, its stream on a new node.
+    let tab = reqwest::get(new[0].url("/api/version/events?page=0.1.0"))
+        .await
+        .unwrap();
+    assert_eq!(tab.status(), 200);
+
+    assert!(old.terminate(), "SIGTERM");
+    // Announced while it still runs: it no longer counts.
+    for n in &new {
+        announced_on(n, "1.0.0", "announcement").await;
+    }
+    assert_eq!(announced.versions(), vec!["1.0.0".to_string()]);
+    assert!(old.is_running(), "a retiring node keeps running");
+    assert_ne!(leader_of(&[&new[0], &new[1]]).await, "old-1");
+    let ready = reqwest::get(old.url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let view = new[0].cluster().await.unwrap();
+    let member = view["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "old-1")
+        .cloned()
+        .expect("old-1 still a member");
+    assert_eq!(member["retiring"], true, "{member}");
+    assert_eq!(view["state"], "settled", "{view}");
+    let m = parse_metrics(&new[0].metrics().await.unwrap());
+    assert_eq!(
+        metric(&m, "version_observer_retiring_members", None),
+        Some(1.0)
+    );
+    // The old page's request on a new node: rendered by the retiring node.
+    let page = reqwest::Client::new()
+        .get(new[1].url("/?from-an-old-tab"))
+        .header("x-version-observer-page", "0.1.0")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("old-1"), "{page}");
+    // The tab goes: the retiring node exits by itself.
+    drop(tab);
+    let status = old
+        .exited_within(SETTLE)
+        .await
+        .expect("the retiring node exits once no page needs it");
+    assert!(status.success(), "{status:?}");
+    announced
+        .none_during(Duration::from_secs(2), "the retiring node left")
+        .await;
+}
