@@ -209,6 +209,38 @@ build_site() { # [--release]
 NATIVE_PACKAGES=(-p version-observer-core -p version-observer -p app -p version-observer-node -p vo-lab -p vo-bench
   -p vo-example-todo --features vo-example-todo/ssr)
 
+# The library crates as crates.io would get them: `cargo package` of both
+# (the core first: the crate depends on it by version), each unpacked and
+# built on its own, with `ssr`, by the toolchain of the declared
+# `rust-version`, so that this build is also its check. rustup has that
+# toolchain on the machines this project runs on; a machine without it
+# skips the check with a warning (CI fails instead).
+package_crates() {
+  local wanted toolchain=""
+  wanted="$(awk -F'"' '/^rust-version = / { print $2; exit }' "$VO_ROOT/Cargo.toml")"
+  if command -v rustup >/dev/null 2>&1; then
+    for candidate in $(rustup toolchain list 2>/dev/null | awk '{print $1}'); do
+      if rustup run "$candidate" rustc --version 2>/dev/null | grep -q "^rustc $wanted\."; then
+        toolchain="$candidate"
+        break
+      fi
+    done
+  fi
+  if [ -z "$toolchain" ]; then
+    if [[ "${CI:-}" == "true" ]]; then
+      say "no Rust $wanted toolchain (the declared rust-version) to check the crates with"
+      return 1
+    fi
+    say "no Rust $wanted toolchain (the declared rust-version): packaging with $(cargo --version) instead"
+    (cd "$VO_ROOT" && cargo package -p version-observer-core -p version-observer \
+      --features version-observer/ssr --allow-dirty)
+    return
+  fi
+  say "cargo package version-observer-core version-observer (verified with $toolchain, rust-version $wanted, feature ssr)"
+  (cd "$VO_ROOT" && rustup run "$toolchain" cargo package -p version-observer-core -p version-observer \
+    --features version-observer/ssr --allow-dirty)
+}
+
 # The node binary, vo-lab (nats-server + nodes + nginx on loopback),
 # vo-bench (the benchmarks) and whatever else the arguments ask for, in one
 # cargo call.

@@ -23,8 +23,12 @@ build_binaries --all-targets
 say "cargo clippy (native crates, all targets, warnings are errors)"
 cargo clippy "${NATIVE_PACKAGES[@]}" --all-targets -- -D warnings
 
-say "cargo doc (the crates' API docs; warnings are errors)"
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p version-observer-core -p version-observer --features version-observer/ssr
+say "cargo doc (the crates' API docs, as docs.rs builds them; warnings are errors)"
+RUSTC_BOOTSTRAP=1 RUSTDOCFLAGS="-D warnings --cfg docsrs" cargo doc --no-deps -p version-observer-core -p version-observer --features version-observer/ssr
+
+# Both library crates packaged as for crates.io, and built from the
+# packages by the declared rust-version's toolchain.
+package_crates
 
 say "cargo test: unit and integration tests"
 cargo test "${NATIVE_PACKAGES[@]}"

@@ -97,8 +97,8 @@ impl Application {
         let page = observer.page_info();
         tracing::info!(
             node_id = %page.node_id, version = %page.version, compat = %config.compat,
-            mode = ?observer.mode(), cluster = %config.cluster,
-            nats = config.nats.as_deref().map(version_observer::server::redact_urls).unwrap_or_default(),
+            mode = ?observer.mode(), cluster = %config.connection.cluster,
+            nats = config.connection.nats.as_deref().map(version_observer::server::redact_urls).unwrap_or_default(),
             %addr, "node listening on http://{addr}"
         );
         if let Some(admin) = admin.as_ref().and_then(|(l, _)| l.local_addr().ok()) {

@@ -90,29 +90,9 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_inflight: u32,
 
-    /// NATS server URL: puts the node in cluster mode (absent: a single node).
-    /// User and password or a token may be in the URL (nats://user:pass@host:4222);
-    /// tls:// for TLS. Several URLs may be given, comma-separated.
-    #[arg(long, env = "VO_NATS", value_name = "URL")]
-    pub nats: Option<String>,
-
-    /// NATS credentials file (JWT and NKey seed), for decentralized auth.
-    #[arg(long, env = "VO_NATS_CREDS", value_name = "FILE", requires = "nats")]
-    pub nats_creds: Option<PathBuf>,
-
-    /// PEM file of CA certificates to trust for tls:// NATS servers (a private CA).
-    #[arg(long, env = "VO_NATS_CA", value_name = "FILE", requires = "nats")]
-    pub nats_ca: Option<PathBuf>,
-
-    /// File with the cluster's shared secret (16+ bytes): every cluster
-    /// message is then authenticated (HMAC), and unauthenticated ones are dropped.
-    #[arg(
-        long,
-        env = "VO_CLUSTER_KEY_FILE",
-        value_name = "FILE",
-        requires = "nats"
-    )]
-    pub cluster_key_file: Option<PathBuf>,
+    /// How to reach the cluster: shared with the tools (`wait`, `status`).
+    #[command(flatten)]
+    pub connection: NatsArgs,
 
     /// Replicas of the cluster's KV bucket when this node creates it (a NATS
     /// cluster of 3 servers: 3).
@@ -128,17 +108,6 @@ pub struct Config {
     #[arg(long, env = "VO_ASSET_VERSIONS", value_name = "N", default_value_t = version_observer::server::assets::DEFAULT_KEEP_VERSIONS as u16,
           value_parser = clap::value_parser!(u16).range(0..=1000))]
     pub asset_versions: u16,
-
-    /// Cluster name: namespaces every subject and KV bucket, so several apps or
-    /// environments can share one NATS.
-    #[arg(long, env = "VO_CLUSTER", value_name = "NAME", default_value = "default",
-          value_parser = parse_cluster_name)]
-    pub cluster: String,
-
-    /// A node not heard from for this long is gone (crash detection).
-    #[arg(long, env = "VO_NODE_TIMEOUT_MS", value_name = "MS", default_value_t = ms(Timings::DEFAULT.node_timeout),
-          value_parser = range(0))]
-    pub node_timeout_ms: u64,
 
     /// The monitor's lease: a crashed monitor is replaced within about this long + 1 s.
     #[arg(long, env = "VO_LEASE_MS", value_name = "MS", default_value_t = ms(Timings::DEFAULT.lease),
@@ -228,6 +197,67 @@ pub struct Config {
     pub idle_timeout_secs: u64,
 }
 
+/// How a node, or a tool watching its cluster, reaches the cluster: the
+/// NATS flags, declared once for both.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NatsArgs {
+    /// NATS server URL: puts a node in cluster mode (absent: a single node).
+    /// User and password or a token may be in the URL (nats://user:pass@host:4222);
+    /// tls:// for TLS. Several URLs may be given, comma-separated.
+    #[arg(long, env = "VO_NATS", value_name = "URL")]
+    pub nats: Option<String>,
+
+    /// NATS credentials file (JWT and NKey seed), for decentralized auth.
+    #[arg(long, env = "VO_NATS_CREDS", value_name = "FILE", requires = "nats")]
+    pub nats_creds: Option<PathBuf>,
+
+    /// PEM file of CA certificates to trust for tls:// NATS servers (a private CA).
+    #[arg(long, env = "VO_NATS_CA", value_name = "FILE", requires = "nats")]
+    pub nats_ca: Option<PathBuf>,
+
+    /// File with the cluster's shared secret (16+ bytes): every cluster
+    /// message is then authenticated (HMAC), and unauthenticated ones are dropped.
+    #[arg(
+        long,
+        env = "VO_CLUSTER_KEY_FILE",
+        value_name = "FILE",
+        requires = "nats"
+    )]
+    pub cluster_key_file: Option<PathBuf>,
+
+    /// Cluster name: namespaces every subject and KV bucket, so several apps or
+    /// environments can share one NATS.
+    #[arg(long, env = "VO_CLUSTER", value_name = "NAME", default_value = "default",
+          value_parser = parse_cluster_name)]
+    pub cluster: String,
+
+    /// A node not heard from for this long is gone (crash detection); a
+    /// tool's view of the cluster is complete after hearing for this long.
+    #[arg(long, env = "VO_NODE_TIMEOUT_MS", value_name = "MS", default_value_t = ms(Timings::DEFAULT.node_timeout),
+          value_parser = range(0))]
+    pub node_timeout_ms: u64,
+}
+
+impl NatsArgs {
+    /// The cluster's settings with these flags, and `timings` (a node's
+    /// own; the tools use the defaults but the node timeout).
+    pub fn settings(&self, timings: Timings) -> Option<NatsSettings> {
+        let settings = NatsSettings::new(self.nats.clone()?)
+            .cluster(&self.cluster)
+            .timings(timings);
+        Some(with_files(
+            settings,
+            self.nats_creds.as_deref(),
+            self.nats_ca.as_deref(),
+            self.cluster_key_file.as_deref(),
+        ))
+    }
+
+    pub fn node_timeout(&self) -> Duration {
+        Duration::from_millis(self.node_timeout_ms)
+    }
+}
+
 impl Config {
     /// The version this node runs as.
     pub fn version(&self) -> Version {
@@ -257,7 +287,7 @@ impl Config {
     /// The cluster's timings.
     pub fn timings(&self) -> Timings {
         Timings {
-            node_timeout: Duration::from_millis(self.node_timeout_ms),
+            node_timeout: self.connection.node_timeout(),
             lease: Duration::from_millis(self.lease_ms),
             round_timeout: Duration::from_millis(self.round_timeout_ms),
             safety_interval: Duration::from_millis(self.safety_interval_ms),
@@ -266,16 +296,11 @@ impl Config {
 
     /// How the node reaches its cluster, in cluster mode.
     pub fn nats_settings(&self) -> Option<NatsSettings> {
-        let settings = NatsSettings::new(self.nats.clone()?)
-            .cluster(&self.cluster)
-            .timings(self.timings())
-            .kv_replicas(usize::from(self.kv_replicas));
-        Some(with_files(
-            settings,
-            self.nats_creds.as_deref(),
-            self.nats_ca.as_deref(),
-            self.cluster_key_file.as_deref(),
-        ))
+        Some(
+            self.connection
+                .settings(self.timings())?
+                .kv_replicas(usize::from(self.kv_replicas)),
+        )
     }
 
     /// A configuration with every built-in default (no file, no environment

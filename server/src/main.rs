@@ -56,7 +56,11 @@ async fn run() -> anyhow::Result<ExitCode> {
         .get_or_insert_with(version_observer::server::default_node_id);
     telemetry::set_node(
         node_id,
-        config.nats.is_some().then_some(config.cluster.as_str()),
+        config
+            .connection
+            .nats
+            .is_some()
+            .then_some(config.connection.cluster.as_str()),
     );
     telemetry::start(config.log_format);
     tracing::debug!(

@@ -11,12 +11,11 @@
 //!
 //! Both take the node's NATS flags (and their `VO_*` variables).
 
-use crate::config::{ms, parse_cluster_name, parse_version, range, with_files};
+use crate::config::{parse_version, NatsArgs};
 use clap::{Args, Parser, Subcommand};
 use semver::Version;
 use std::{
     io::Write,
-    path::PathBuf,
     process::ExitCode,
     time::{Duration, Instant},
 };
@@ -48,54 +47,28 @@ pub enum Tool {
     Status(StatusArgs),
 }
 
-/// How to reach the cluster: the node's own flags and variables.
+/// How to reach the cluster: the node's own flags and variables
+/// ([`NatsArgs`]), `--nats` required.
 #[derive(Debug, Args)]
+#[command(mut_arg("nats", |a| a.required(true)))]
 pub struct ClusterArgs {
-    /// NATS server URL(s), as for a node.
-    #[arg(long, env = "VO_NATS", value_name = "URL")]
-    pub nats: String,
-
-    /// NATS credentials file (JWT and NKey seed).
-    #[arg(long, env = "VO_NATS_CREDS", value_name = "FILE")]
-    pub nats_creds: Option<PathBuf>,
-
-    /// PEM file of CA certificates to trust for tls:// NATS servers.
-    #[arg(long, env = "VO_NATS_CA", value_name = "FILE")]
-    pub nats_ca: Option<PathBuf>,
-
-    /// The cluster's shared secret, if its messages are authenticated.
-    #[arg(long, env = "VO_CLUSTER_KEY_FILE", value_name = "FILE")]
-    pub cluster_key_file: Option<PathBuf>,
-
-    /// The cluster's name.
-    #[arg(long, env = "VO_CLUSTER", value_name = "NAME", default_value = "default",
-          value_parser = parse_cluster_name)]
-    pub cluster: String,
-
-    /// The nodes' node timeout: the view is complete after hearing for this long.
-    #[arg(long, env = "VO_NODE_TIMEOUT_MS", value_name = "MS", default_value_t = ms(Timings::DEFAULT.node_timeout),
-          value_parser = range(0))]
-    pub node_timeout_ms: u64,
+    #[command(flatten)]
+    pub connection: NatsArgs,
 }
 
 impl ClusterArgs {
     fn settings(&self) -> NatsSettings {
-        let settings = NatsSettings::new(self.nats.clone())
-            .cluster(&self.cluster)
-            .timings(Timings {
-                node_timeout: Duration::from_millis(self.node_timeout_ms),
-                ..Timings::DEFAULT
-            });
-        with_files(
-            settings,
-            self.nats_creds.as_deref(),
-            self.nats_ca.as_deref(),
-            self.cluster_key_file.as_deref(),
-        )
+        let timings = Timings {
+            node_timeout: self.connection.node_timeout(),
+            ..Timings::DEFAULT
+        };
+        self.connection
+            .settings(timings)
+            .expect("clap requires --nats for the tools")
     }
 
     fn node_timeout(&self) -> Duration {
-        Duration::from_millis(self.node_timeout_ms)
+        self.connection.node_timeout()
     }
 }
 
@@ -138,7 +111,7 @@ pub async fn run(cli: ToolCli) -> anyhow::Result<ExitCode> {
 
 async fn wait(args: WaitArgs) -> anyhow::Result<ExitCode> {
     let deadline = Instant::now() + args.timeout;
-    let cluster = &args.cluster.cluster;
+    let cluster = &args.cluster.connection.cluster;
     let target = &args.settled;
     let watch = match FleetWatch::connect(args.cluster.settings()).await {
         Ok(watch) => watch,

@@ -44,6 +44,13 @@
 //! live in [`core`] (`version-observer-core`): plain data, no I/O.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+// The README's example, compiled as a doc test (it is the server's side).
+#[cfg(all(doctest, feature = "ssr"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 pub use version_observer_core as core;
 pub use version_observer_core::{
