@@ -29,14 +29,13 @@
 //!   before anything else ([`is_safe_name`]): never a path, and only hashed
 //!   names are ever looked up.
 
-use super::observer::VersionObserver;
 use async_nats::jetstream::{
     self,
     object_store::{self, GetErrorKind, InfoErrorKind, ObjectMetadata, ObjectStore},
 };
 use axum::{
     body::Body,
-    extract::{Path as UrlPath, Request, State},
+    extract::Request,
     http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
@@ -599,52 +598,49 @@ impl Cache {
     }
 }
 
-/// `GET <pkg>/{name}`.
-pub(crate) async fn serve(
-    State(observer): State<VersionObserver>,
-    UrlPath(name): UrlPath<String>,
-    request: Request,
-) -> Response {
-    let Some(assets) = observer.assets() else {
-        return not_found();
-    };
-    if !is_safe_name(&name) {
-        return not_found();
-    }
-    let bundle = assets.bundle();
-    let local = bundle.alias(&name).unwrap_or(&name);
-    let path = bundle.dir().join(local);
-    if tokio::fs::metadata(&path).await.is_ok_and(|m| m.is_file()) {
-        let response = match tower_http::services::ServeFile::new(&path)
-            .oneshot(request)
-            .await
-        {
-            Ok(response) => response.map(Body::new),
-            Err(never) => match never {},
+impl Assets {
+    /// The answer to `GET <pkg>/{name}` (the handler is
+    /// `routes::bundle_file`): this build's file, or another version's
+    /// hashed file from the cluster's store.
+    pub(crate) async fn respond(&self, name: &str, request: Request) -> Response {
+        if !is_safe_name(name) {
+            return not_found();
+        }
+        let bundle = self.bundle();
+        let local = bundle.alias(name).unwrap_or(name);
+        let path = bundle.dir().join(local);
+        if tokio::fs::metadata(&path).await.is_ok_and(|m| m.is_file()) {
+            let response = match tower_http::services::ServeFile::new(&path)
+                .oneshot(request)
+                .await
+            {
+                Ok(response) => response.map(Body::new),
+                Err(never) => match never {},
+            };
+            // An alias stands for whatever this build is: revalidate.
+            return with_cache_control(response, is_hashed_name(name));
+        }
+        let Some(store) = &self.store else {
+            return not_found();
         };
-        // An alias stands for whatever this build is: revalidate.
-        return with_cache_control(response, is_hashed_name(&name));
-    }
-    let Some(store) = &assets.store else {
-        return not_found();
-    };
-    if !is_hashed_name(&name) {
-        return not_found();
-    }
-    match store.fetch(&name).await {
-        Ok(bytes) => with_cache_control(
-            (
-                [(header::CONTENT_TYPE, content_type(&name))],
-                Body::from(bytes),
-            )
-                .into_response(),
-            true,
-        ),
-        Err(Fetch::NotFound | Fetch::TooLarge) => not_found(),
-        Err(Fetch::Busy) => unavailable(),
-        Err(Fetch::Unavailable(e)) => {
-            tracing::warn!(object = %name, error = %e, "cannot fetch an asset from the store");
-            unavailable()
+        if !is_hashed_name(name) {
+            return not_found();
+        }
+        match store.fetch(name).await {
+            Ok(bytes) => with_cache_control(
+                (
+                    [(header::CONTENT_TYPE, content_type(name))],
+                    Body::from(bytes),
+                )
+                    .into_response(),
+                true,
+            ),
+            Err(Fetch::NotFound | Fetch::TooLarge) => not_found(),
+            Err(Fetch::Busy) => unavailable(),
+            Err(Fetch::Unavailable(e)) => {
+                tracing::warn!(object = %name, error = %e, "cannot fetch an asset from the store");
+                unavailable()
+            }
         }
     }
 }
@@ -668,7 +664,7 @@ fn content_type(name: &str) -> &'static str {
     }
 }
 
-fn not_found() -> Response {
+pub(crate) fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
         [(header::CACHE_CONTROL, REVALIDATE)],

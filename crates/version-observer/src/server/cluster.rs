@@ -10,8 +10,8 @@
 //! a long outage (a full client queue) cannot hang the loop or the shutdown.
 
 use super::{
-    observer::Streams,
     settings::{NatsSettings, StartError, UrlAuth},
+    streams::Streams,
 };
 use async_nats::{
     jetstream::{

@@ -19,7 +19,7 @@
 //!   framed and sent back. A node serves forwarded requests only if it
 //!   serves through `observer.listener(tcp)`.
 
-use super::{listener::Connection, observer::Streams};
+use super::{listener::Connection, streams::Streams};
 use async_nats::{client::RequestErrorKind, Client, HeaderMap};
 use axum::{
     body::Body,

@@ -127,6 +127,10 @@ where
                                 Otherwise::Local => inner.call(request).await,
                                 Otherwise::Refuse(answer) => {
                                     observer.count_refused_stale_client(answer.forward);
+                                    // Read what the client is still sending
+                                    // (a bounded amount), so that it reads
+                                    // the answer rather than a reset.
+                                    drain(request.into_body()).await;
                                     Ok(refusal(&answer))
                                 }
                             }
@@ -146,6 +150,26 @@ where
             }
         }
     }
+}
+
+/// The most of a refused request's body read (and dropped) before the
+/// answer, and how long that may take.
+const DRAIN: (usize, std::time::Duration) = (1 << 20, std::time::Duration::from_secs(1));
+
+/// Reads and drops the rest of `body`, up to [`DRAIN`].
+async fn drain(body: Body) {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut read = 0;
+    let _ = tokio::time::timeout(DRAIN.1, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |d| d.len());
+            if read > DRAIN.0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// The version a request's page header names; an unreadable one is absent.

@@ -31,8 +31,8 @@
 
 use super::{
     fanout::{Item, LeanConn},
-    observer::Streams,
     sse,
+    streams::Streams,
 };
 use std::{
     future::Future,
@@ -122,7 +122,7 @@ impl axum::serve::Listener for StreamListener {
                             let first = tokio::select! {
                                 // A connection still silent when the node stops
                                 // must not hold the shutdown up.
-                                _ = streams.stop.cancelled() => return,
+                                _ = streams.stopped.cancelled() => return,
                                 first = read_start(tcp) => first,
                             };
                             drop(permit);

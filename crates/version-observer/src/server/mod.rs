@@ -28,6 +28,7 @@ pub mod settings;
 mod signal;
 pub use signal::shutdown_signal;
 mod sse;
+mod streams;
 
 pub use assets::Bundle;
 pub use listener::{Connection, StreamListener};

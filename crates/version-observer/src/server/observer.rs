@@ -7,20 +7,15 @@ use super::{
     hub::VersionHub,
     listener::StreamListener,
     settings::{ObserverBuilder, StartError},
+    streams::Streams,
 };
 use crate::ui::PageInfo;
 use std::{
     future::Future,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
-    time::{Duration, Instant},
+    sync::{atomic::Ordering, Arc},
+    time::Duration,
 };
-use tokio::{
-    net::TcpListener,
-    sync::{watch, OwnedSemaphorePermit, Semaphore},
-};
+use tokio::{net::TcpListener, sync::watch};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use version_observer_core::{
     protocol::{RecordKind, SettledNotice, SettledRecord},
@@ -72,8 +67,8 @@ struct Inner {
     cluster: Option<watch::Receiver<ClusterStatus>>,
     /// The site's bundle, and in cluster mode the asset store.
     assets: Option<Arc<Assets>>,
-    /// Cancelled to ask the observer to stop.
-    stop: CancellationToken,
+    /// Cancelled to ask the observer to stop ([`VersionObserver::stop`]).
+    stop_requested: CancellationToken,
     /// Cancelled by a second stop: a retirement ends at once.
     stop_now: CancellationToken,
     /// Set from the first stop: the node has left (or is leaving) the
@@ -85,192 +80,6 @@ struct Inner {
     affinity: Option<Arc<super::forward::Affinity>>,
     /// Background work: the lifecycle, the keep-alive timer, the cluster node.
     tasks: TaskTracker,
-}
-
-/// What every version stream needs, whichever way it is served.
-pub(crate) struct Streams {
-    pub(crate) hub: VersionHub,
-    slots: Arc<Semaphore>,
-    /// Cancelled once the node has left its cluster: ends every stream,
-    /// and the server.
-    pub(crate) stop: CancellationToken,
-    /// Cancelled when the streams end: at `stop`, or earlier when the node
-    /// starts retiring (it leaves the load balancer, so its tabs reconnect
-    /// elsewhere); a stream asked for after it is refused.
-    pub(crate) end: CancellationToken,
-    /// How forwarded requests reach the router: set by the listener.
-    local: watch::Sender<Option<super::forward::LocalConnections>>,
-    /// Every lean stream's task (and every connection still being
-    /// classified), so shutdown can wait for them.
-    pub(crate) tasks: TaskTracker,
-    pub(crate) max_streams: u32,
-    /// Streams refused at `max_streams`.
-    pub(crate) refused: RateLimitedCount,
-    /// Connections refused at the open-files limit.
-    pub(crate) refused_open_files: RateLimitedCount,
-    /// Requests the host app refused ([`VersionObserver::count_refused_request`]).
-    pub(crate) refused_requests: AtomicU64,
-    /// Requests the request guard refused (`409`, a page of an incompatible version).
-    pub(crate) refused_stale_clients: AtomicU64,
-    /// Open streams per page version.
-    pub(crate) tabs: Arc<TabCounts>,
-    /// How long a connection handed to the app may pass no byte either way
-    /// before the listener closes it (the builder's `idle_timeout`, or
-    /// twice the keep-alive interval if that is longer).
-    pub(crate) idle_timeout: Duration,
-}
-
-impl Streams {
-    /// A slot for one more stream from a page of `page` version, or `None`
-    /// at `max_streams` (counted, and logged at most once a second with the
-    /// count).
-    pub(crate) fn try_slot(&self, page: Option<&Version>) -> Option<StreamSlot> {
-        if self.end.is_cancelled() {
-            // Retiring or stopping: the tab reconnects to another node.
-            return None;
-        }
-        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
-            if let Some(refused) = self.refused.bump() {
-                tracing::warn!(refused, "refusing version streams: max_streams reached");
-            }
-            return None;
-        };
-        Some(StreamSlot {
-            _permit: permit,
-            _tab: self.tabs.open(page),
-        })
-    }
-
-    /// The listener's way in for forwarded requests (the first listener's).
-    pub(crate) fn offer_local_connections(&self, local: super::forward::LocalConnections) {
-        self.local.send_if_modified(|current| {
-            current.is_none() && {
-                *current = Some(local);
-                true
-            }
-        });
-    }
-
-    /// Waits until a listener can take forwarded requests.
-    pub(crate) async fn local_connections(&self) -> super::forward::LocalConnections {
-        let mut local = self.local.subscribe();
-        let Ok(ready) = local.wait_for(Option::is_some).await else {
-            return std::future::pending().await;
-        };
-        ready.clone().expect("waited for it")
-    }
-
-    /// Streams open now.
-    pub(crate) fn open_streams(&self) -> u64 {
-        u64::from(self.max_streams).saturating_sub(self.slots.available_permits() as u64)
-    }
-}
-
-/// One open stream's share of the node: its slot and its tab count, both
-/// given back when it is dropped.
-pub(crate) struct StreamSlot {
-    _permit: OwnedSemaphorePermit,
-    _tab: TabGuard,
-}
-
-/// Open tabs per page version, with a bounded set of labels: a client can
-/// name any version, so beyond [`TabCounts::MAX_LABELS`] distinct ones the
-/// rest are counted as `other`.
-#[derive(Debug, Default)]
-pub(crate) struct TabCounts {
-    open: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
-    /// Bumped at every change, so a reader can skip an unchanged snapshot.
-    generation: AtomicU64,
-}
-
-impl TabCounts {
-    pub(crate) const MAX_LABELS: usize = version_observer_core::protocol::MAX_TAB_VERSIONS;
-    /// A tab that named no version, or not a valid one.
-    pub(crate) const UNKNOWN: &'static str = "unknown";
-    pub(crate) const OTHER: &'static str = "other";
-
-    fn open(self: &Arc<Self>, page: Option<&Version>) -> TabGuard {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let mut label = page.map_or_else(|| Self::UNKNOWN.to_owned(), Version::to_string);
-        if !open.contains_key(&label) && open.len() >= Self::MAX_LABELS {
-            label = Self::OTHER.to_owned();
-        }
-        *open.entry(label.clone()).or_default() += 1;
-        self.generation.fetch_add(1, Ordering::Relaxed);
-        TabGuard {
-            counts: self.clone(),
-            label,
-        }
-    }
-
-    /// `(page version, open tabs)`, in order of version label.
-    pub(crate) fn snapshot(&self) -> Vec<(String, u64)> {
-        self.counts().into_iter().collect()
-    }
-
-    /// Open tabs by page version.
-    pub(crate) fn counts(&self) -> std::collections::BTreeMap<String, u64> {
-        self.open.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Changes so far: equal numbers, equal counts.
-    pub(crate) fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Relaxed)
-    }
-}
-
-struct TabGuard {
-    counts: Arc<TabCounts>,
-    label: String,
-}
-
-impl Drop for TabGuard {
-    fn drop(&mut self) {
-        let mut open = self.counts.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = open.get_mut(&self.label) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.label);
-            }
-        }
-        self.counts.generation.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// A counter whose log line is rate-limited: a flood of refusals must not
-/// flood the log.
-pub(crate) struct RateLimitedCount {
-    total: AtomicU64,
-    logged_at_ms: AtomicU64,
-    epoch: Instant,
-}
-
-impl RateLimitedCount {
-    pub(crate) fn new() -> Self {
-        Self {
-            total: AtomicU64::new(0),
-            logged_at_ms: AtomicU64::new(0),
-            epoch: Instant::now(),
-        }
-    }
-
-    /// The count so far.
-    pub(crate) fn total(&self) -> u64 {
-        self.total.load(Ordering::Relaxed)
-    }
-
-    /// Counts one; returns the total when it is time to log it.
-    pub(crate) fn bump(&self) -> Option<u64> {
-        let total = self.total.fetch_add(1, Ordering::Relaxed) + 1;
-        let now = self.epoch.elapsed().as_millis() as u64 + 1_000;
-        let last = self.logged_at_ms.load(Ordering::Relaxed);
-        (now >= last + 1_000
-            && self
-                .logged_at_ms
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok())
-        .then_some(total)
-    }
 }
 
 impl VersionObserver {
@@ -306,24 +115,13 @@ impl VersionObserver {
                 },
             ),
         };
-        let streams_stop = CancellationToken::new();
-        let streams = Arc::new(Streams {
-            hub: VersionHub::new(node.clone(), mode, view),
-            slots: Arc::new(Semaphore::new(settings.max_streams as usize)),
-            end: streams_stop.child_token(),
-            stop: streams_stop,
-            local: watch::channel(None).0,
-            tasks: TaskTracker::new(),
-            max_streams: settings.max_streams,
-            refused: RateLimitedCount::new(),
-            refused_open_files: RateLimitedCount::new(),
-            refused_requests: AtomicU64::new(0),
-            refused_stale_clients: AtomicU64::new(0),
-            tabs: Arc::default(),
+        let streams = Arc::new(Streams::new(
+            VersionHub::new(node.clone(), mode, view),
+            settings.max_streams,
             // A stream served through the app writes a keep-alive every
             // interval: never idle that long.
-            idle_timeout: settings.idle_timeout.max(settings.keepalive * 2),
-        });
+            settings.idle_timeout.max(settings.keepalive * 2),
+        ));
         let cluster = match &settings.nats {
             Some(nats) => Some(
                 ClusterNode::start(
@@ -337,7 +135,7 @@ impl VersionObserver {
             ),
             None => None,
         };
-        let stop = CancellationToken::new();
+        let stop_requested = CancellationToken::new();
         let tasks = TaskTracker::new();
         let assets = settings.bundle.clone().map(|bundle| {
             Arc::new(match (&cluster, &settings.nats) {
@@ -355,7 +153,8 @@ impl VersionObserver {
             })
         });
         if let (Some(assets), Some(node_handle)) = (&assets, &cluster) {
-            let (assets, stop, version) = (assets.clone(), stop.clone(), node.version.clone());
+            let (assets, stop, version) =
+                (assets.clone(), stop_requested.clone(), node.version.clone());
             let (done_tx, done) = tokio::sync::oneshot::channel::<()>();
             tasks.spawn(async move {
                 let keep = assets.publish_until_done(&version, &stop).await;
@@ -381,7 +180,7 @@ impl VersionObserver {
             let streams = streams.clone();
             let interval = settings.keepalive;
             tasks.spawn(async move {
-                let stop = streams.stop.clone();
+                let stop = streams.stopped.clone();
                 streams.hub.run(interval, stop).await
             });
         }
@@ -413,9 +212,10 @@ impl VersionObserver {
             // The lifecycle: on stop, retire if asked to (until no page
             // needs this node, or a second stop), leave the cluster (lease
             // back, nodedown), then end every stream and the server.
-            let (stop, stop_now, streams) = (stop.clone(), stop_now.clone(), streams.clone());
+            let (requested, stop_now, streams) =
+                (stop_requested.clone(), stop_now.clone(), streams.clone());
             tasks.spawn(async move {
-                stop.cancelled().await;
+                requested.cancelled().await;
                 if let Some(cluster) = cluster {
                     if let Some((retire_for, grace)) = retire {
                         // Its tabs reconnect to serving nodes.
@@ -437,7 +237,7 @@ impl VersionObserver {
                     }
                 }
                 forward_stop.cancel();
-                streams.stop.cancel();
+                streams.stopped.cancel();
             });
         }
         tracing::info!(node_id = %node.id, version = %node.version, compat = %settings.compat,
@@ -454,7 +254,7 @@ impl VersionObserver {
                 streams,
                 cluster: status,
                 assets,
-                stop,
+                stop_requested,
                 stop_now,
                 draining: std::sync::atomic::AtomicBool::new(false),
                 retires: retire.is_some(),
@@ -543,10 +343,10 @@ impl VersionObserver {
     pub fn stop(&self) {
         let inner = &self.inner;
         inner.draining.store(true, Ordering::Relaxed);
-        if inner.stop.is_cancelled() {
+        if inner.stop_requested.is_cancelled() {
             inner.stop_now.cancel();
         }
-        inner.stop.cancel();
+        inner.stop_requested.cancel();
     }
 
     /// Whether this node is ready for new traffic: it is not stopping or
@@ -575,7 +375,7 @@ impl VersionObserver {
     /// ending: hand it to axum's `with_graceful_shutdown`, so the node stops
     /// taking requests only after the cluster knows it is gone.
     pub fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
-        self.inner.streams.stop.clone().cancelled_owned()
+        self.inner.streams.stopped.clone().cancelled_owned()
     }
 
     /// [`stop`](Self::stop) on the first SIGINT or SIGTERM (a retiring
@@ -589,7 +389,7 @@ impl VersionObserver {
                     tracing::info!(signal, retiring = observer.inner.retires, "stopping");
                     observer.stop();
                 }
-                _ = observer.inner.stop.cancelled() => {}
+                _ = observer.inner.stop_requested.cancelled() => {}
             }
             tokio::select! {
                 signal = super::signal::shutdown_signal() => {
@@ -731,41 +531,5 @@ impl std::fmt::Debug for VersionObserver {
             .field("node", &self.inner.page)
             .field("mode", &self.inner.mode)
             .finish_non_exhaustive()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tab_labels_are_bounded_and_counted_out_when_closed() {
-        let tabs = Arc::new(TabCounts::default());
-        let mut guards: Vec<_> = (0..TabCounts::MAX_LABELS as u64 + 8)
-            .map(|minor| tabs.open(Some(&Version::new(1, minor, 0))))
-            .collect();
-        guards.extend([tabs.open(None), tabs.open(None)]);
-        let open = tabs.snapshot();
-        assert!(open.len() <= TabCounts::MAX_LABELS + 1, "{open:?}");
-        let count = |label: &str| open.iter().find(|(l, _)| l == label).map(|(_, n)| *n);
-        assert_eq!(count("1.0.0"), Some(1));
-        // The unknown ones came after the cap: they are `other` too.
-        assert_eq!(count(TabCounts::OTHER), Some(10));
-        assert_eq!(
-            open.iter().map(|(_, n)| n).sum::<u64>(),
-            guards.len() as u64
-        );
-        drop(guards);
-        assert!(tabs.snapshot().is_empty());
-    }
-
-    #[test]
-    fn refusals_are_logged_at_most_once_a_second() {
-        let count = RateLimitedCount::new();
-        assert_eq!(count.bump(), Some(1));
-        for _ in 0..1000 {
-            assert_eq!(count.bump(), None);
-        }
-        assert_eq!(count.total.load(Ordering::Relaxed), 1001);
     }
 }

@@ -20,7 +20,7 @@
 
 use super::{observer::VersionObserver, sse};
 use axum::{
-    extract::State,
+    extract::{Path, RawQuery, State},
     http::{header, StatusCode},
     response::{IntoResponse, Response},
     routing::get,
@@ -71,7 +71,7 @@ where
         self.merge(
             Router::new()
                 .route(paths::VERSION, get(version))
-                .route(paths::EVENTS, get(sse::version_events))
+                .route(paths::EVENTS, get(version_events))
                 .route(paths::READY, get(ready))
                 .with_state(observer.clone()),
         )
@@ -83,10 +83,7 @@ where
         };
         self.merge(
             Router::new()
-                .route(
-                    &format!("{}/{{name}}", bundle.url_path()),
-                    get(super::assets::serve),
-                )
+                .route(&format!("{}/{{name}}", bundle.url_path()), get(bundle_file))
                 .with_state(observer.clone()),
         )
     }
@@ -113,6 +110,30 @@ async fn version(State(observer): State<VersionObserver>) -> Response {
         snapshot.json.to_string(),
     )
         .into_response()
+}
+
+/// `GET /api/version/events` on a connection that already served another
+/// request (a new connection's is the listener's): the stream, through axum.
+async fn version_events(
+    State(observer): State<VersionObserver>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let page = query
+        .as_deref()
+        .and_then(version_observer_core::stream_request::page_version);
+    sse::stream_response(observer.streams(), page.as_ref())
+}
+
+/// `GET <pkg>/{name}`: the bundle's files ([`super::assets`]).
+async fn bundle_file(
+    State(observer): State<VersionObserver>,
+    Path(name): Path<String>,
+    request: axum::extract::Request,
+) -> Response {
+    match observer.assets() {
+        Some(assets) => assets.respond(&name, request).await,
+        None => super::assets::not_found(),
+    }
 }
 
 /// `GET /readyz`: whether this node takes new traffic.
@@ -158,7 +179,7 @@ const FLEET_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500
 /// and every [`FLEET_INTERVAL`] (members' ages change all the time), until
 /// the client leaves or the node stops.
 async fn fleet_events(State(observer): State<VersionObserver>) -> Response {
-    let stop = observer.streams().stop.clone();
+    let stop = observer.streams().stopped.clone();
     let mut tick = tokio::time::interval(FLEET_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let events = futures::stream::unfold(

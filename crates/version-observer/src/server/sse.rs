@@ -18,12 +18,11 @@
 
 use super::{
     hub::{Snapshot, VersionHub},
-    observer::VersionObserver,
     routes::overloaded,
+    streams::Streams,
 };
 use axum::{
     body::Body,
-    extract::{RawQuery, State},
     http::{header, HeaderValue},
     response::{IntoResponse, Response},
 };
@@ -31,7 +30,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use std::{convert::Infallible, time::Duration};
 use tokio_util::sync::CancellationToken;
-use version_observer_core::{stream_request, timing::streams::RETRY_BASE};
+use version_observer_core::timing::streams::RETRY_BASE;
 
 /// What an idle stream sends every keep-alive interval: an empty comment.
 pub(crate) const KEEPALIVE: &[u8] = b":\n\n";
@@ -88,14 +87,10 @@ pub(crate) const HEADERS: [(header::HeaderName, &str); 3] = [
     (header::HeaderName::from_static("x-accel-buffering"), "no"),
 ];
 
-/// The stream on a connection that already served another request.
-pub(crate) async fn version_events(
-    State(observer): State<VersionObserver>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let streams = observer.streams();
-    let page = query.as_deref().and_then(stream_request::page_version);
-    let Some(slot) = streams.try_slot(page.as_ref()) else {
+/// The stream's response for a tab of `page`, through axum: its events
+/// while a slot is free, `503` otherwise (or once the node retires).
+pub(crate) fn stream_response(streams: &Streams, page: Option<&semver::Version>) -> Response {
+    let Some(slot) = streams.try_slot(page) else {
         return overloaded();
     };
     let body = events(&streams.hub, streams.end.clone())
