@@ -65,6 +65,27 @@ pub fn is_hashed_name(name: &str) -> bool {
         && hash.bytes().all(hash_char)
 }
 
+/// Whether a response for `path` must be revalidated by browsers: its last
+/// segment names a bundle file (`.js`, `.wasm`, `.css`) that is not
+/// content-hashed, so the same URL serves another build after a deploy (a
+/// page reloaded onto a new build must not hydrate with a cached old wasm).
+/// The request guard gives such responses `Cache-Control: no-cache` when
+/// the app's file handler set none.
+///
+/// ```
+/// use version_observer_core::assets::needs_revalidation;
+/// assert!(needs_revalidation("/pkg/myapp.wasm"));
+/// assert!(!needs_revalidation("/pkg/myapp.0123456789abcdefABCDEF.wasm"));
+/// assert!(!needs_revalidation("/favicon.ico"));
+/// ```
+pub fn needs_revalidation(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let Some((_, ext)) = name.rsplit_once('.') else {
+        return false;
+    };
+    BUNDLE_EXTENSIONS.contains(&ext) && !is_hashed_name(name)
+}
+
 /// What is wrong with a hash file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HashFileError {

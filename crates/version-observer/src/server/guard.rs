@@ -25,6 +25,7 @@ use futures::future::{BoxFuture, Either, Ready};
 use std::task::{Context, Poll};
 use version_observer_core::{
     affinity::{self, Otherwise, Route, FORWARDED_HEADER},
+    assets,
     skew::{self, ForwardFailure, StaleClient, PAGE_VERSION_HEADER},
     Version,
 };
@@ -67,6 +68,10 @@ impl<S> tower::Layer<S> for RequestGuardLayer {
 
 type Answer<E> = Result<Response, E>;
 
+/// The app's own answer, passed through `fix` (a function pointer, so the
+/// future's type stays nameable).
+type Local<F, E> = futures::future::Map<F, fn(Answer<E>) -> Answer<E>>;
+
 impl<S> tower::Service<Request<Body>> for RequestGuard<S>
 where
     S: tower::Service<Request<Body>, Response = Response> + Clone + Send + 'static,
@@ -75,8 +80,10 @@ where
 {
     type Response = Response;
     type Error = S::Error;
-    type Future =
-        Either<Either<Ready<Answer<S::Error>>, S::Future>, BoxFuture<'static, Answer<S::Error>>>;
+    type Future = Either<
+        Either<Ready<Answer<S::Error>>, Local<S::Future, S::Error>>,
+        BoxFuture<'static, Answer<S::Error>>,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -84,6 +91,20 @@ where
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         let ready = |response| Either::Left(Either::Left(futures::future::ready(Ok(response))));
+        // An unhashed bundle file (`/pkg/app.wasm`) is another build's after
+        // a deploy: browsers must revalidate it, whatever serves it.
+        let fix: fn(Answer<S::Error>) -> Answer<S::Error> =
+            if matches!(*request.method(), Method::GET | Method::HEAD)
+                && assets::needs_revalidation(request.uri().path())
+            {
+                revalidate
+            } else {
+                std::convert::identity
+            };
+        let local = |future: S::Future| {
+            use futures::FutureExt;
+            Either::Left(Either::Right(future.map(fix)))
+        };
         // Only this process's own forwarded requests carry its mark; from
         // outside, the header is removed and means nothing.
         let forwarded = request
@@ -95,7 +116,7 @@ where
             if !forwarded && self.observer.is_retiring() && is_page_load(&request) {
                 return ready(retiring());
             }
-            return Either::Left(Either::Right(self.inner.call(request)));
+            return local(self.inner.call(request));
         };
         let method_ok = affinity::forwardable(
             request.method().as_str(),
@@ -105,7 +126,7 @@ where
             .observer
             .route(&page, request.uri().path(), forwarded || !method_ok)
         {
-            Route::Local => Either::Left(Either::Right(self.inner.call(request))),
+            Route::Local => local(self.inner.call(request)),
             Route::Refuse(answer) => {
                 self.observer.count_refused_stale_client(answer.forward);
                 ready(refusal(&answer))
@@ -170,6 +191,20 @@ async fn drain(body: Body) {
         }
     })
     .await;
+}
+
+/// `Cache-Control: no-cache` on a successful answer that has no
+/// `Cache-Control` of its own.
+fn revalidate<E>(answer: Answer<E>) -> Answer<E> {
+    answer.map(|mut response| {
+        let fresh = response.status().is_success() || response.status() == StatusCode::NOT_MODIFIED;
+        if fresh && !response.headers().contains_key(header::CACHE_CONTROL) {
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        }
+        response
+    })
 }
 
 /// The version a request's page header names; an unreadable one is absent.

@@ -863,3 +863,50 @@ async fn the_request_guard_refuses_incompatible_pages_with_a_typed_409_and_lets_
     observer.stop();
     observer.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_guard_makes_browsers_revalidate_unhashed_bundle_files_whoever_serves_them() {
+    let observer = version("1.0.0").start().await.unwrap();
+    let dir = std::env::temp_dir().join(format!("vo-revalidate-{:x}", fastrand::u64(..)));
+    std::fs::create_dir_all(dir.join("pkg")).unwrap();
+    for name in ["app.wasm", "app.0123456789abcdefABCDEF.wasm", "logo.png"] {
+        std::fs::write(dir.join("pkg").join(name), b"bytes").unwrap();
+    }
+    // The usual Leptos fallback serves files with Last-Modified and no
+    // Cache-Control; a route of the app sets its own.
+    let app: Router = Router::new()
+        .route(
+            "/pkg/own.js",
+            axum::routing::get(|| async { ([("cache-control", "max-age=60")], "js") }),
+        )
+        .fallback_service(tower_http::services::ServeDir::new(&dir))
+        .layer(observer.request_guard());
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", tcp.local_addr().unwrap());
+    tokio::spawn(axum::serve(tcp, app.into_make_service()).into_future());
+    let cache_control = |path: &'static str| {
+        let url = format!("{base}{path}");
+        async move {
+            let response = reqwest::get(&url).await.unwrap();
+            assert_eq!(response.status(), 200, "{path}");
+            response
+                .headers()
+                .get("cache-control")
+                .map(|v| v.to_str().unwrap().to_owned())
+        }
+    };
+    assert_eq!(
+        cache_control("/pkg/app.wasm").await.as_deref(),
+        Some("no-cache")
+    );
+    assert_eq!(
+        cache_control("/pkg/app.0123456789abcdefABCDEF.wasm").await,
+        None
+    );
+    assert_eq!(cache_control("/pkg/logo.png").await, None);
+    assert_eq!(
+        cache_control("/pkg/own.js").await.as_deref(),
+        Some("max-age=60")
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
