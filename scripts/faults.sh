@@ -8,6 +8,7 @@
 # a run. Installs what is missing and builds in release mode first.
 #   scripts/faults.sh                  twenty runs per scenario (about 40 min)
 #   scripts/faults.sh --fault-runs 3   fewer
+#   scripts/faults.sh --fault-scenarios 8   one scenario (by number; no floods)
 # (scripts/test.sh runs each scenario once.)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 

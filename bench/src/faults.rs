@@ -46,6 +46,8 @@ const TIMINGS: Timings = timings::FAST;
 pub struct Args {
     /// Runs per scenario.
     pub runs: usize,
+    /// Only these scenarios (1-based numbers); empty: all of them, and the floods.
+    pub only: Vec<usize>,
     /// Connections per flood.
     pub flood: usize,
 }
@@ -86,6 +88,9 @@ pub async fn run(report: &mut Report, binary: &Path, args: &Args) -> anyhow::Res
     );
     let mut failures = Vec::new();
     for (index, name) in SCENARIOS.iter().enumerate() {
+        if !args.only.is_empty() && !args.only.contains(&(index + 1)) {
+            continue;
+        }
         let mut outcomes = Vec::new();
         for run in 0..args.runs {
             let cluster = format!("fault{index}r{run}");
@@ -99,7 +104,9 @@ pub async fn run(report: &mut Report, binary: &Path, args: &Args) -> anyhow::Res
         }
         summarize(report, name, args.runs, &outcomes);
     }
-    floods(report, binary, args.flood).await?;
+    if args.only.is_empty() {
+        floods(report, binary, args.flood).await?;
+    }
     if !failures.is_empty() {
         bail!(
             "fault runs that could not complete: {}",

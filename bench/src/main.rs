@@ -140,6 +140,10 @@ struct RunArgs {
     /// Faults: runs per scenario [smoke: 1; full: 20].
     #[arg(long)]
     fault_runs: Option<usize>,
+    /// Faults: only these scenarios, by number (1 to 8, comma-separated;
+    /// the floods run only without it).
+    #[arg(long, value_delimiter = ',')]
+    fault_scenarios: Vec<usize>,
     /// Faults: connections per flood [smoke: 200; full: 2000].
     #[arg(long)]
     flood: Option<usize>,
@@ -402,6 +406,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if selected(Bench::Faults) {
         let faults = faults::Args {
             runs: pick(args.fault_runs, size, 1, 20),
+            only: args.fault_scenarios.clone(),
             flood: pick(args.flood, size, 200, 2_000),
         };
         bench!("faults", faults::run(&mut report, &binary, &faults).await);

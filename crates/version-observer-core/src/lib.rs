@@ -9,6 +9,7 @@
 //! - [`release`]: release metadata (severity, notes URL, minimum supported version) and its validation;
 //! - [`report`]: what a node tells its browsers (`GET /api/version`, the event stream);
 //! - [`banner`]: when an open page is stale, from its own version and the node's view;
+//! - [`history`]: open pages by version over time (a rollout's drain curve);
 //! - [`paths`]: the HTTP paths a node serves;
 //! - [`protocol`]: what nodes say to each other over NATS (subjects, payloads, buckets);
 //! - [`cluster`]: the membership view, the lease election, the monitor's
@@ -43,6 +44,7 @@ pub mod auth;
 pub mod banner;
 pub mod cluster;
 pub mod compat;
+pub mod history;
 pub mod paths;
 pub mod protocol;
 pub mod query;

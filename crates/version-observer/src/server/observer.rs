@@ -25,6 +25,16 @@ use version_observer_core::{
 
 /// How long start-up waits for the bundle to be in the cluster's asset store.
 const ASSET_STARTUP_WAIT: Duration = Duration::from_secs(10);
+/// How often the open pages by version are sampled for their history.
+const HISTORY_SAMPLE: Duration = Duration::from_secs(1);
+
+/// The wall clock, in milliseconds since the Unix epoch.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// How long leaving the cluster may take before the streams end anyway.
 const LEAVE_BOUND: Duration = Duration::from_secs(3);
 
@@ -78,6 +88,8 @@ struct Inner {
     retires: bool,
     /// Version affinity, in a cluster with it on.
     affinity: Option<Arc<super::forward::Affinity>>,
+    /// Open pages by version over the last hour, across the cluster.
+    history: Arc<std::sync::Mutex<version_observer_core::history::PageHistory>>,
     /// Background work: the lifecycle, the keep-alive timer, the cluster node.
     tasks: TaskTracker,
 }
@@ -185,6 +197,40 @@ impl VersionObserver {
             });
         }
         let status = cluster.as_ref().map(ClusterNode::status);
+        let history = Arc::new(std::sync::Mutex::new(
+            version_observer_core::history::PageHistory::default(),
+        ));
+        {
+            // Open pages by version, across the cluster (the members'
+            // heartbeats; a single node: its own streams), once a second.
+            let (history, status, streams) = (history.clone(), status.clone(), streams.clone());
+            let stop = streams.stopped.clone();
+            tasks.spawn(async move {
+                let mut tick = tokio::time::interval(HISTORY_SAMPLE);
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tick.tick() => {}
+                    }
+                    let tabs = match &status {
+                        Some(status) => {
+                            let mut sum = std::collections::BTreeMap::<String, u64>::new();
+                            for member in &status.borrow().members {
+                                for (page, n) in &member.tabs {
+                                    *sum.entry(page.clone()).or_default() += n;
+                                }
+                            }
+                            sum
+                        }
+                        None => streams.tabs.counts(),
+                    };
+                    history
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .record(unix_ms(), &tabs);
+                }
+            });
+        }
         let forward_stop = CancellationToken::new();
         let affinity = match (&cluster, &settings.nats, &status) {
             (Some(node_handle), Some(nats), Some(status)) if settings.affinity => {
@@ -259,6 +305,7 @@ impl VersionObserver {
                 draining: std::sync::atomic::AtomicBool::new(false),
                 retires: retire.is_some(),
                 affinity,
+                history,
                 tasks,
             }),
         })
@@ -360,6 +407,24 @@ impl VersionObserver {
     /// forwarded requests of its version's pages until none needs it.
     pub fn is_retiring(&self) -> bool {
         self.inner.retires && !self.is_ready()
+    }
+
+    /// Open pages by version over the last hour, across the cluster (what
+    /// its members' heartbeats said, sampled every second; a single node:
+    /// its own streams), for a fleet view's drain curve.
+    ///
+    /// ```no_run
+    /// # fn demo(observer: version_observer::VersionObserver) {
+    /// let history = observer.page_history();
+    /// println!("{} versions, at most {} tabs", history.versions().len(), history.peak());
+    /// # }
+    /// ```
+    pub fn page_history(&self) -> version_observer_core::history::PageHistory {
+        self.inner
+            .history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub(crate) fn affinity(&self) -> Option<&Arc<super::forward::Affinity>> {

@@ -910,3 +910,51 @@ async fn the_guard_makes_browsers_revalidate_unhashed_bundle_files_whoever_serve
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_history_follows_open_tabs_by_version() {
+    let node = TestNode::start(version("2.0.0")).await;
+    let open = |page: &'static str| {
+        let node = &node;
+        async move {
+            let mut raw = Raw::connect(node).await;
+            raw.send(&STREAM.replacen("events", &format!("events?page={page}"), 1))
+                .await;
+            raw.until("\n\n").await;
+            raw
+        }
+    };
+    let (old, _new) = (open("1.0.0").await, open("2.0.0").await);
+    let tabs_now = |node: &TestNode| {
+        node.observer
+            .page_history()
+            .points()
+            .last()
+            .map(|p| p.tabs.clone())
+            .unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while tabs_now(&node).len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            node.observer.page_history()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await; // the poll interval
+    }
+    assert_eq!(tabs_now(&node).get("1.0.0"), Some(&1));
+    // The old tab goes: the history says so, and keeps what was.
+    drop(old);
+    while tabs_now(&node).contains_key("1.0.0") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            node.observer.page_history()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await; // the poll interval
+    }
+    let history = node.observer.page_history();
+    assert_eq!(history.versions(), vec!["1.0.0", "2.0.0"]);
+    assert_eq!(history.peak(), 2);
+    node.stop().await;
+}
