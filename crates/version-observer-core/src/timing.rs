@@ -5,7 +5,22 @@
 //! heartbeat interval, the lease margin, how long a KV call may take) is
 //! derived here or in the state machine that uses it, never written twice.
 
+use crate::cluster::monitor::Backoff;
 use std::time::Duration;
+
+/// How often a connected node re-reads the settled record, notices or not.
+pub const RECORD_REFRESH: Duration = Duration::from_secs(5);
+/// How soon a node tries again to open the cluster's bucket after an open
+/// failed (or a KV call could not complete).
+pub const BUCKET_RETRY: Duration = Duration::from_millis(500);
+/// How soon it tries again when the bucket exists with settings it cannot use.
+pub const BUCKET_MISCONFIGURED_RETRY: Duration = Duration::from_secs(10);
+/// How the monitor retries a round some member did not answer.
+pub const ROUND_BACKOFF: Backoff = Backoff {
+    first: Duration::from_millis(100),
+    max: Duration::from_secs(1),
+    attempts: 5,
+};
 
 /// How a cluster paces itself. Every node of one cluster should use the same
 /// values.

@@ -152,6 +152,15 @@ impl Election {
         matches!(self.role, Role::Leader { .. })
     }
 
+    /// When a leader's own clock stops trusting its lease (it steps down
+    /// at its next [`poll`](Self::poll) from then on); `None` for a follower.
+    pub fn valid_until(&self) -> Option<Instant> {
+        match self.role {
+            Role::Leader { valid_until, .. } => Some(valid_until),
+            Role::Follower { .. } => None,
+        }
+    }
+
     /// When [`poll`](Self::poll) next has something to do (never, for a
     /// follower that may not stand).
     pub fn next_deadline(&self) -> Option<Instant> {

@@ -13,13 +13,19 @@
 //! - [`watcher`]: the cluster seen from outside (members, rollout, record),
 //!   for deploy gates and fleet views; it never publishes.
 
+mod buckets;
 pub mod coordinator;
 pub mod election;
+mod heartbeat;
+mod lease;
 pub mod membership;
 pub mod monitor;
+mod record;
 pub mod retire;
 #[cfg(test)]
 mod schedule;
 pub mod watcher;
+#[cfg(test)]
+mod world;
 
 pub use coordinator::{Action, BucketSpec, Coordinator, Entry, Identity, KvError, LeaseCall};
