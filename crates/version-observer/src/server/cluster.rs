@@ -369,13 +369,14 @@ impl Driver {
             if self.coordinator.has_left() {
                 break;
             }
+            // The coordinator's next deadline is never due right after a
+            // call (one that passed since is handled at once, and consumed).
             let wake = self
                 .coordinator
                 .poll_timeout(now)
                 .map_or(shown_at + STATUS_REFRESH, |t| {
                     t.min(shown_at + STATUS_REFRESH)
-                })
-                .max(now + Duration::from_millis(1));
+                });
             tokio::select! {
                 _ = leave.cancelled(), if !leaving => {
                     leaving = true;
