@@ -89,6 +89,7 @@ use super::{
     buckets::Buckets,
     election::RoleChange,
     heartbeat::Heartbeat,
+    inbound::{Inbound, Listener, Message},
     lease::{self, Answer, Lease, Purpose},
     membership::{Agreement, Change, MembershipView, Process},
     monitor::{self, Decision, Round, RoundOutcome, Scheduler},
@@ -331,8 +332,11 @@ pub struct Coordinator {
     inbox: String,
     compat: Compat,
     timings: Timings,
-    /// The cluster's shared key, if messages are authenticated.
+    /// The cluster's shared key, if messages are authenticated: what this
+    /// node sends is signed with it.
     key: Option<ClusterKey>,
+    /// The checks of what it receives.
+    inbound: Inbound,
     /// This node's release metadata, sent with its version replies.
     release: Option<Release>,
     /// The bucket's replicas, when this node creates it.
@@ -384,7 +388,11 @@ impl Coordinator {
         now: Instant,
     ) -> Self {
         let holder = holder(&me, None);
+        let listener = Listener::Node {
+            inbox: inbox.clone(),
+        };
         Self {
+            inbound: Inbound::new(names.clone(), listener, None),
             view: MembershipView::new(timings.node_timeout),
             heartbeat: Heartbeat::new(timings.heartbeat_interval()),
             buckets: Buckets::new(now),
@@ -423,6 +431,7 @@ impl Coordinator {
     /// receives without a valid MAC is dropped and counted.
     pub fn with_key(mut self, key: ClusterKey) -> Self {
         self.lease.set_holder(holder(&self.me, Some(&key)));
+        self.inbound.set_key(key.clone());
         self.key = Some(key);
         self
     }
@@ -570,43 +579,20 @@ impl Coordinator {
         mac: Option<&str>,
         now: Instant,
     ) {
-        if let Some(key) = &self.key {
-            if !mac.is_some_and(|mac| key.verify(subject, payload, mac)) {
-                self.dropped.unauthenticated += 1;
-                self.changes += 1;
-                tracing::warn!(%subject, dropped = self.dropped.total(),
-                    "dropping a message without a valid cluster MAC");
-                self.step(now);
-                return;
-            }
+        let dropped = self.dropped.total();
+        let message = self
+            .inbound
+            .message(subject, payload, mac, &mut self.dropped);
+        if self.dropped.total() != dropped {
+            self.changes += 1;
         }
-        match self.names.classify(subject, &self.inbox) {
-            Subject::Presence(kind) => {
-                if let Some(presence) = self.decode::<Presence>(subject, payload) {
-                    self.on_presence(kind, presence, now);
-                }
-            }
-            Subject::VersionRequest => {
-                if self.decode::<VersionRequest>(subject, payload).is_some() {
-                    self.on_version_request(reply);
-                }
-            }
-            Subject::Notice => {
-                // Only a hint: the record itself is read from KV.
-                if self.decode::<SettledNotice>(subject, payload).is_some() {
-                    self.record.want_read();
-                }
-            }
-            Subject::Reply(round) => {
-                if let Some(answer) = self.decode_with_release::<VersionReply>(subject, payload) {
-                    self.on_reply(round, answer, now);
-                }
-            }
-            Subject::Other => {
-                self.dropped.unknown_subject += 1;
-                self.changes += 1;
-                tracing::warn!(%subject, dropped = self.dropped.total(), "dropping a message on an unknown subject");
-            }
+        match message {
+            None => {}
+            Some(Message::Presence(kind, presence)) => self.on_presence(kind, presence, now),
+            Some(Message::VersionRequest(_)) => self.on_version_request(reply),
+            // Only a hint: the record itself is read from KV.
+            Some(Message::Notice(_)) => self.record.want_read(),
+            Some(Message::Reply(round, answer)) => self.on_reply(round, answer, now),
         }
         self.step(now);
     }
@@ -718,34 +704,14 @@ impl Coordinator {
         self.step(now);
     }
 
-    /// The record in a KV value, if it is authentic and readable.
+    /// The record in a KV value, if it passes the inbound checks.
     fn read_record(&mut self, revision: u64, value: &[u8]) -> Option<SettledNotice> {
-        let value = match &self.key {
-            Some(key) => match key.open(STATE_KEY, value) {
-                Some(value) => value,
-                None => {
-                    self.dropped.unauthenticated += 1;
-                    self.changes += 1;
-                    tracing::warn!(
-                        revision,
-                        dropped = self.dropped.total(),
-                        "ignoring a settled record without a valid cluster MAC"
-                    );
-                    return None;
-                }
-            },
-            None => value,
-        };
-        match protocol::decode_with_release::<SettledRecord>(value) {
-            Ok((record, check)) => {
-                self.count_release(STATE_KEY, &check);
-                Some(SettledNotice { revision, record })
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, revision, "ignoring an unreadable settled record");
-                None
-            }
+        let dropped = self.dropped.total();
+        let notice = self.inbound.record(revision, value, &mut self.dropped);
+        if self.dropped.total() != dropped {
+            self.changes += 1;
         }
+        notice
     }
 
     /// The result of [`Action::WriteRecord`]: the record's new revision.
@@ -1255,53 +1221,6 @@ impl Coordinator {
             replicas: self.replicas,
             first_sequence: self.max_revision + 1,
             lease_ttl: self.lease.ttl(),
-        }
-    }
-
-    fn decode<T: serde::de::DeserializeOwned>(
-        &mut self,
-        subject: &str,
-        payload: &[u8],
-    ) -> Option<T> {
-        match protocol::decode::<T>(payload) {
-            Ok(message) => Some(message),
-            Err(e) => {
-                self.dropped.malformed += 1;
-                self.changes += 1;
-                tracing::warn!(%subject, error = %e, dropped = self.dropped.total(), "dropping a malformed message");
-                None
-            }
-        }
-    }
-
-    /// [`decode`](Self::decode) for a message that may carry release
-    /// metadata: bad metadata is dropped and counted, the message kept.
-    fn decode_with_release<T: serde::de::DeserializeOwned + CarriesRelease>(
-        &mut self,
-        subject: &str,
-        payload: &[u8],
-    ) -> Option<T> {
-        match protocol::decode_with_release::<T>(payload) {
-            Ok((message, check)) => {
-                self.count_release(subject, &check);
-                Some(message)
-            }
-            Err(e) => {
-                self.dropped.malformed += 1;
-                self.changes += 1;
-                tracing::warn!(%subject, error = %e, dropped = self.dropped.total(), "dropping a malformed message");
-                None
-            }
-        }
-    }
-
-    /// Counts (and logs) release metadata that failed its check.
-    fn count_release(&mut self, subject: &str, check: &ReleaseCheck) {
-        if let ReleaseCheck::Dropped(reason) = check {
-            self.dropped.bad_release += 1;
-            self.changes += 1;
-            tracing::warn!(%subject, %reason, dropped = self.dropped.total(),
-                "ignoring invalid release metadata");
         }
     }
 

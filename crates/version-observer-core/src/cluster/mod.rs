@@ -17,6 +17,7 @@ mod buckets;
 pub mod coordinator;
 pub mod election;
 mod heartbeat;
+mod inbound;
 mod lease;
 pub mod membership;
 pub mod monitor;
