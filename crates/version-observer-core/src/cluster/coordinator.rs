@@ -485,9 +485,16 @@ impl Coordinator {
         self.record.is_ready()
     }
 
-    /// Whether this node holds the lease (on its own clock).
-    pub fn is_leader(&self, now: Instant) -> bool {
+    /// Whether this node is the monitor: it holds the lease, by its own clock.
+    pub fn is_monitor(&self, now: Instant) -> bool {
         self.lease.is_monitor(now)
+    }
+
+    /// [`is_monitor`](Self::is_monitor), by the wire format's word
+    /// (`leader` in presence messages), for existing callers.
+    #[doc(hidden)]
+    pub fn is_leader(&self, now: Instant) -> bool {
+        self.is_monitor(now)
     }
 
     /// Whether nodedown has been said (after [`begin_leave`](Self::begin_leave),
@@ -877,26 +884,27 @@ impl Coordinator {
     /// This node's view of its cluster, for `GET /api/cluster`.
     pub fn status(&self, now: Instant) -> ClusterStatus {
         let view = self.view(now);
-        let leads = self.lease.is_monitor(now);
+        let monitor = self.lease.is_monitor(now);
         let members = self
             .view
             .members()
             .map(|m| {
                 let me = m.id == self.me.id && m.incarnation == self.me.incarnation;
-                m.status(now, if me { leads } else { m.leader })
+                m.status(now, if me { monitor } else { m.monitor })
             })
             .collect();
-        let leader = if leads {
+        // The wire's word for the monitor is `leader`.
+        let leader = if monitor {
             Some(self.me.id.clone())
         } else {
-            self.view.leader().map(|m| m.id.clone())
+            self.view.monitor().map(|m| m.id.clone())
         };
         ClusterStatus {
             cluster: Some(self.names.cluster().to_owned()),
             node_id: self.me.id.clone(),
             connected: self.connected,
             leader,
-            this_node_leads: leads,
+            this_node_leads: monitor,
             state: view.state,
             settled_version: view.settled_version,
             announced: self.announced.clone(),
@@ -1270,7 +1278,7 @@ impl Coordinator {
                     || self
                         .view
                         .get(&presence.id, presence.incarnation)
-                        .is_some_and(|m| m.leader);
+                        .is_some_and(|m| m.monitor);
                 let left = self.view.left(&presence.id, presence.incarnation, now);
                 if left && was_monitor {
                     // It handed the lease back before saying nodedown.
@@ -1285,7 +1293,7 @@ impl Coordinator {
                 let was_monitor = self
                     .view
                     .get(&presence.id, presence.incarnation)
-                    .is_some_and(|m| m.leader);
+                    .is_some_and(|m| m.monitor);
                 let change = self.view.heard(
                     &presence.id,
                     &presence.version,
@@ -1369,7 +1377,7 @@ impl Coordinator {
     fn role_changed(&mut self, change: RoleChange, now: Instant) {
         self.changes += 1;
         match change {
-            RoleChange::BecameLeader { fence } => {
+            RoleChange::BecameMonitor { fence } => {
                 self.counters.lease_acquired += 1;
                 tracing::info!(fence, "elected monitor");
                 self.scheduler.collect_now(now);

@@ -150,7 +150,7 @@ impl Lease {
 
     /// Whether this node may act as monitor at `now`.
     pub(crate) fn is_monitor(&self, now: Instant) -> bool {
-        self.election.is_leader(now)
+        self.election.is_monitor(now)
     }
 
     /// Whether it holds a lease revision it has not given up.

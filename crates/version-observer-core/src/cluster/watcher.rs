@@ -199,7 +199,7 @@ impl Watcher {
         let members: Vec<MemberStatus> = self
             .view
             .members()
-            .map(|m| m.status(now, m.leader))
+            .map(|m| m.status(now, m.monitor))
             .collect();
         let mut retiring = BTreeMap::new();
         for m in members.iter().filter(|m| m.retiring) {

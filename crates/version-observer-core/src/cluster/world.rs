@@ -596,7 +596,7 @@ impl<M: Machine> World<M> {
         }
     }
 
-    fn presence(&mut self, peer: usize, kind: PresenceKind, leader: bool) {
+    fn presence(&mut self, peer: usize, kind: PresenceKind, monitor: bool) {
         let p = self.peers[peer].clone();
         let tabs = if self.chance(20) {
             [
@@ -611,7 +611,7 @@ impl<M: Machine> World<M> {
             id: p.id,
             version: p.version,
             incarnation: p.incarnation,
-            leader,
+            leader: monitor,
             tabs,
             retiring: p.retiring,
         };
@@ -652,15 +652,15 @@ impl<M: Machine> World<M> {
                     self.peers[peer].retiring = false;
                     self.presence(peer, PresenceKind::Up, false);
                 } else {
-                    let leader = peer == 0 && peer_holds;
-                    self.presence(peer, PresenceKind::Heartbeat, leader);
+                    let monitor = peer == 0 && peer_holds;
+                    self.presence(peer, PresenceKind::Heartbeat, monitor);
                 }
             }
             450..=479 => {
                 // A graceful stop: the peer monitor hands its lease back first.
                 if self.peers[peer].alive {
-                    let leader = peer == 0 && peer_holds;
-                    if leader {
+                    let monitor = peer == 0 && peer_holds;
+                    if monitor {
                         let seq = self.bucket.next();
                         self.bucket.lease = Some(Msg {
                             seq,
@@ -668,7 +668,7 @@ impl<M: Machine> World<M> {
                             expires: Some(now + Duration::from_secs(5)),
                         });
                     }
-                    self.presence(peer, PresenceKind::Down, leader);
+                    self.presence(peer, PresenceKind::Down, monitor);
                     self.peers[peer].alive = false;
                     self.count("peer left");
                 }
