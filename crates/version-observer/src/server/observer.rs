@@ -25,13 +25,9 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use version_observer_core::{
     protocol::{RecordKind, SettledNotice, SettledRecord},
     status::{ClusterStatus, MemberStatus},
+    timing::{assets::STARTUP_WAIT as ASSET_STARTUP_WAIT, driver::LEAVE_BOUND},
     ClusterState, ClusterView, Compat, Mode, NodeInfo, Release, Version,
 };
-
-/// How long start-up waits for the bundle to be in the cluster's asset store.
-const ASSET_STARTUP_WAIT: Duration = Duration::from_secs(10);
-/// How long leaving the cluster may take before the streams end anyway.
-const LEAVE_BOUND: Duration = Duration::from_secs(3);
 
 /// One node's version observer: what it tells its browsers, the streams that
 /// carry it, and, in cluster mode, the NATS node that decides it.
