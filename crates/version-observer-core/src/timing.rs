@@ -1,8 +1,9 @@
 //! Every timing default, in one place: the cluster protocol's settings
 //! ([`Timings`]) and its fixed pace (the record refresh, bucket retries, the
-//! round backoff), retiring, and the server side (the NATS driver, HTTP and
-//! version streams, forwarding, the asset store, fleet views) and the
-//! browser's reload strategies, each in its own module below.
+//! round backoff), retiring, the server side (the NATS driver, HTTP and
+//! version streams, forwarding, the asset store, fleet views), the
+//! reference node's tools, and the browser's (a tab's stream, the reload
+//! strategies), each in its own module below.
 //!
 //! A node's flags, the embeddable crate's settings, the lab and the tests all
 //! start from these; what is derived from a setting (the heartbeat interval,
@@ -281,6 +282,35 @@ pub mod fleet {
     pub const RECORD_POLL: Duration = Duration::from_millis(500);
     /// How often `GET /api/fleet/events` sends the node's status.
     pub const EVENTS_INTERVAL: Duration = Duration::from_millis(500);
+}
+
+/// A tab's version stream (the `EventSource` the crate opens in the
+/// browser); in milliseconds, as the browser's timers take them.
+pub mod browser {
+    /// The first delay before a tab opens its stream again after it
+    /// failed; each further failure doubles it, up to
+    /// [`STREAM_RETRY_MAX_MS`]. A tab waits between half and all of it, at
+    /// random, so many tabs do not reconnect at once.
+    pub const STREAM_RETRY_FIRST_MS: i32 = 1_000;
+    /// The longest delay before a tab opens its stream again.
+    pub const STREAM_RETRY_MAX_MS: i32 = 30_000;
+    /// A tab hidden at least this long reopens its stream when it is shown
+    /// again (a shorter absence, a mere tab switch, keeps it).
+    pub const WAKE_AFTER_MS: f64 = 30_000.0;
+}
+
+/// The reference node's tools (`version-observer wait` and `status`).
+pub mod tools {
+    use std::time::Duration;
+
+    /// How often `wait` looks at the cluster again (at the latest; a
+    /// change wakes it at once).
+    pub const WAIT_POLL: Duration = Duration::from_millis(250);
+    /// How often `status` looks again until its view is complete.
+    pub const STATUS_POLL: Duration = Duration::from_millis(100);
+    /// How long `status` waits beyond one node timeout for a complete view
+    /// and the record.
+    pub const STATUS_GRACE: Duration = Duration::from_secs(5);
 }
 
 /// The browser's reload strategies ([`crate::reload`]).
