@@ -27,16 +27,18 @@
 //!    monotonic clock, never earlier than the `now` of the call before. (The
 //!    wall clock, [`set_unix_time_ms`](Coordinator::set_unix_time_ms), is
 //!    only stamped on records; nothing is decided on it.)
-//! 2. **Drain after every call.** After any `handle_*` or `begin_*` call,
-//!    call [`poll_action`](Coordinator::poll_action) until it returns `None`
-//!    and carry the actions out in that order (publishes may be fire and
-//!    forget; KV calls run beside the coordinator).
+//! 2. **Drain after every call.** After any `handle_*` or `begin_*` call
+//!    (at the latest before waiting for the next event), call
+//!    [`poll_action`](Coordinator::poll_action) until it returns `None` and
+//!    carry the actions out in that order: [`Action::Publish`] (fire and
+//!    forget, bounded), the KV calls (rule 4, beside the coordinator), and
+//!    [`Action::View`] (what browsers are told now).
 //! 3. **Wake up on time.** Call [`handle_timeout`](Coordinator::handle_timeout)
 //!    no later than the moment [`poll_timeout`](Coordinator::poll_timeout)
-//!    returned (ask again after every call: any call may move it). Calling it
-//!    earlier or more often is harmless. Right after any call at `now`,
-//!    `poll_timeout(now)` is `None` or later than `now`, so a driver that
-//!    sleeps until it never spins.
+//!    returned; ask again after every call, as any call may move it.
+//!    Calling it earlier or more often is harmless. Right after any
+//!    `handle_*` or `begin_*` call at `now`, `poll_timeout(now)` is `None` or
+//!    later than `now`, so a driver that sleeps until then never spins.
 //! 4. **Answer every KV call, once, with its own handler.**
 //!    [`Action::OpenBucket`] is answered by
 //!    [`handle_buckets`](Coordinator::handle_buckets), [`Action::Lease`] by
@@ -79,7 +81,11 @@
 //!   whenever a `settled`/`announce` notice says it changed: a notice is only a
 //!   hint, never taken as the record itself;
 //! - **retiring** ([`super::retire`]) and **leaving**: the node's
-//!   life from serving to nodedown.
+//!   life from serving to nodedown;
+//! - **what it receives** passes one set of checks (`inbound.rs`, shared
+//!   with the [`Watcher`](super::watcher::Watcher)): the MAC, the subject,
+//!   decoding, release metadata; what fails is dropped and counted
+//!   ([`dropped`](Coordinator::dropped)).
 //!
 //! Each part keeps its own state and says when it next has something to do;
 //! [`poll_timeout`](Coordinator::poll_timeout) is the earliest of those
@@ -544,7 +550,7 @@ impl Coordinator {
     /// The connection to NATS is up (first time or again).
     pub fn handle_connected(&mut self, now: Instant) {
         if self.connected {
-            return;
+            return self.step(now);
         }
         self.connected = true;
         self.changes += 1;
@@ -564,7 +570,7 @@ impl Coordinator {
     /// The connection to NATS is lost: the view is unknown until it returns.
     pub fn handle_disconnected(&mut self, now: Instant) {
         if !self.connected {
-            return;
+            return self.step(now);
         }
         self.connected = false;
         self.changes += 1;
@@ -626,7 +632,8 @@ impl Coordinator {
     /// for a delete).
     pub fn handle_lease(&mut self, result: Result<u64, KvError>, now: Instant) {
         match self.lease.answered(result, now) {
-            Answer::Unexpected => return,
+            // Not asked for: nothing to do with it.
+            Answer::Unexpected => {}
             Answer::Released => {
                 tracing::info!("released the monitor lease");
                 if self.life.is_member() && self.connected {
@@ -763,7 +770,7 @@ impl Coordinator {
     /// Done when [`has_left`](Self::has_left).
     pub fn begin_leave(&mut self, now: Instant) {
         if !self.life.is_member() {
-            return;
+            return self.step(now);
         }
         self.life = Life::Releasing {
             retired: self.life.retired(),
@@ -783,7 +790,7 @@ impl Coordinator {
     /// at once.
     pub fn begin_retire(&mut self, now: Instant, retire_for: Duration, grace: Duration) {
         if self.life != Life::Serving {
-            return;
+            return self.step(now);
         }
         tracing::info!(
             ?retire_for,
@@ -806,8 +813,8 @@ impl Coordinator {
 
     /// When [`handle_timeout`](Self::handle_timeout) should be called next:
     /// the earliest moment one of the coordinator's parts has something to
-    /// do (`None`: only an event can change anything). Right after any call
-    /// at `now`, it is later than `now`.
+    /// do (`None`: only an event can change anything). Right after any
+    /// `handle_*` or `begin_*` call at `now`, it is later than `now`.
     pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
         if self.has_left() {
             return None;

@@ -814,7 +814,20 @@ impl<M: Machine> World<M> {
                     self.check("handle_disconnected");
                 }
             }
-            785..=829 => {
+            785..=789 => {
+                // A stray lease answer (none is in flight): ignored.
+                if !self
+                    .queue
+                    .iter()
+                    .any(|(_, _, d)| matches!(d, Delivery::Lease(_)))
+                {
+                    self.count("stray answer");
+                    self.node.handle_lease(Ok(1), now);
+                    self.drain();
+                    self.check("handle_lease");
+                }
+            }
+            790..=829 => {
                 let mut tabs = BTreeMap::new();
                 if self.chance(50) {
                     tabs.insert("1.0.0".to_owned(), self.roll(4));
@@ -874,6 +887,7 @@ mod tests {
             "leave",
             "left",
             "nodedown",
+            "stray answer",
         ] {
             assert!(
                 seen.get(what).is_some_and(|n| *n > 0),
