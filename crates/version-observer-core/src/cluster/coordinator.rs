@@ -308,7 +308,8 @@ enum Life {
     /// Handing the lease back before saying nodedown (`retired`: after a
     /// retirement).
     Releasing { retired: bool },
-    /// Nodedown published: nothing more to do.
+    /// Nodedown published: nothing more to do (`retired` still decides
+    /// whether a lease that comes back late is handed back).
     Left { retired: bool },
 }
 
