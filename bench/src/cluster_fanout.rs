@@ -41,8 +41,8 @@ use std::{
     time::Duration,
 };
 use version_observer_core::{
-    cluster::coordinator::RECORD_REFRESH,
     protocol::{Names, SettledNotice},
+    timing::RECORD_REFRESH,
     Timings,
 };
 use vo_lab::{wait, NatsServer, NodeProcess};

@@ -20,7 +20,10 @@ use std::{
     time::{Duration, Instant},
 };
 use version_observer::{
-    core::cluster::watcher::{Fleet, Gate},
+    core::{
+        cluster::watcher::{Fleet, Gate},
+        timing::tools::{STATUS_GRACE, STATUS_POLL, WAIT_POLL},
+    },
     server::fleet::FleetWatch,
     Compat, NatsSettings, Timings,
 };
@@ -150,13 +153,13 @@ async fn wait(args: WaitArgs) -> anyhow::Result<ExitCode> {
             }
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        watch.changed(left.min(Duration::from_millis(250))).await;
+        watch.changed(left.min(WAIT_POLL)).await;
     }
 }
 
 async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     // Long enough for every live node's heartbeat, and a little more.
-    let deadline = Instant::now() + args.cluster.node_timeout() + Duration::from_secs(5);
+    let deadline = Instant::now() + args.cluster.node_timeout() + STATUS_GRACE;
     let watch = match FleetWatch::connect(args.cluster.settings()).await {
         Ok(watch) => watch,
         Err(e) => return Ok(cannot_watch(&e)),
@@ -166,7 +169,7 @@ async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         if (fleet.complete && fleet.record.is_some()) || Instant::now() >= deadline {
             break fleet;
         }
-        watch.changed(Duration::from_millis(100)).await;
+        watch.changed(STATUS_POLL).await;
     };
     if args.json {
         say(&serde_json::to_string_pretty(&fleet)?);

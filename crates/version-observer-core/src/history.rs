@@ -27,7 +27,7 @@ use std::{
 };
 
 /// The window fleet views show by default: the last hour.
-pub const WINDOW: Duration = Duration::from_secs(3600);
+pub const WINDOW: Duration = crate::timing::fleet::HISTORY_WINDOW;
 
 /// The open tabs per page version from a moment on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,6 +18,11 @@
 //! Payloads are JSON. Anything that does not decode is dropped with a log line
 //! by the caller ([`decode`] never panics). With a cluster key every message
 //! also carries a MAC, and KV values are sealed ([`crate::auth`]).
+//!
+//! The role is called the *monitor* everywhere but on the wire, whose field
+//! names say `leader` (in [`Presence`], [`VersionRequest`] and
+//! [`SettledRecord`]): they stay, so nodes of every version understand
+//! each other.
 
 use crate::release::Release;
 use semver::Version;

@@ -81,7 +81,7 @@ impl Default for ReloadStrategy {
 
 impl ReloadStrategy {
     /// The countdown of `immediate` unless given.
-    pub const DEFAULT_COUNTDOWN: Duration = Duration::from_secs(10);
+    pub const DEFAULT_COUNTDOWN: Duration = crate::timing::reload::COUNTDOWN;
 
     /// `prompt`: the banner with its Reload button, nothing automatic (the
     /// default).
@@ -354,7 +354,7 @@ impl LoopGuard {
     /// Automatic reloads allowed per target version within the window.
     pub const DEFAULT_MAX: u32 = 2;
     /// The loop guard's window.
-    pub const DEFAULT_WINDOW: Duration = Duration::from_secs(300);
+    pub const DEFAULT_WINDOW: Duration = crate::timing::reload::LOOP_WINDOW;
     /// Entries kept at most (older ones are dropped first).
     const KEEP: usize = 16;
 

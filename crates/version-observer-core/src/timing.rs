@@ -1,11 +1,37 @@
-//! Every timing default of the cluster protocol, in one place.
+//! Every timing default, in one place: the cluster protocol's settings
+//! ([`Timings`]) and its fixed pace (the record refresh, bucket retries, the
+//! round backoff), retiring, the server side (the NATS driver, HTTP and
+//! version streams, forwarding, the asset store, fleet views), the
+//! reference node's tools, and the browser's (a tab's stream, the reload
+//! strategies), each in its own module below.
 //!
 //! A node's flags, the embeddable crate's settings, the lab and the tests all
-//! start from [`Timings::DEFAULT`]; what is derived from a setting (the
-//! heartbeat interval, the lease margin, how long a KV call may take) is
-//! derived here or in the state machine that uses it, never written twice.
+//! start from these; what is derived from a setting (the heartbeat interval,
+//! the lease margin, how long a KV call may take) is derived here or in the
+//! state machine that uses it, never written twice.
 
+use crate::cluster::monitor::Backoff;
 use std::time::Duration;
+
+/// How long no open page must have needed a retiring node before it exits,
+/// by default: long enough for a tab whose stream is reconnecting (a retry
+/// hint of 1 to 2 s, then a heartbeat of the node it reached) to be seen
+/// again.
+pub const DEFAULT_RETIRE_GRACE: Duration = Duration::from_secs(10);
+
+/// How often a connected node re-reads the settled record, notices or not.
+pub const RECORD_REFRESH: Duration = Duration::from_secs(5);
+/// How soon a node tries again to open the cluster's bucket after an open
+/// failed (or a KV call could not complete).
+pub const BUCKET_RETRY: Duration = Duration::from_millis(500);
+/// How soon it tries again when the bucket exists with settings it cannot use.
+pub const BUCKET_MISCONFIGURED_RETRY: Duration = Duration::from_secs(10);
+/// How the monitor retries a round some member did not answer.
+pub const ROUND_BACKOFF: Backoff = Backoff {
+    first: Duration::from_millis(100),
+    max: Duration::from_secs(1),
+    attempts: 5,
+};
 
 /// How a cluster paces itself. Every node of one cluster should use the same
 /// values.
@@ -157,6 +183,149 @@ pub mod streams {
     /// The reconnect hint a stream sends: this much plus up to the same
     /// again at random, so many tabs do not reconnect in the same instant.
     pub const RETRY_BASE: Duration = Duration::from_millis(1_000);
+}
+
+/// The node's own HTTP listener (the lean stream listener in front of axum).
+pub mod http {
+    use std::time::Duration;
+
+    /// How long a new connection may take to send its request head.
+    pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+    /// How long a stream may take to accept one write before it is dropped
+    /// (a reader that stopped reading).
+    pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+    /// How long a connection may pass no byte either way (between
+    /// requests, or while a handler runs) before it is closed, by default
+    /// (the builder's `idle_timeout`): longer than the 60-75 s idle
+    /// timeouts of common proxies and load balancers, so they close their
+    /// pooled connections first.
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+    /// Out of file descriptors: how long the listener waits for one
+    /// connection to refuse with `503` on its spare descriptor.
+    pub const REFUSE_WAIT: Duration = Duration::from_millis(10);
+    /// How long the listener pauses after any other accept error.
+    pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+}
+
+/// The NATS driver of a cluster node (`server/cluster.rs`).
+pub mod driver {
+    use std::time::Duration;
+
+    /// How long start-up waits for the first connection and record read, so
+    /// a browser that connects right after start-up gets the announced
+    /// version at once. With NATS down the node starts anyway (state
+    /// `unknown`).
+    pub const STARTUP_WAIT: Duration = Duration::from_secs(2);
+    /// The longest a single publish may wait for room in the client's queue.
+    pub const PUBLISH_TIMEOUT: Duration = Duration::from_millis(250);
+    /// How long a leaving node waits for its last messages to reach NATS.
+    pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+    /// How long leaving the cluster may take before the streams end anyway.
+    pub const LEAVE_BOUND: Duration = Duration::from_secs(3);
+    /// The status shows members' ages: refreshed at least this often.
+    pub const STATUS_REFRESH: Duration = Duration::from_secs(1);
+    /// Repeated NATS errors are logged at most this often.
+    pub const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(30);
+    /// The longest one connection attempt may take (less with a shorter
+    /// node timeout).
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// The first reconnect delay; each further one doubles, up to
+    /// [`RECONNECT_MAX`], plus up to [`RECONNECT_JITTER`] at random.
+    pub const RECONNECT_FIRST: Duration = Duration::from_millis(100);
+    /// The longest reconnect delay (before jitter).
+    pub const RECONNECT_MAX: Duration = Duration::from_secs(2);
+    /// The most random delay added to each reconnect.
+    pub const RECONNECT_JITTER: Duration = Duration::from_millis(100);
+}
+
+/// Forwarding a request to a node of the page's version (version affinity).
+pub mod forward {
+    use std::time::Duration;
+
+    /// How long a forwarded request may take, by default (the builder's
+    /// `forward_timeout`).
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+    /// How far a forwarded request's clock may be from ours (with a cluster
+    /// key): older ones are refused as replays.
+    pub const REPLAY_WINDOW: Duration = Duration::from_secs(60);
+    /// How soon a node tries again to subscribe to its version's forwarded
+    /// requests.
+    pub const SUBSCRIBE_RETRY: Duration = Duration::from_secs(1);
+}
+
+/// The cluster's asset store.
+pub mod assets {
+    use std::time::Duration;
+
+    /// How long start-up waits for the bundle to be in the store.
+    pub const STARTUP_WAIT: Duration = Duration::from_secs(10);
+    /// One store lookup, at most (opening the bucket included).
+    pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+    /// One step of publishing, at most.
+    pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
+    /// The first delay before publishing again after a failed step; each
+    /// further one doubles, up to [`RETRY_MAX`], plus up to
+    /// [`RETRY_JITTER`] at random.
+    pub const RETRY_FIRST: Duration = Duration::from_millis(500);
+    /// The longest delay between two attempts (before jitter).
+    pub const RETRY_MAX: Duration = Duration::from_secs(30);
+    /// The most random delay added to each.
+    pub const RETRY_JITTER: Duration = Duration::from_millis(250);
+}
+
+/// A cluster watched from outside (fleet views).
+pub mod fleet {
+    use std::time::Duration;
+
+    /// How often the settled record is read again (it is also read at once
+    /// when a node publishes a settled or announce notice).
+    pub const RECORD_POLL: Duration = Duration::from_millis(500);
+    /// How often `GET /api/fleet/events` sends the node's status.
+    pub const EVENTS_INTERVAL: Duration = Duration::from_millis(500);
+    /// How often a node samples the open pages by version for their
+    /// history (`VersionObserver::page_history`).
+    pub const HISTORY_SAMPLE: Duration = Duration::from_secs(1);
+    /// How far back that history goes: the last hour.
+    pub const HISTORY_WINDOW: Duration = Duration::from_secs(3600);
+}
+
+/// A tab's version stream (the `EventSource` the crate opens in the
+/// browser); in milliseconds, as the browser's timers take them.
+pub mod browser {
+    /// The first delay before a tab opens its stream again after it
+    /// failed; each further failure doubles it, up to
+    /// [`STREAM_RETRY_MAX_MS`]. A tab waits between half and all of it, at
+    /// random, so many tabs do not reconnect at once.
+    pub const STREAM_RETRY_FIRST_MS: i32 = 1_000;
+    /// The longest delay before a tab opens its stream again.
+    pub const STREAM_RETRY_MAX_MS: i32 = 30_000;
+    /// A tab hidden at least this long reopens its stream when it is shown
+    /// again (a shorter absence, a mere tab switch, keeps it).
+    pub const WAKE_AFTER_MS: f64 = 30_000.0;
+}
+
+/// The reference node's tools (`version-observer wait` and `status`).
+pub mod tools {
+    use std::time::Duration;
+
+    /// How often `wait` looks at the cluster again (at the latest; a
+    /// change wakes it at once).
+    pub const WAIT_POLL: Duration = Duration::from_millis(250);
+    /// How often `status` looks again until its view is complete.
+    pub const STATUS_POLL: Duration = Duration::from_millis(100);
+    /// How long `status` waits beyond one node timeout for a complete view
+    /// and the record.
+    pub const STATUS_GRACE: Duration = Duration::from_secs(5);
+}
+
+/// The browser's reload strategies ([`crate::reload`]).
+pub mod reload {
+    use std::time::Duration;
+
+    /// The countdown of `immediate` unless given.
+    pub const COUNTDOWN: Duration = Duration::from_secs(10);
+    /// The loop guard's window.
+    pub const LOOP_WINDOW: Duration = Duration::from_secs(300);
 }
 
 #[cfg(test)]

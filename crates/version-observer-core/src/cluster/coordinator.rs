@@ -6,8 +6,8 @@
 //! - [`handle_connected`](Coordinator::handle_connected) /
 //!   [`handle_disconnected`](Coordinator::handle_disconnected): the NATS connection;
 //! - [`handle_message`](Coordinator::handle_message): any message on the
-//!   cluster's subjects or this node's reply inbox (raw bytes: decoding,
-//!   checking and dropping bad input happen here);
+//!   cluster's subjects or this node's reply inbox (raw bytes: checking,
+//!   decoding and dropping bad input happen here);
 //! - [`handle_buckets`](Coordinator::handle_buckets),
 //!   [`handle_lease`](Coordinator::handle_lease),
 //!   [`handle_record`](Coordinator::handle_record),
@@ -15,32 +15,91 @@
 //!   result of the KV call it was asked for;
 //! - [`handle_timeout`](Coordinator::handle_timeout): the deadline from
 //!   [`poll_timeout`](Coordinator::poll_timeout) has passed;
+//! - [`begin_leave`](Coordinator::begin_leave) and
+//!   [`begin_retire`](Coordinator::begin_retire): the node is told to stop;
 //!
 //! and takes out what to do with [`poll_action`](Coordinator::poll_action):
-//! publish, call KV, or show browsers a new [`ClusterView`]. At most one lease
-//! call and one record call are outstanding at a time, and the coordinator
-//! never waits for one: presence, expiries and replies are handled while a KV
-//! call is in flight, so a slow JetStream cannot make members flap.
+//! publish, call KV, or show browsers a new [`ClusterView`].
 //!
-//! What it does with them:
-//! - **presence**: nodeup on every connect, a heartbeat every third of the node
-//!   timeout while connected, nodedown when leaving;
+//! # The caller's rules
+//!
+//! 1. **Time is monotonic.** Every `now` passed in is an [`Instant`] from one
+//!    monotonic clock, never earlier than the `now` of the call before. (The
+//!    wall clock, [`set_unix_time_ms`](Coordinator::set_unix_time_ms), is
+//!    only stamped on records; nothing is decided on it.)
+//! 2. **Drain after every call.** After any `handle_*` or `begin_*` call
+//!    (at the latest before waiting for the next event), call
+//!    [`poll_action`](Coordinator::poll_action) until it returns `None` and
+//!    carry the actions out in that order: [`Action::Publish`] (fire and
+//!    forget, bounded), the KV calls (rule 4, beside the coordinator), and
+//!    [`Action::View`] (what browsers are told now).
+//! 3. **Wake up on time.** Call [`handle_timeout`](Coordinator::handle_timeout)
+//!    no later than the moment [`poll_timeout`](Coordinator::poll_timeout)
+//!    returned; ask again after every call, as any call may move it.
+//!    Calling it earlier or more often is harmless. Right after any
+//!    `handle_*` or `begin_*` call at `now`, `poll_timeout(now)` is `None` or
+//!    later than `now`, so a driver that sleeps until then never spins.
+//! 4. **Answer every KV call, once, with its own handler.**
+//!    [`Action::OpenBucket`] is answered by
+//!    [`handle_buckets`](Coordinator::handle_buckets), [`Action::Lease`] by
+//!    [`handle_lease`](Coordinator::handle_lease), [`Action::ReadRecord`] by
+//!    [`handle_record`](Coordinator::handle_record) and
+//!    [`Action::WriteRecord`] by
+//!    [`handle_record_written`](Coordinator::handle_record_written). A call
+//!    that does not complete within a bound
+//!    ([`Timings::kv_timeout`]) is answered with [`KvError::Unavailable`]; an
+//!    answer that arrives after a disconnect is still passed in. At most one
+//!    bucket open, one lease call and one record call are outstanding at a
+//!    time, and the coordinator never waits for one: presence, expiries and
+//!    replies are handled while a KV call is in flight, so a slow JetStream
+//!    cannot make members flap.
+//! 5. **Subscribe before connecting.** Hold the
+//!    [`subscriptions`](Coordinator::subscriptions) (every cluster subject,
+//!    and this node's reply inbox), and report each (re)connection with
+//!    [`handle_connected`](Coordinator::handle_connected) and each loss with
+//!    [`handle_disconnected`](Coordinator::handle_disconnected).
+//! 6. **Stop once it has left.** After [`has_left`](Coordinator::has_left)
+//!    (nodedown said), flush what was published and stop calling.
+//!
+//! # What it does
+//!
+//! - **presence**: nodeup on every connect, a heartbeat every third of the
+//!   node timeout while connected (`heartbeat.rs`),
+//!   nodedown when leaving;
 //! - **membership** ([`MembershipView`]), fed by presence and replies;
-//! - **election** ([`Election`]): acquire and renew the lease while warm,
-//!   release it when leaving;
+//! - **the bucket** (`buckets.rs`): opened (created if
+//!   missing) on every connect, and again after a KV call could not complete;
+//! - **the lease** (`lease.rs`, around [`Election`](super::election::Election)):
+//!   acquire and renew it while warm, fence the record's writes with it,
+//!   hand it back when leaving or retiring;
 //! - as monitor, **rounds** ([`Round`], [`Scheduler`]): a version request with
 //!   a reply subject of this node's inbox, answers counted until complete or
 //!   timed out; a settled round leads to a **decision** ([`monitor::decide`])
 //!   on a fresh read of the record, a fencing renewal of the lease, and a
-//!   compare-and-set write of the record;
+//!   compare-and-set write of the record (`record.rs`);
 //! - **the record** is read from KV on connect, every few seconds, and
 //!   whenever a `settled`/`announce` notice says it changed: a notice is only a
-//!   hint, never taken as the record itself.
+//!   hint, never taken as the record itself;
+//! - **retiring** ([`super::retire`]) and **leaving**: the node's
+//!   life from serving to nodedown;
+//! - **what it receives** passes one set of checks (`inbound.rs`, shared
+//!   with the [`Watcher`](super::watcher::Watcher)): the MAC, the subject,
+//!   decoding, release metadata; what fails is dropped and counted
+//!   ([`dropped`](Coordinator::dropped)).
+//!
+//! Each part keeps its own state and says when it next has something to do;
+//! [`poll_timeout`](Coordinator::poll_timeout) is the earliest of those
+//! deadlines, each given only while that part could act on it.
 
 use super::{
-    election::{Election, ElectionAction, RoleChange},
+    buckets::Buckets,
+    election::RoleChange,
+    heartbeat::Heartbeat,
+    inbound::{Inbound, Listener, Message},
+    lease::{self, Answer, Lease, Purpose},
     membership::{Agreement, Change, MembershipView, Process},
-    monitor::{self, Backoff, Decision, Round, RoundOutcome, Scheduler},
+    monitor::{self, Decision, Round, RoundOutcome, Scheduler},
+    record::Record,
     retire::{self, RetireEnd, Retirement},
 };
 use crate::{
@@ -50,26 +109,13 @@ use crate::{
     release::Release,
     report::{ClusterState, ClusterView},
     status::{ClusterStatus, Counters, Dropped, RoundStats},
-    timing::Timings,
+    timing::{Timings, ROUND_BACKOFF},
 };
 use bytes::Bytes;
 use semver::Version;
 use std::{
     collections::{BTreeMap, VecDeque},
     time::{Duration, Instant},
-};
-
-/// How often a connected node re-reads the record, notices or not.
-pub const RECORD_REFRESH: Duration = Duration::from_secs(5);
-/// How soon a node tries again to open a bucket that failed to open.
-pub const BUCKET_RETRY: Duration = Duration::from_millis(500);
-/// How soon it tries again when the bucket exists with settings it cannot use.
-pub const BUCKET_MISCONFIGURED_RETRY: Duration = Duration::from_secs(10);
-/// Retries of a round some member did not answer.
-pub const ROUND_BACKOFF: Backoff = Backoff {
-    first: Duration::from_millis(100),
-    max: Duration::from_secs(1),
-    attempts: 5,
 };
 
 /// Who this node is. `incarnation` tells one process from an earlier one
@@ -209,63 +255,6 @@ pub enum KvError {
     Incompatible(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Buckets {
-    /// Not open; try again at this moment (once connected).
-    Closed {
-        retry_at: Instant,
-    },
-    Opening,
-    Open,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LeasePurpose {
-    Acquire,
-    Renew,
-    /// The renewal right before a record write: its revision is the fence.
-    Fence,
-    Release,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct PendingLease {
-    purpose: LeasePurpose,
-    sent: Instant,
-}
-
-/// The monitor's way from a settled round to a written record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Settle {
-    /// Waiting for a read of the record that started after the round ended.
-    Reading {
-        version: Version,
-        /// The settled version's release, from the round's replies.
-        release: Option<Release>,
-    },
-    /// Waiting to renew the lease (the fence) before writing.
-    Fencing {
-        record: SettledRecord,
-        /// The record key's last revision when it was read (0: none).
-        expected: u64,
-    },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RecordCall {
-    Read,
-    Write,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Leaving {
-    No,
-    /// Handing the lease back before saying nodedown.
-    Releasing,
-    /// Nodedown published: nothing more to do.
-    Left,
-}
-
 /// A retiring node as its status shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetiringStatus {
@@ -280,6 +269,67 @@ pub struct RetiringStatus {
 /// How many of the records it has seen a node lists in its status.
 pub const RECENT_RECORDS: usize = 8;
 
+/// The moments a coordinator wakes up for, one per part (quinn-proto's
+/// `Timer`, derived from each part's state instead of stored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Timer {
+    /// A silent member expires (the membership view).
+    Expiry,
+    /// The view becomes warm: elections and decisions may start.
+    WarmUp,
+    /// The next heartbeat.
+    Heartbeat,
+    /// The retirement ends (drained, or out of time).
+    Retirement,
+    /// The lease: the next attempt, renewal, or the monitor's own expiry.
+    Lease,
+    /// Opening the bucket (again).
+    Buckets,
+    /// The periodic read of the record.
+    Record,
+    /// The round in progress ends, answered or not.
+    Round,
+    /// The next round is due.
+    Scheduler,
+}
+
+/// A node's life, from serving to nodedown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Life {
+    /// A member like any other.
+    Serving,
+    /// Retiring ([`Coordinator::begin_retire`]): still a member, serving
+    /// pages that need its version, no longer counted nor standing.
+    Retiring {
+        retirement: Retirement,
+        /// Whether an open page still needs it, as last computed.
+        needed: bool,
+    },
+    /// Handing the lease back before saying nodedown (`retired`: after a
+    /// retirement).
+    Releasing { retired: bool },
+    /// Nodedown published: nothing more to do (`retired` still decides
+    /// whether a lease that comes back late is handed back).
+    Left { retired: bool },
+}
+
+impl Life {
+    /// Still a member: neither leaving nor gone.
+    fn is_member(&self) -> bool {
+        matches!(self, Life::Serving | Life::Retiring { .. })
+    }
+
+    /// Whether it retires or retired: it answers no version request.
+    fn retired(&self) -> bool {
+        matches!(
+            self,
+            Life::Retiring { .. }
+                | Life::Releasing { retired: true }
+                | Life::Left { retired: true }
+        )
+    }
+}
+
 /// One node's cluster protocol. See the [module docs](self).
 #[derive(Debug)]
 pub struct Coordinator {
@@ -289,39 +339,34 @@ pub struct Coordinator {
     inbox: String,
     compat: Compat,
     timings: Timings,
-    view: MembershipView,
-    election: Election,
-    scheduler: Scheduler,
+    /// The cluster's shared key, if messages are authenticated: what this
+    /// node sends is signed with it.
+    key: Option<ClusterKey>,
+    /// The checks of what it receives.
+    inbound: Inbound,
+    /// This node's release metadata, sent with its version replies.
+    release: Option<Release>,
+    /// The bucket's replicas, when this node creates it.
+    replicas: usize,
     connected: bool,
+    life: Life,
+    // ---- the parts, each with its own state and deadline
+    view: MembershipView,
+    heartbeat: Heartbeat,
     buckets: Buckets,
-    lease_call: Option<PendingLease>,
-    /// The monitor left while an acquire was in flight: if it fails, try
-    /// again at once rather than after the attempt interval.
-    retry_acquire: bool,
-    /// This node handed its lease back while leaving (its nodedown says so).
-    released_lease: bool,
-    record_call: Option<RecordCall>,
-    /// A read of the record is wanted as soon as no record call is in flight.
-    reread: bool,
-    /// Whether the read in flight started after `reread` was last set (so
-    /// its answer is fresh enough for a decision).
-    read_is_fresh: bool,
-    next_refresh: Instant,
-    next_heartbeat: Option<Instant>,
-    announced: Option<SettledNotice>,
-    rounds: u64,
+    lease: Lease,
+    record: Record,
+    scheduler: Scheduler,
     round: Option<Round>,
-    settle: Option<Settle>,
-    /// The record whose write is in flight.
-    written: Option<SettledRecord>,
+    // ---- what it knows and shows
+    /// Rounds started so far (the last round's number).
+    rounds: u64,
     last_round: Option<RoundStats>,
-    leaving: Leaving,
-    /// Set while this node retires ([`begin_retire`](Self::begin_retire)).
-    retirement: Option<Retirement>,
-    /// Whether an open page still needs this retiring node, as last computed.
-    retire_needed: bool,
-    /// The first record read after connecting is done (or impossible).
-    ready: bool,
+    announced: Option<SettledNotice>,
+    /// The records this node has seen, newest first (at most [`RECENT_RECORDS`]).
+    recent: VecDeque<SettledNotice>,
+    /// The largest revision (stream sequence) seen.
+    max_revision: u64,
     was_warm: bool,
     /// Bumped whenever anything the status shows changes.
     changes: u64,
@@ -331,16 +376,6 @@ pub struct Coordinator {
     counters: Counters,
     /// This node's open tabs by page version, for its presence messages.
     tabs: BTreeMap<String, u64>,
-    /// The records this node has seen, newest first (at most [`RECENT_RECORDS`]).
-    recent: VecDeque<SettledNotice>,
-    /// The cluster's shared key, if messages are authenticated.
-    key: Option<ClusterKey>,
-    /// This node's release metadata, sent with its version replies.
-    release: Option<Release>,
-    /// The bucket's replicas, when this node creates it.
-    replicas: usize,
-    /// The largest revision (stream sequence) seen.
-    max_revision: u64,
     /// The wall clock, as the driver last told it (milliseconds since the
     /// Unix epoch): only stamped on records, never used to decide anything.
     unix_ms: u64,
@@ -359,47 +394,41 @@ impl Coordinator {
         timings: Timings,
         now: Instant,
     ) -> Self {
+        let holder = holder(&me, None);
+        let listener = Listener::Node {
+            inbox: inbox.clone(),
+        };
         Self {
+            inbound: Inbound::new(names.clone(), listener, None),
             view: MembershipView::new(timings.node_timeout),
-            election: Election::new(timings.lease, now),
+            heartbeat: Heartbeat::new(timings.heartbeat_interval()),
+            buckets: Buckets::new(now),
+            lease: Lease::new(timings.lease, holder, now),
+            record: Record::new(now),
             scheduler: Scheduler::new(timings.safety_interval, ROUND_BACKOFF, now),
+            round: None,
             me,
             names,
             inbox,
             compat,
             timings,
+            key: None,
+            release: None,
+            replicas: 1,
             connected: false,
-            buckets: Buckets::Closed { retry_at: now },
-            lease_call: None,
-            retry_acquire: false,
-            released_lease: false,
-            record_call: None,
-            reread: false,
-            read_is_fresh: false,
-            next_refresh: now,
-            next_heartbeat: None,
-            announced: None,
+            life: Life::Serving,
             rounds: 0,
-            round: None,
-            settle: None,
-            written: None,
             last_round: None,
-            leaving: Leaving::No,
-            retirement: None,
-            retire_needed: true,
-            ready: false,
+            announced: None,
+            recent: VecDeque::new(),
+            max_revision: 0,
             was_warm: false,
             changes: 1,
             shown: None,
             dropped: Dropped::default(),
             counters: Counters::default(),
             tabs: BTreeMap::new(),
-            recent: VecDeque::new(),
             unix_ms: 0,
-            key: None,
-            release: None,
-            replicas: 1,
-            max_revision: 0,
             actions: VecDeque::new(),
         }
     }
@@ -408,6 +437,8 @@ impl Coordinator {
     /// [`auth`](crate::auth)): what this node sends is signed, and what it
     /// receives without a valid MAC is dropped and counted.
     pub fn with_key(mut self, key: ClusterKey) -> Self {
+        self.lease.set_holder(holder(&self.me, Some(&key)));
+        self.inbound.set_key(key.clone());
         self.key = Some(key);
         self
     }
@@ -458,35 +489,41 @@ impl Coordinator {
     /// Whether the first record read after connecting is done (so a browser
     /// that connects now gets the announced version at once).
     pub fn is_ready(&self) -> bool {
-        self.ready
+        self.record.is_ready()
     }
 
-    /// Whether this node holds the lease (on its own clock).
+    /// Whether this node is the monitor: it holds the lease, by its own clock.
+    pub fn is_monitor(&self, now: Instant) -> bool {
+        self.lease.is_monitor(now)
+    }
+
+    /// [`is_monitor`](Self::is_monitor), by the wire format's word
+    /// (`leader` in presence messages), for existing callers.
+    #[doc(hidden)]
     pub fn is_leader(&self, now: Instant) -> bool {
-        self.election.is_leader(now)
+        self.is_monitor(now)
     }
 
     /// Whether nodedown has been said (after [`begin_leave`](Self::begin_leave),
     /// or at the end of a retirement).
     pub fn has_left(&self) -> bool {
-        self.leaving == Leaving::Left
+        matches!(self.life, Life::Left { .. })
     }
 
     /// Whether this node is retiring (and has not left yet).
     pub fn is_retiring(&self) -> bool {
-        self.retirement.is_some() && self.leaving == Leaving::No
+        matches!(self.life, Life::Retiring { .. })
     }
 
     /// This node's retirement at `now`, while it retires.
     pub fn retiring_status(&self, now: Instant) -> Option<RetiringStatus> {
-        let r = self
-            .retirement
-            .as_ref()
-            .filter(|_| self.leaving == Leaving::No)?;
+        let Life::Retiring { retirement, needed } = &self.life else {
+            return None;
+        };
         Some(RetiringStatus {
-            since: now.saturating_duration_since(r.started()),
-            remaining: r.until().saturating_duration_since(now),
-            needed: self.retire_needed,
+            since: now.saturating_duration_since(retirement.started()),
+            remaining: retirement.until().saturating_duration_since(now),
+            needed: *needed,
         })
     }
 
@@ -514,37 +551,35 @@ impl Coordinator {
     /// The connection to NATS is up (first time or again).
     pub fn handle_connected(&mut self, now: Instant) {
         if self.connected {
-            return;
+            return self.step(now);
         }
         self.connected = true;
         self.changes += 1;
         self.counters.nats_connects += 1;
         self.view.start_observing(now);
         // Nodeup at once; heartbeats follow.
-        if self.leaving == Leaving::No {
+        if self.life.is_member() {
             self.publish_presence(PresenceKind::Up, now);
-            self.next_heartbeat = Some(now + self.timings.heartbeat_interval());
+            self.heartbeat.start(now);
         }
         // Open the buckets again (creating what is missing): a NATS restart
         // may have lost the lease bucket (memory storage), or anything else.
-        if self.buckets != Buckets::Opening {
-            self.buckets = Buckets::Closed { retry_at: now };
-        }
+        self.buckets.connected(now);
         self.step(now);
     }
 
     /// The connection to NATS is lost: the view is unknown until it returns.
     pub fn handle_disconnected(&mut self, now: Instant) {
         if !self.connected {
-            return;
+            return self.step(now);
         }
         self.connected = false;
         self.changes += 1;
         self.view.stop_observing();
-        self.next_heartbeat = None;
-        if self.leaving == Leaving::Releasing {
+        self.heartbeat.stop();
+        if matches!(self.life, Life::Releasing { .. }) {
             // The release cannot complete now; the lease will expire.
-            self.lease_call = None;
+            self.lease.forget_call();
         }
         self.step(now);
     }
@@ -558,69 +593,37 @@ impl Coordinator {
         mac: Option<&str>,
         now: Instant,
     ) {
-        if let Some(key) = &self.key {
-            if !mac.is_some_and(|mac| key.verify(subject, payload, mac)) {
-                self.dropped.unauthenticated += 1;
-                self.changes += 1;
-                tracing::warn!(%subject, dropped = self.dropped.total(),
-                    "dropping a message without a valid cluster MAC");
-                self.step(now);
-                return;
-            }
+        let dropped = self.dropped.total();
+        let message = self
+            .inbound
+            .message(subject, payload, mac, &mut self.dropped);
+        if self.dropped.total() != dropped {
+            self.changes += 1;
         }
-        match self.names.classify(subject, &self.inbox) {
-            Subject::Presence(kind) => {
-                if let Some(presence) = self.decode::<Presence>(subject, payload) {
-                    self.on_presence(kind, presence, now);
-                }
-            }
-            Subject::VersionRequest => {
-                if self.decode::<VersionRequest>(subject, payload).is_some() {
-                    self.on_version_request(reply);
-                }
-            }
-            Subject::Notice => {
-                // Only a hint: the record itself is read from KV.
-                if self.decode::<SettledNotice>(subject, payload).is_some() {
-                    self.reread = true;
-                }
-            }
-            Subject::Reply(round) => {
-                if let Some(answer) = self.decode_with_release::<VersionReply>(subject, payload) {
-                    self.on_reply(round, answer, now);
-                }
-            }
-            Subject::Other => {
-                self.dropped.unknown_subject += 1;
-                self.changes += 1;
-                tracing::warn!(%subject, dropped = self.dropped.total(), "dropping a message on an unknown subject");
-            }
+        match message {
+            None => {}
+            Some(Message::Presence(kind, presence)) => self.on_presence(kind, presence, now),
+            Some(Message::VersionRequest(_)) => self.on_version_request(reply),
+            // Only a hint: the record itself is read from KV.
+            Some(Message::Notice(_)) => self.record.want_read(),
+            Some(Message::Reply(round, answer)) => self.on_reply(round, answer, now),
         }
         self.step(now);
     }
 
     /// The result of [`Action::OpenBucket`].
     pub fn handle_buckets(&mut self, result: Result<(), KvError>, now: Instant) {
-        match result {
-            Ok(()) => {
-                self.buckets = Buckets::Open;
-                self.reread = true;
-            }
+        self.buckets.opened(&result, now);
+        match &result {
+            Ok(()) => self.record.want_read(),
             Err(e) => {
-                let retry = match &e {
+                match e {
                     KvError::Incompatible(_) => {
-                        tracing::error!(error = %e, "cannot coordinate until the bucket is fixed");
-                        BUCKET_MISCONFIGURED_RETRY
+                        tracing::error!(error = %e, "cannot coordinate until the bucket is fixed")
                     }
-                    _ => {
-                        tracing::warn!(error = %e, "cannot open the cluster's KV bucket yet");
-                        BUCKET_RETRY
-                    }
-                };
-                self.buckets = Buckets::Closed {
-                    retry_at: now + retry,
-                };
-                self.ready = true;
+                    _ => tracing::warn!(error = %e, "cannot open the cluster's KV bucket yet"),
+                }
+                self.record.mark_ready();
             }
         }
         self.step(now);
@@ -629,49 +632,48 @@ impl Coordinator {
     /// The result of an [`Action::Lease`]: the key's new revision (any value
     /// for a delete).
     pub fn handle_lease(&mut self, result: Result<u64, KvError>, now: Instant) {
-        let Some(call) = self.lease_call.take() else {
-            return;
-        };
-        match (call.purpose, result) {
-            (LeasePurpose::Release, Ok(_)) => {
+        match self.lease.answered(result, now) {
+            // Not asked for: nothing to do with it.
+            Answer::Unexpected => {}
+            Answer::Released => {
                 tracing::info!("released the monitor lease");
-                self.released_lease = true;
-                if self.leaving == Leaving::No && self.connected {
+                if self.life.is_member() && self.connected {
                     // Retiring: tell the others the lease is free now.
                     self.publish_presence(PresenceKind::Heartbeat, now);
                 }
             }
-            (LeasePurpose::Release, Err(e)) => {
+            Answer::NotReleased(e) => {
                 tracing::warn!(error = %e, "could not release the lease; it will expire");
             }
-            (purpose, Ok(revision)) => {
-                if let Some(change) = self.election.won(revision, call.sent) {
+            Answer::Won {
+                purpose,
+                revision,
+                change,
+            } => {
+                if let Some(change) = change {
                     self.role_changed(change, now);
                 }
                 self.saw_revision(revision);
-                if purpose == LeasePurpose::Fence {
+                if purpose == Purpose::Fence {
                     self.fenced(revision, now);
                 }
             }
-            (purpose, Err(e)) => {
-                self.reopen_if_unavailable(&e, now);
+            Answer::Lost {
+                purpose,
+                error,
+                change,
+            } => {
+                self.buckets.failed(&error, now);
                 match purpose {
-                    LeasePurpose::Acquire => {
-                        tracing::debug!(error = %e, "lease held elsewhere")
+                    Purpose::Acquire => tracing::debug!(error = %error, "lease held elsewhere"),
+                    Purpose::Fence => {
+                        tracing::warn!(error = %error, "lost the lease before writing the record; not writing");
+                        self.record.abandon();
                     }
-                    LeasePurpose::Fence => {
-                        tracing::warn!(error = %e, "lost the lease before writing the record; not writing")
-                    }
-                    _ => tracing::warn!(error = %e, "lease renewal failed"),
+                    _ => tracing::warn!(error = %error, "lease renewal failed"),
                 }
-                if purpose == LeasePurpose::Fence {
-                    self.settle = None;
-                }
-                if let Some(change) = self.election.lost(now) {
+                if let Some(change) = change {
                     self.role_changed(change, now);
-                }
-                if std::mem::take(&mut self.retry_acquire) {
-                    self.election.attempt_now(now);
                 }
             }
         }
@@ -681,11 +683,7 @@ impl Coordinator {
     /// The result of [`Action::ReadRecord`]: the value and its revision, or
     /// `None` when there is no record.
     pub fn handle_record(&mut self, result: Result<Option<Entry>, KvError>, now: Instant) {
-        if self.record_call == Some(RecordCall::Read) {
-            self.record_call = None;
-        }
-        self.ready = true;
-        let fresh = std::mem::take(&mut self.read_is_fresh);
+        let fresh = self.record.read_answered();
         let (revision, current) = match result {
             Ok(None) => (0, None),
             Ok(Some(Entry {
@@ -701,10 +699,9 @@ impl Coordinator {
             }
             Err(e) => {
                 tracing::debug!(error = %e, "cannot read the settled record");
-                self.reopen_if_unavailable(&e, now);
-                if matches!(self.settle, Some(Settle::Reading { .. })) && fresh {
+                self.buckets.failed(&e, now);
+                if fresh && self.record.take_reading().is_some() {
                     // Try the decision again with the next round.
-                    self.settle = None;
                     self.scheduler.collect_now(now);
                 }
                 self.step(now);
@@ -715,49 +712,26 @@ impl Coordinator {
             self.apply(notice.clone());
         }
         if fresh {
-            if let Some(Settle::Reading { version, release }) = self.settle.clone() {
+            if let Some((version, release)) = self.record.take_reading() {
                 self.decide(version, release, revision, current, now);
             }
         }
         self.step(now);
     }
 
-    /// The record in a KV value, if it is authentic and readable.
+    /// The record in a KV value, if it passes the inbound checks.
     fn read_record(&mut self, revision: u64, value: &[u8]) -> Option<SettledNotice> {
-        let value = match &self.key {
-            Some(key) => match key.open(STATE_KEY, value) {
-                Some(value) => value,
-                None => {
-                    self.dropped.unauthenticated += 1;
-                    self.changes += 1;
-                    tracing::warn!(
-                        revision,
-                        dropped = self.dropped.total(),
-                        "ignoring a settled record without a valid cluster MAC"
-                    );
-                    return None;
-                }
-            },
-            None => value,
-        };
-        match protocol::decode_with_release::<SettledRecord>(value) {
-            Ok((record, check)) => {
-                self.count_release(STATE_KEY, &check);
-                Some(SettledNotice { revision, record })
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, revision, "ignoring an unreadable settled record");
-                None
-            }
+        let dropped = self.dropped.total();
+        let notice = self.inbound.record(revision, value, &mut self.dropped);
+        if self.dropped.total() != dropped {
+            self.changes += 1;
         }
+        notice
     }
 
     /// The result of [`Action::WriteRecord`]: the record's new revision.
     pub fn handle_record_written(&mut self, result: Result<u64, KvError>, now: Instant) {
-        if self.record_call == Some(RecordCall::Write) {
-            self.record_call = None;
-        }
-        match (result, self.written.take()) {
+        match (result, self.record.written()) {
             (Ok(revision), Some(record)) => {
                 let kind = record.kind;
                 let notice = SettledNotice { revision, record };
@@ -775,11 +749,11 @@ impl Coordinator {
                 }
                 self.apply(notice);
             }
-            (Ok(_), None) => self.reread = true,
+            (Ok(_), None) => self.record.want_read(),
             (Err(e), _) => {
-                self.reopen_if_unavailable(&e, now);
+                self.buckets.failed(&e, now);
                 tracing::warn!(error = %e, "the settled record was not written; re-reading");
-                self.reread = true;
+                self.record.want_read();
                 self.scheduler.collect_now(now);
             }
         }
@@ -796,12 +770,15 @@ impl Coordinator {
     /// whoever hears the nodedown can take it at once), then say nodedown.
     /// Done when [`has_left`](Self::has_left).
     pub fn begin_leave(&mut self, now: Instant) {
-        if self.leaving != Leaving::No {
-            return;
+        if !self.life.is_member() {
+            return self.step(now);
         }
-        self.leaving = Leaving::Releasing;
+        self.life = Life::Releasing {
+            retired: self.life.retired(),
+        };
+        self.heartbeat.stop();
         self.round = None;
-        self.settle = None;
+        self.record.abandon();
         self.step(now);
     }
 
@@ -813,18 +790,20 @@ impl Coordinator {
     /// retiring or leaving; [`begin_leave`](Self::begin_leave) still ends it
     /// at once.
     pub fn begin_retire(&mut self, now: Instant, retire_for: Duration, grace: Duration) {
-        if self.leaving != Leaving::No || self.retirement.is_some() {
-            return;
+        if self.life != Life::Serving {
+            return self.step(now);
         }
         tracing::info!(
             ?retire_for,
             ?grace,
             "retiring: serving forwarded requests of this version until no page needs it"
         );
-        self.retirement = Some(Retirement::new(now, retire_for, grace));
-        self.retire_needed = true;
+        self.life = Life::Retiring {
+            retirement: Retirement::new(now, retire_for, grace),
+            needed: true,
+        };
         self.round = None;
-        self.settle = None;
+        self.record.abandon();
         self.changes += 1;
         // Say it at once: the monitor stops waiting for this node.
         if self.connected {
@@ -833,60 +812,45 @@ impl Coordinator {
         self.step(now);
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) should be called next.
+    /// When [`handle_timeout`](Self::handle_timeout) should be called next:
+    /// the earliest moment one of the coordinator's parts has something to
+    /// do (`None`: only an event can change anything). Right after any
+    /// `handle_*` or `begin_*` call at `now`, it is later than `now`.
     pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
-        let mut next: Option<Instant> = None;
-        let mut at = |t: Option<Instant>| {
-            if let Some(t) = t {
-                next = Some(next.map_or(t, |n| n.min(t)));
-            }
-        };
-        if self.leaving == Leaving::Left {
+        if self.has_left() {
             return None;
         }
-        at(self.view.next_expiry());
-        at(self.view.warm_at().filter(|w| *w > now));
-        at(self.next_heartbeat);
-        if let Some(retirement) = self
-            .retirement
-            .as_ref()
-            .filter(|_| self.leaving == Leaving::No)
-        {
-            at(Some(retirement.next_deadline()));
-        }
-        let leader = self.election.is_leader(now);
-        if self.connected {
-            if self.buckets != Buckets::Open && leader {
-                at(self.election.next_deadline());
-            }
-            match self.buckets {
-                Buckets::Closed { retry_at } => at(Some(retry_at)),
-                Buckets::Opening => {}
-                Buckets::Open => {
-                    if self.lease_call.is_none() && !self.lease_waits_for_record() {
-                        at(self.election.next_deadline());
-                    }
-                    if self.record_call.is_none() {
-                        at(Some(self.next_refresh));
-                    }
-                }
-            }
-            if let Some(round) = &self.round {
-                at(Some(round.deadline));
-            } else if leader
-                && self.leaving == Leaving::No
-                && self.retirement.is_none()
-                && self.settle.is_none()
-                && self.written.is_none()
-                && self.view.is_warm(now)
-            {
-                at(Some(self.scheduler.next_round()));
-            }
-        } else if leader {
-            // Cut off: the lease cannot be renewed; step down on our own clock.
-            at(self.election.next_deadline());
-        }
-        next
+        self.timers(now).into_iter().filter_map(|(_, at)| at).min()
+    }
+
+    /// Every part's next deadline, while that part could act on it.
+    pub(super) fn timers(&self, now: Instant) -> [(Timer, Option<Instant>); 9] {
+        let reachable = self.reachable();
+        let connected = |at: Option<Instant>| at.filter(|_| self.connected);
+        let retirement = match &self.life {
+            Life::Retiring { retirement, .. } => Some(retirement.next_deadline()),
+            _ => None,
+        };
+        let next_round = (self.monitoring(now) && self.may_start_round(now))
+            .then(|| self.scheduler.next_round());
+        [
+            (Timer::Expiry, self.view.next_expiry()),
+            (Timer::WarmUp, self.view.warm_at().filter(|w| *w > now)),
+            (Timer::Heartbeat, self.heartbeat.next_deadline()),
+            (Timer::Retirement, retirement),
+            (Timer::Lease, self.lease.next_deadline(self.lease_gate())),
+            (Timer::Buckets, connected(self.buckets.next_deadline())),
+            (
+                Timer::Record,
+                self.record
+                    .next_deadline(reachable, self.lease.is_fencing()),
+            ),
+            (
+                Timer::Round,
+                connected(self.round.as_ref().map(|r| r.deadline)),
+            ),
+            (Timer::Scheduler, connected(next_round)),
+        ]
     }
 
     // ---- what the driver shows ------------------------------------------
@@ -928,26 +892,27 @@ impl Coordinator {
     /// This node's view of its cluster, for `GET /api/cluster`.
     pub fn status(&self, now: Instant) -> ClusterStatus {
         let view = self.view(now);
-        let leads = self.election.is_leader(now);
+        let monitor = self.lease.is_monitor(now);
         let members = self
             .view
             .members()
             .map(|m| {
                 let me = m.id == self.me.id && m.incarnation == self.me.incarnation;
-                m.status(now, if me { leads } else { m.leader })
+                m.status(now, if me { monitor } else { m.monitor })
             })
             .collect();
-        let leader = if leads {
+        // The wire's word for the monitor is `leader`.
+        let leader = if monitor {
             Some(self.me.id.clone())
         } else {
-            self.view.leader().map(|m| m.id.clone())
+            self.view.monitor().map(|m| m.id.clone())
         };
         ClusterStatus {
             cluster: Some(self.names.cluster().to_owned()),
             node_id: self.me.id.clone(),
             connected: self.connected,
             leader,
-            this_node_leads: leads,
+            this_node_leads: monitor,
             state: view.state,
             settled_version: view.settled_version,
             announced: self.announced.clone(),
@@ -959,316 +924,39 @@ impl Coordinator {
         }
     }
 
-    // ---- internals ------------------------------------------------------
+    // ---- the step -------------------------------------------------------
 
-    /// A KV call that could not complete may mean the bucket (or its
-    /// stream) is gone: open the buckets again, creating what is missing.
-    fn reopen_if_unavailable(&mut self, error: &KvError, now: Instant) {
-        if matches!(error, KvError::Unavailable(_)) && self.buckets == Buckets::Open {
-            self.buckets = Buckets::Closed {
-                retry_at: now + BUCKET_RETRY,
-            };
-        }
+    /// Connected with the bucket open: KV calls may go out.
+    fn reachable(&self) -> bool {
+        self.connected && self.buckets.is_open()
     }
 
-    fn decode<T: serde::de::DeserializeOwned>(
-        &mut self,
-        subject: &str,
-        payload: &[u8],
-    ) -> Option<T> {
-        match protocol::decode::<T>(payload) {
-            Ok(message) => Some(message),
-            Err(e) => {
-                self.dropped.malformed += 1;
-                self.changes += 1;
-                tracing::warn!(%subject, error = %e, dropped = self.dropped.total(), "dropping a malformed message");
-                None
-            }
-        }
+    /// Whether this node acts as monitor at `now`: it holds the lease and
+    /// is neither leaving nor retiring.
+    fn monitoring(&self, now: Instant) -> bool {
+        self.lease.is_monitor(now) && self.life == Life::Serving
     }
 
-    /// [`decode`](Self::decode) for a message that may carry release
-    /// metadata: bad metadata is dropped and counted, the message kept.
-    fn decode_with_release<T: serde::de::DeserializeOwned + CarriesRelease>(
-        &mut self,
-        subject: &str,
-        payload: &[u8],
-    ) -> Option<T> {
-        match protocol::decode_with_release::<T>(payload) {
-            Ok((message, check)) => {
-                self.count_release(subject, &check);
-                Some(message)
-            }
-            Err(e) => {
-                self.dropped.malformed += 1;
-                self.changes += 1;
-                tracing::warn!(%subject, error = %e, dropped = self.dropped.total(), "dropping a malformed message");
-                None
-            }
-        }
+    /// Whether a monitor may start a round at `now` (when one is due).
+    fn may_start_round(&self, now: Instant) -> bool {
+        self.round.is_none()
+            && self.record.is_idle()
+            && self.buckets.is_open()
+            && self.view.is_warm(now)
     }
 
-    /// Counts (and logs) release metadata that failed its check.
-    fn count_release(&mut self, subject: &str, check: &ReleaseCheck) {
-        if let ReleaseCheck::Dropped(reason) = check {
-            self.dropped.bad_release += 1;
-            self.changes += 1;
-            tracing::warn!(%subject, %reason, dropped = self.dropped.total(),
-                "ignoring invalid release metadata");
-        }
-    }
-
-    fn publish(&mut self, subject: String, payload: Bytes) {
-        self.publish_with_reply(subject, None, payload);
-    }
-
-    fn publish_with_reply(&mut self, subject: String, reply: Option<String>, payload: Bytes) {
-        let mac = self.key.as_ref().map(|key| key.sign(&subject, &payload));
-        self.actions.push_back(Action::Publish {
-            subject,
-            reply,
-            payload,
-            mac,
-        });
-    }
-
-    /// A KV value as written: sealed with the cluster key, if there is one.
-    fn seal(&self, key_name: &str, value: Bytes) -> Bytes {
-        match &self.key {
-            Some(key) => key.seal(key_name, &value),
-            None => value,
-        }
-    }
-
-    fn publish_presence(&mut self, kind: PresenceKind, now: Instant) {
-        let presence = Presence {
-            id: self.me.id.clone(),
-            version: self.me.version.clone(),
-            incarnation: self.me.incarnation,
-            // On nodedown: whether this node held the lease until just now
-            // (it released it first), so the others try to take it at once.
-            leader: match kind {
-                PresenceKind::Down => self.released_lease,
-                _ => self.election.is_leader(now),
+    /// What the lease may do now.
+    fn lease_gate(&self) -> lease::Gate {
+        lease::Gate {
+            reachable: self.reachable(),
+            resign: match self.life {
+                Life::Serving => false,
+                Life::Retiring { .. } | Life::Releasing { .. } => true,
+                Life::Left { retired } => retired,
             },
-            tabs: match kind {
-                PresenceKind::Down => Default::default(),
-                _ => self.tabs.clone(),
-            },
-            retiring: self.retirement.is_some() && kind != PresenceKind::Down,
-        };
-        self.publish(self.names.presence(kind), protocol::encode(&presence));
-    }
-
-    fn on_presence(&mut self, kind: PresenceKind, presence: Presence, now: Instant) {
-        let material = match kind {
-            PresenceKind::Down => {
-                let was_monitor = presence.leader
-                    || self
-                        .view
-                        .get(&presence.id, presence.incarnation)
-                        .is_some_and(|m| m.leader);
-                let left = self.view.left(&presence.id, presence.incarnation, now);
-                if left && was_monitor {
-                    // It handed the lease back before saying nodedown.
-                    self.election.attempt_now(now);
-                    // An attempt already in flight may have been refused
-                    // before the release: try again as soon as it returns.
-                    self.retry_acquire = self
-                        .lease_call
-                        .is_some_and(|c| c.purpose == LeasePurpose::Acquire);
-                }
-                if let (true, Some(round)) = (left, self.round.as_mut()) {
-                    round.departed(&Process::new(&presence.id, presence.incarnation));
-                }
-                left
-            }
-            PresenceKind::Up | PresenceKind::Heartbeat => {
-                let was_monitor = self
-                    .view
-                    .get(&presence.id, presence.incarnation)
-                    .is_some_and(|m| m.leader);
-                let change = self.view.heard(
-                    &presence.id,
-                    &presence.version,
-                    presence.incarnation,
-                    presence.leader,
-                    now,
-                );
-                if change == Change::Ignored {
-                    return;
-                }
-                self.view
-                    .set_tabs(&presence.id, presence.incarnation, presence.tabs);
-                let retiring =
-                    self.view
-                        .set_retiring(&presence.id, presence.incarnation, presence.retiring);
-                if presence.retiring {
-                    // It no longer counts: the round does not wait for it.
-                    if let Some(round) = self.round.as_mut() {
-                        round.departed(&Process::new(&presence.id, presence.incarnation));
-                    }
-                    if was_monitor && !presence.leader {
-                        // A retiring monitor handed the lease back.
-                        self.election.attempt_now(now);
-                    }
-                }
-                change.is_material() || retiring.is_material()
-            }
-        };
-        if material {
-            tracing::info!(node = %presence.id, version = %presence.version, event = kind.as_str(), "membership changed");
-            self.changes += 1;
-            self.scheduler.collect_now(now);
+            held: self.record.holds_lease(),
+            fence: self.record.is_fencing(),
         }
-    }
-
-    fn on_version_request(&mut self, reply: Option<&str>) {
-        if !self.connected || self.leaving == Leaving::Left || self.retirement.is_some() {
-            // A node that said nodedown must not be counted again, nor one
-            // that retires.
-            return;
-        }
-        let Some(reply) = reply.filter(|r| protocol::is_reply_inbox(r)) else {
-            self.dropped.bad_reply_subject += 1;
-            self.changes += 1;
-            tracing::warn!(
-                reply,
-                dropped = self.dropped.total(),
-                "dropping a version request whose reply subject is not an inbox"
-            );
-            return;
-        };
-        let answer = VersionReply {
-            id: self.me.id.clone(),
-            version: self.me.version.clone(),
-            incarnation: self.me.incarnation,
-            release: self.release.clone(),
-        };
-        self.publish(reply.to_owned(), protocol::encode(&answer));
-    }
-
-    fn on_reply(&mut self, round: u64, reply: VersionReply, now: Instant) {
-        let change = self
-            .view
-            .heard(&reply.id, &reply.version, reply.incarnation, false, now);
-        if change == Change::Ignored {
-            return;
-        }
-        if change.is_material() {
-            self.changes += 1;
-            self.scheduler.collect_now(now);
-        }
-        if let Some(current) = self.round.as_mut().filter(|r| r.number == round) {
-            current.reply_with_release(
-                Process::new(&reply.id, reply.incarnation),
-                &reply.version,
-                reply.release,
-            );
-        }
-    }
-
-    fn role_changed(&mut self, change: RoleChange, now: Instant) {
-        self.changes += 1;
-        match change {
-            RoleChange::BecameLeader { fence } => {
-                self.counters.lease_acquired += 1;
-                tracing::info!(fence, "elected monitor");
-                self.scheduler.collect_now(now);
-            }
-            RoleChange::SteppedDown { fence } => {
-                self.counters.lease_lost += 1;
-                tracing::warn!(fence, "no longer the monitor");
-                self.round = None;
-                self.settle = None;
-            }
-        }
-    }
-
-    /// Applies a record read from KV (or written by this node): KV is the
-    /// source of truth, and revisions only move forward.
-    fn apply(&mut self, notice: SettledNotice) {
-        let newer = self
-            .announced
-            .as_ref()
-            .is_none_or(|a| notice.revision >= a.revision);
-        if newer && self.announced.as_ref() != Some(&notice) {
-            if self
-                .recent
-                .front()
-                .is_none_or(|r| r.revision < notice.revision)
-            {
-                self.recent.push_front(notice.clone());
-                self.recent.truncate(RECENT_RECORDS);
-            }
-            self.announced = Some(notice);
-            self.changes += 1;
-        }
-    }
-
-    /// A fresh read of the record is in; decide what `version` means (its
-    /// record carries `release`, the settled round's merged release; a
-    /// compatible version is no news, whatever its release says).
-    /// `revision` is the record key's last revision, readable or not (0
-    /// for none; an unreadable record is overwritten, compare-and-set on it).
-    fn decide(
-        &mut self,
-        version: Version,
-        release: Option<Release>,
-        revision: u64,
-        current: Option<SettledNotice>,
-        now: Instant,
-    ) {
-        self.settle = None;
-        // A member that joined (or changed) since the round ended must be
-        // waited for: never announce while the view holds another version.
-        if self.view.agreement(now) != Agreement::Settled(version.clone()) {
-            self.scheduler.collect_now(now);
-            return;
-        }
-        let last = current.as_ref().map(|n| &n.record.version);
-        let (kind, previous) = match monitor::decide(&version, last, self.compat) {
-            Decision::NoNews => return,
-            Decision::Baseline(_) => (RecordKind::Baseline, None),
-            Decision::Announce { previous, .. } => (RecordKind::Announcement, Some(previous)),
-        };
-        self.settle = Some(Settle::Fencing {
-            record: SettledRecord {
-                version,
-                previous,
-                kind,
-                fence: 0,
-                leader: self.me.id.clone(),
-                at_ms: self.unix_ms,
-                release,
-            },
-            expected: revision,
-        });
-    }
-
-    /// The fencing renewal succeeded with `fence`: write the record, unless
-    /// a member of another version joined meanwhile.
-    fn fenced(&mut self, fence: u64, now: Instant) {
-        let Some(Settle::Fencing {
-            mut record,
-            expected,
-        }) = self.settle.take()
-        else {
-            return;
-        };
-        if self.view.agreement(now) != Agreement::Settled(record.version.clone()) {
-            self.scheduler.collect_now(now);
-            return;
-        }
-        record.fence = fence;
-        let value = self.seal(STATE_KEY, protocol::encode(&record));
-        self.written = Some(record);
-        self.record_call = Some(RecordCall::Write);
-        self.actions.push_back(Action::WriteRecord {
-            fence,
-            expected_revision: expected,
-            value,
-        });
     }
 
     /// Everything due at `now`.
@@ -1287,75 +975,51 @@ impl Coordinator {
             self.was_warm = warm;
             self.changes += 1;
         }
-        self.election
-            .set_eligible(warm && self.leaving == Leaving::No && self.retirement.is_none());
-
-        if !self.connected {
-            // The lease cannot be renewed: `poll` steps down on our own clock.
-            if let (_, Some(change)) = self.election.poll(now) {
-                self.role_changed(change, now);
-            }
-            self.retire_step(now);
-            self.leave_step(now);
-            self.show(now);
-            return;
+        self.lease.set_eligible(warm && self.life == Life::Serving);
+        if self.connected && self.buckets.poll(now) {
+            self.actions.push_back(Action::OpenBucket(self.bucket()));
         }
-
-        if let Buckets::Closed { retry_at } = self.buckets {
-            if now >= retry_at {
-                self.buckets = Buckets::Opening;
-                self.actions.push_back(Action::OpenBucket(self.bucket()));
-            }
-        }
-        if self.buckets != Buckets::Open {
-            // No lease calls now: a leader still steps down on its own clock.
-            if let (_, Some(change)) = self.election.poll(now) {
-                self.role_changed(change, now);
-            }
-        }
-        if self.buckets == Buckets::Open {
-            self.lease_step(now);
-        }
-        if let Some(at) = self.next_heartbeat.filter(|at| now >= *at) {
-            if self.leaving == Leaving::No {
+        // Unreachable, a monitor still steps down on its own clock.
+        self.lease_step(now);
+        if self.connected {
+            if self.heartbeat.poll(now) {
                 self.publish_presence(PresenceKind::Heartbeat, now);
-                // Paced from when it was due, never faster than asked.
-                let interval = self.timings.heartbeat_interval();
-                self.next_heartbeat = Some((at + interval).max(now + interval / 2));
             }
-        }
-        self.monitor_step(now);
-        // After the monitor's step, which may just have asked for a fresh
-        // read (a settled round): nothing here may wait for another event.
-        let fencing = matches!(self.settle, Some(Settle::Fencing { .. }))
-            || self
-                .lease_call
-                .is_some_and(|c| c.purpose == LeasePurpose::Fence);
-        if self.buckets == Buckets::Open
-            && self.record_call.is_none()
-            && !fencing
-            && (self.reread || now >= self.next_refresh)
-        {
-            self.reread = false;
-            self.read_is_fresh = true;
-            self.next_refresh = now + RECORD_REFRESH;
-            self.record_call = Some(RecordCall::Read);
-            self.actions.push_back(Action::ReadRecord);
+            self.monitor_step(now);
+            // After the monitor's step, which may just have asked for a
+            // fresh read (a settled round): nothing here may wait for
+            // another event.
+            if self
+                .record
+                .poll_read(now, self.reachable(), self.lease.is_fencing())
+            {
+                self.actions.push_back(Action::ReadRecord);
+            }
         }
         self.retire_step(now);
         self.leave_step(now);
         self.show(now);
     }
 
+    fn lease_step(&mut self, now: Instant) {
+        let poll = self.lease.poll(now, self.lease_gate());
+        if poll.fence_lost {
+            self.record.abandon();
+        }
+        if let Some(change) = poll.change {
+            self.role_changed(change, now);
+        }
+        if let Some(call) = poll.call {
+            self.actions.push_back(Action::Lease(call));
+        }
+    }
+
     /// While retiring: whether open pages still need this node, and the
     /// leave once none has for the grace period (or the time is up).
     fn retire_step(&mut self, now: Instant) {
-        if self.leaving != Leaving::No {
+        if !matches!(self.life, Life::Retiring { .. }) {
             return;
         }
-        let Some(retirement) = self.retirement.as_mut() else {
-            return;
-        };
         // Unknown (cut off, or not observing long enough) counts as needed.
         let me = Process::new(&self.me.id, self.me.incarnation);
         let retiring: Vec<(Process, Version)> = self
@@ -1363,7 +1027,7 @@ impl Coordinator {
             .retiring()
             .map(|m| (m.process(), m.version.clone()))
             .collect();
-        let needed = !(self.connected && self.view.is_warm(now))
+        let now_needed = !(self.connected && self.view.is_warm(now))
             || retire::needs_me(
                 &me,
                 &self.me.version,
@@ -1372,11 +1036,14 @@ impl Coordinator {
                 &retiring,
                 self.view.tabs(),
             );
-        if needed != self.retire_needed {
-            self.retire_needed = needed;
+        let Life::Retiring { retirement, needed } = &mut self.life else {
+            return;
+        };
+        if now_needed != *needed {
+            *needed = now_needed;
             self.changes += 1;
         }
-        retirement.observe(now, needed);
+        retirement.observe(now, now_needed);
         if let Some(end) = retirement.end(now) {
             match end {
                 RetireEnd::Drained => {
@@ -1388,103 +1055,24 @@ impl Coordinator {
                     tracing::info!("retired: the time to retire ran out")
                 }
             }
-            self.leaving = Leaving::Releasing;
+            self.life = Life::Releasing { retired: true };
+            self.heartbeat.stop();
             self.round = None;
-            self.settle = None;
+            self.record.abandon();
             self.changes += 1;
         }
     }
 
-    fn lease_step(&mut self, now: Instant) {
-        if self.lease_call.is_some() {
-            return;
-        }
-        let ttl = self.lease_ttl();
-        if self.leaving == Leaving::Releasing || self.retirement.is_some() {
-            if let Some(revision) = self.election.resign(now) {
-                let call = LeaseCall::Delete { revision, ttl };
-                self.send_lease(LeasePurpose::Release, call, now);
-            }
-            return;
-        }
-        if self.lease_waits_for_record() {
-            return;
-        }
-        if matches!(self.settle, Some(Settle::Fencing { .. })) {
-            match self.election.fence(now) {
-                Some(revision) => {
-                    let value = self.holder();
-                    let call = LeaseCall::Update {
-                        revision,
-                        value,
-                        ttl,
-                    };
-                    self.send_lease(LeasePurpose::Fence, call, now);
-                    return;
-                }
-                None => self.settle = None,
-            }
-        }
-        let (action, change) = self.election.poll(now);
-        if let Some(change) = change {
-            self.role_changed(change, now);
-        }
-        match action {
-            ElectionAction::Wait => {}
-            ElectionAction::Acquire => {
-                let value = self.holder();
-                let call = LeaseCall::Create { value, ttl };
-                self.send_lease(LeasePurpose::Acquire, call, now);
-            }
-            ElectionAction::Renew { revision } => {
-                let value = self.holder();
-                let call = LeaseCall::Update {
-                    revision,
-                    value,
-                    ttl,
-                };
-                self.send_lease(LeasePurpose::Renew, call, now);
-            }
-        }
-    }
-
-    /// No lease call while a record write is in flight (it expects the
-    /// fence to be the bucket's last message), nor a fence while a record
-    /// read is (the fence is followed at once by the write).
-    fn lease_waits_for_record(&self) -> bool {
-        self.written.is_some()
-            || (matches!(self.settle, Some(Settle::Fencing { .. })) && self.record_call.is_some())
-    }
-
-    fn send_lease(&mut self, purpose: LeasePurpose, call: LeaseCall, now: Instant) {
-        self.lease_call = Some(PendingLease { purpose, sent: now });
-        self.actions.push_back(Action::Lease(call));
-    }
-
-    fn holder(&self) -> Bytes {
-        let value = protocol::encode(&LeaseHolder {
-            id: self.me.id.clone(),
-        });
-        self.seal(LEASE_KEY, value)
-    }
-
     fn monitor_step(&mut self, now: Instant) {
-        if !self.election.is_leader(now) || self.leaving != Leaving::No || self.retirement.is_some()
-        {
+        if !self.monitoring(now) {
             self.round = None;
-            self.settle = None;
+            self.record.abandon();
             return;
         }
         if self.round.as_ref().is_some_and(|r| r.is_over(now)) {
             self.finish_round(now);
         }
-        if self.round.is_none()
-            && self.settle.is_none()
-            && self.written.is_none()
-            && self.buckets == Buckets::Open
-            && self.view.is_warm(now)
-            && self.scheduler.is_due(now)
-        {
+        if self.may_start_round(now) && self.scheduler.is_due(now) {
             self.start_round(now);
         }
     }
@@ -1537,15 +1125,8 @@ impl Coordinator {
         });
         self.changes += 1;
         match outcome {
-            RoundOutcome::Settled(version) => {
-                // Decide on a read that starts after the round ended.
-                self.settle = Some(Settle::Reading { version, release });
-                self.reread = true;
-                if self.record_call == Some(RecordCall::Read) {
-                    // The read in flight is older than the round: not fresh.
-                    self.read_is_fresh = false;
-                }
-            }
+            // Decide on a read that starts after the round ended.
+            RoundOutcome::Settled(version) => self.record.settled(version, release),
             RoundOutcome::Mixed(versions) => {
                 tracing::info!(?versions, "versions mixed; waiting")
             }
@@ -1555,19 +1136,79 @@ impl Coordinator {
         }
     }
 
-    fn leave_step(&mut self, now: Instant) {
-        if self.leaving != Leaving::Releasing || self.lease_call.is_some() {
+    /// A fresh read of the record is in; decide what `version` means (its
+    /// record carries `release`, the settled round's merged release; a
+    /// compatible version is no news, whatever its release says).
+    /// `revision` is the record key's last revision, readable or not (0
+    /// for none; an unreadable record is overwritten, compare-and-set on it).
+    fn decide(
+        &mut self,
+        version: Version,
+        release: Option<Release>,
+        revision: u64,
+        current: Option<SettledNotice>,
+        now: Instant,
+    ) {
+        // A member that joined (or changed) since the round ended must be
+        // waited for: never announce while the view holds another version.
+        if self.view.agreement(now) != Agreement::Settled(version.clone()) {
+            self.scheduler.collect_now(now);
             return;
         }
-        if self.connected && self.buckets == Buckets::Open && self.election.holds_lease() {
+        let last = current.as_ref().map(|n| &n.record.version);
+        let (kind, previous) = match monitor::decide(&version, last, self.compat) {
+            Decision::NoNews => return,
+            Decision::Baseline(_) => (RecordKind::Baseline, None),
+            Decision::Announce { previous, .. } => (RecordKind::Announcement, Some(previous)),
+        };
+        let record = SettledRecord {
+            version,
+            previous,
+            kind,
+            fence: 0,
+            leader: self.me.id.clone(),
+            at_ms: self.unix_ms,
+            release,
+        };
+        self.record.fence(record, revision);
+    }
+
+    /// The fencing renewal succeeded with `fence`: write the record, unless
+    /// a member of another version joined meanwhile.
+    fn fenced(&mut self, fence: u64, now: Instant) {
+        let Some((mut record, expected)) = self.record.take_fencing() else {
+            return;
+        };
+        if self.view.agreement(now) != Agreement::Settled(record.version.clone()) {
+            self.scheduler.collect_now(now);
+            return;
+        }
+        record.fence = fence;
+        let value = self.seal(STATE_KEY, protocol::encode(&record));
+        self.record.write(record);
+        self.actions.push_back(Action::WriteRecord {
+            fence,
+            expected_revision: expected,
+            value,
+        });
+    }
+
+    fn leave_step(&mut self, now: Instant) {
+        let Life::Releasing { retired } = self.life else {
+            return;
+        };
+        if self.lease.in_flight() {
+            return;
+        }
+        if self.reachable() && self.lease.holds_lease() {
             // `lease_step` sends the release first.
             return;
         }
         if self.connected {
             self.publish_presence(PresenceKind::Down, now);
         }
-        self.leaving = Leaving::Left;
-        self.next_heartbeat = None;
+        self.life = Life::Left { retired };
+        self.heartbeat.stop();
         self.changes += 1;
     }
 
@@ -1581,12 +1222,7 @@ impl Coordinator {
         }
     }
 
-    /// The lease messages' time to live: the lease in whole seconds,
-    /// rounded up (the server's unit), so a lease message never expires
-    /// before its holder stops trusting it.
-    fn lease_ttl(&self) -> Duration {
-        Duration::from_secs(self.timings.lease.as_millis().div_ceil(1000).max(1) as u64)
-    }
+    // ---- internals ------------------------------------------------------
 
     /// Revisions (stream sequences) seen so far only move forward; a bucket
     /// created anew starts above them.
@@ -1600,7 +1236,201 @@ impl Coordinator {
             description: "version-observer: the monitor lease and the settled record",
             replicas: self.replicas,
             first_sequence: self.max_revision + 1,
-            lease_ttl: self.lease_ttl(),
+            lease_ttl: self.lease.ttl(),
         }
     }
+
+    fn publish(&mut self, subject: String, payload: Bytes) {
+        self.publish_with_reply(subject, None, payload);
+    }
+
+    fn publish_with_reply(&mut self, subject: String, reply: Option<String>, payload: Bytes) {
+        let mac = self.key.as_ref().map(|key| key.sign(&subject, &payload));
+        self.actions.push_back(Action::Publish {
+            subject,
+            reply,
+            payload,
+            mac,
+        });
+    }
+
+    /// A KV value as written: sealed with the cluster key, if there is one.
+    fn seal(&self, key_name: &str, value: Bytes) -> Bytes {
+        seal(self.key.as_ref(), key_name, value)
+    }
+
+    fn publish_presence(&mut self, kind: PresenceKind, now: Instant) {
+        let presence = Presence {
+            id: self.me.id.clone(),
+            version: self.me.version.clone(),
+            incarnation: self.me.incarnation,
+            // On nodedown: whether this node held the lease until just now
+            // (it released it first), so the others try to take it at once.
+            leader: match kind {
+                PresenceKind::Down => self.lease.released(),
+                _ => self.lease.is_monitor(now),
+            },
+            tabs: match kind {
+                PresenceKind::Down => Default::default(),
+                _ => self.tabs.clone(),
+            },
+            retiring: self.life.retired() && kind != PresenceKind::Down,
+        };
+        self.publish(self.names.presence(kind), protocol::encode(&presence));
+    }
+
+    fn on_presence(&mut self, kind: PresenceKind, presence: Presence, now: Instant) {
+        let material = match kind {
+            PresenceKind::Down => {
+                let was_monitor = presence.leader
+                    || self
+                        .view
+                        .get(&presence.id, presence.incarnation)
+                        .is_some_and(|m| m.monitor);
+                let left = self.view.left(&presence.id, presence.incarnation, now);
+                if left && was_monitor {
+                    // It handed the lease back before saying nodedown.
+                    self.lease.monitor_left(now);
+                }
+                if let (true, Some(round)) = (left, self.round.as_mut()) {
+                    round.departed(&Process::new(&presence.id, presence.incarnation));
+                }
+                left
+            }
+            PresenceKind::Up | PresenceKind::Heartbeat => {
+                let was_monitor = self
+                    .view
+                    .get(&presence.id, presence.incarnation)
+                    .is_some_and(|m| m.monitor);
+                let change = self.view.heard(
+                    &presence.id,
+                    &presence.version,
+                    presence.incarnation,
+                    presence.leader,
+                    now,
+                );
+                if change == Change::Ignored {
+                    return;
+                }
+                self.view
+                    .set_tabs(&presence.id, presence.incarnation, presence.tabs);
+                let retiring =
+                    self.view
+                        .set_retiring(&presence.id, presence.incarnation, presence.retiring);
+                if presence.retiring {
+                    // It no longer counts: the round does not wait for it.
+                    if let Some(round) = self.round.as_mut() {
+                        round.departed(&Process::new(&presence.id, presence.incarnation));
+                    }
+                    if was_monitor && !presence.leader {
+                        // A retiring monitor handed the lease back.
+                        self.lease.attempt_now(now);
+                    }
+                }
+                change.is_material() || retiring.is_material()
+            }
+        };
+        if material {
+            tracing::info!(node = %presence.id, version = %presence.version, event = kind.as_str(), "membership changed");
+            self.changes += 1;
+            self.scheduler.collect_now(now);
+        }
+    }
+
+    fn on_version_request(&mut self, reply: Option<&str>) {
+        if !self.connected || self.has_left() || self.life.retired() {
+            // A node that said nodedown must not be counted again, nor one
+            // that retires.
+            return;
+        }
+        let Some(reply) = reply.filter(|r| protocol::is_reply_inbox(r)) else {
+            self.dropped.bad_reply_subject += 1;
+            self.changes += 1;
+            tracing::warn!(
+                reply,
+                dropped = self.dropped.total(),
+                "dropping a version request whose reply subject is not an inbox"
+            );
+            return;
+        };
+        let answer = VersionReply {
+            id: self.me.id.clone(),
+            version: self.me.version.clone(),
+            incarnation: self.me.incarnation,
+            release: self.release.clone(),
+        };
+        self.publish(reply.to_owned(), protocol::encode(&answer));
+    }
+
+    fn on_reply(&mut self, round: u64, reply: VersionReply, now: Instant) {
+        let change = self
+            .view
+            .heard(&reply.id, &reply.version, reply.incarnation, false, now);
+        if change == Change::Ignored {
+            return;
+        }
+        if change.is_material() {
+            self.changes += 1;
+            self.scheduler.collect_now(now);
+        }
+        if let Some(current) = self.round.as_mut().filter(|r| r.number == round) {
+            current.reply_with_release(
+                Process::new(&reply.id, reply.incarnation),
+                &reply.version,
+                reply.release,
+            );
+        }
+    }
+
+    fn role_changed(&mut self, change: RoleChange, now: Instant) {
+        self.changes += 1;
+        match change {
+            RoleChange::BecameMonitor { fence } => {
+                self.counters.lease_acquired += 1;
+                tracing::info!(fence, "elected monitor");
+                self.scheduler.collect_now(now);
+            }
+            RoleChange::SteppedDown { fence } => {
+                self.counters.lease_lost += 1;
+                tracing::warn!(fence, "no longer the monitor");
+                self.round = None;
+                self.record.abandon();
+            }
+        }
+    }
+
+    /// Applies a record read from KV (or written by this node): KV is the
+    /// source of truth, and revisions only move forward.
+    fn apply(&mut self, notice: SettledNotice) {
+        let newer = self
+            .announced
+            .as_ref()
+            .is_none_or(|a| notice.revision >= a.revision);
+        if newer && self.announced.as_ref() != Some(&notice) {
+            if self
+                .recent
+                .front()
+                .is_none_or(|r| r.revision < notice.revision)
+            {
+                self.recent.push_front(notice.clone());
+                self.recent.truncate(RECENT_RECORDS);
+            }
+            self.announced = Some(notice);
+            self.changes += 1;
+        }
+    }
+}
+
+/// A KV value as written: sealed with `key`, if there is one.
+fn seal(key: Option<&ClusterKey>, key_name: &str, value: Bytes) -> Bytes {
+    match key {
+        Some(key) => key.seal(key_name, &value),
+        None => value,
+    }
+}
+
+/// The lease key's value when `me` holds it.
+fn holder(me: &Identity, key: Option<&ClusterKey>) -> Bytes {
+    let value = protocol::encode(&LeaseHolder { id: me.id.clone() });
+    seal(key, LEASE_KEY, value)
 }

@@ -5,14 +5,14 @@
 //! - **acquire**: create the key if absent (only one node can win);
 //! - **renew**: update it expecting the revision we last wrote (fails if anyone
 //!   else wrote since, i.e. we lost it);
-//! - **expire**: a leader that stops renewing loses the key after `max_age`;
-//! - **release**: a leader that stops gracefully deletes it, so a follower can
+//! - **expire**: a monitor that stops renewing loses the key after `max_age`;
+//! - **release**: a monitor that stops gracefully deletes it, so a follower can
 //!   take over at once.
 //!
-//! The leader trusts its lease only until `sent + lease - margin`, where `sent`
+//! The monitor trusts its lease only until `sent + lease - margin`, where `sent`
 //! is when it *sent* the acquire/renew that succeeded (the server's clock
 //! started no earlier), so it steps down on its own clock before the key can
-//! have expired on the server. The revision of the lease key is the leader's
+//! have expired on the server. The revision of the lease key is the monitor's
 //! **fencing token**: [`Election::fence`] is what announcements carry.
 //!
 //! This type decides *what* to do and when; the transport does the KV calls and
@@ -38,11 +38,11 @@ pub enum ElectionAction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoleChange {
     /// A follower won the lease: a new term (a renewal is not one).
-    BecameLeader {
+    BecameMonitor {
         /// The lease key's revision it won with: its first fencing token.
         fence: u64,
     },
-    /// A leader lost the lease: a renewal failed, or the lease ran out on
+    /// A monitor lost the lease: a renewal failed, or the lease ran out on
     /// its own clock. (Resigning on a graceful stop reports no change.)
     SteppedDown {
         /// The last lease revision it held.
@@ -55,7 +55,7 @@ enum Role {
     Follower {
         next_attempt: Instant,
     },
-    Leader {
+    Monitor {
         revision: u64,
         valid_until: Instant,
         next_renewal: Instant,
@@ -63,7 +63,7 @@ enum Role {
 }
 
 /// One node's side of the lease election: a follower waiting for its next
-/// attempt, or a leader with its lease revision and when it must renew. See
+/// attempt, or a monitor with its lease revision and when it must renew. See
 /// the [module docs](self).
 ///
 /// ```
@@ -73,11 +73,11 @@ enum Role {
 /// let mut election = Election::new(Duration::from_secs(5), t0);
 /// assert_eq!(election.poll(t0), (ElectionAction::Acquire, None));
 /// // The transport created the lease key, which now has revision 7.
-/// assert_eq!(election.won(7, t0), Some(RoleChange::BecameLeader { fence: 7 }));
+/// assert_eq!(election.won(7, t0), Some(RoleChange::BecameMonitor { fence: 7 }));
 /// assert_eq!(election.fence(t0), Some(7));
 /// // Without a successful renewal, it steps down before the server expires the key.
 /// let too_late = t0 + election.lease() - election.margin();
-/// assert!(!election.is_leader(too_late));
+/// assert!(!election.is_monitor(too_late));
 /// ```
 #[derive(Debug, Clone)]
 pub struct Election {
@@ -100,7 +100,7 @@ impl Election {
         }
     }
 
-    /// Whether this node may try to take the lease (see `eligible`). A leader
+    /// Whether this node may try to take the lease (see `eligible`). A monitor
     /// keeps renewing either way.
     pub fn set_eligible(&mut self, eligible: bool) {
         self.eligible = eligible;
@@ -111,14 +111,14 @@ impl Election {
         self.lease
     }
 
-    /// How long before its lease could expire a leader steps down.
+    /// How long before its lease could expire a monitor steps down.
     pub fn margin(&self) -> Duration {
         (self.lease / 5)
             .max(Duration::from_millis(100))
             .min(self.lease / 2)
     }
 
-    /// How often a leader renews: three chances before it must step down.
+    /// How often a monitor renews: three chances before it must step down.
     pub fn renew_interval(&self) -> Duration {
         (self.lease - self.margin()) / 3
     }
@@ -128,10 +128,10 @@ impl Election {
         (self.lease / 10).clamp(Duration::from_millis(50), Duration::from_millis(500))
     }
 
-    /// The fencing token while this node may act as leader.
+    /// The fencing token while this node may act as monitor.
     pub fn fence(&self, now: Instant) -> Option<u64> {
         match self.role {
-            Role::Leader {
+            Role::Monitor {
                 revision,
                 valid_until,
                 ..
@@ -140,16 +140,25 @@ impl Election {
         }
     }
 
-    /// Whether this node may act as leader at `now`: it holds the lease and
+    /// Whether this node may act as monitor at `now`: it holds the lease and
     /// its own clock still trusts it (that is, [`fence`](Self::fence) is `Some`).
-    pub fn is_leader(&self, now: Instant) -> bool {
+    pub fn is_monitor(&self, now: Instant) -> bool {
         self.fence(now).is_some()
     }
 
     /// Whether this node still holds a lease revision it has not given up,
     /// whether or not its own clock still trusts it.
     pub fn holds_lease(&self) -> bool {
-        matches!(self.role, Role::Leader { .. })
+        matches!(self.role, Role::Monitor { .. })
+    }
+
+    /// When a monitor's own clock stops trusting its lease (it steps down
+    /// at its next [`poll`](Self::poll) from then on); `None` for a follower.
+    pub fn valid_until(&self) -> Option<Instant> {
+        match self.role {
+            Role::Monitor { valid_until, .. } => Some(valid_until),
+            Role::Follower { .. } => None,
+        }
     }
 
     /// When [`poll`](Self::poll) next has something to do (never, for a
@@ -158,7 +167,7 @@ impl Election {
         match self.role {
             Role::Follower { .. } if !self.eligible => None,
             Role::Follower { next_attempt } => Some(next_attempt),
-            Role::Leader {
+            Role::Monitor {
                 valid_until,
                 next_renewal,
                 ..
@@ -166,11 +175,11 @@ impl Election {
         }
     }
 
-    /// What is due at `now`. A leader whose lease ran out on its own clock steps
+    /// What is due at `now`. A monitor whose lease ran out on its own clock steps
     /// down here (and the returned change says so).
     pub fn poll(&mut self, now: Instant) -> (ElectionAction, Option<RoleChange>) {
         match self.role {
-            Role::Leader {
+            Role::Monitor {
                 revision,
                 valid_until,
                 ..
@@ -181,7 +190,7 @@ impl Election {
                     Some(RoleChange::SteppedDown { fence: revision }),
                 )
             }
-            Role::Leader {
+            Role::Monitor {
                 revision,
                 next_renewal,
                 ..
@@ -195,20 +204,20 @@ impl Election {
 
     /// The create or update sent at `sent` succeeded with `revision`.
     pub fn won(&mut self, revision: u64, sent: Instant) -> Option<RoleChange> {
-        let was_leader = matches!(self.role, Role::Leader { .. });
-        self.role = Role::Leader {
+        let was_monitor = matches!(self.role, Role::Monitor { .. });
+        self.role = Role::Monitor {
             revision,
             valid_until: sent + self.lease - self.margin(),
             next_renewal: sent + self.renew_interval(),
         };
-        (!was_leader).then_some(RoleChange::BecameLeader { fence: revision })
+        (!was_monitor).then_some(RoleChange::BecameMonitor { fence: revision })
     }
 
     /// The create or update failed: someone else holds the lease (or the bucket
     /// is unreachable). Try again after the attempt interval.
     pub fn lost(&mut self, now: Instant) -> Option<RoleChange> {
         let change = match self.role {
-            Role::Leader { revision, .. } => Some(RoleChange::SteppedDown { fence: revision }),
+            Role::Monitor { revision, .. } => Some(RoleChange::SteppedDown { fence: revision }),
             Role::Follower { .. } => None,
         };
         self.role = Role::Follower {
@@ -230,7 +239,7 @@ impl Election {
     /// Gives the lease up (graceful stop); returns the revision to delete, if held.
     pub fn resign(&mut self, now: Instant) -> Option<u64> {
         let held = match self.role {
-            Role::Leader { revision, .. } => Some(revision),
+            Role::Monitor { revision, .. } => Some(revision),
             Role::Follower { .. } => None,
         };
         self.role = Role::Follower {
@@ -273,7 +282,7 @@ mod tests {
         let t0 = Instant::now();
         let mut e = Election::new(LEASE, t0);
         assert_eq!(e.poll(t0), (ElectionAction::Acquire, None));
-        assert_eq!(e.won(11, t0), Some(RoleChange::BecameLeader { fence: 11 }));
+        assert_eq!(e.won(11, t0), Some(RoleChange::BecameMonitor { fence: 11 }));
         assert_eq!(e.fence(t0), Some(11));
         assert_eq!(e.poll(t0 + ms(10)), (ElectionAction::Wait, None));
         let renew_at = t0 + e.renew_interval();
@@ -293,9 +302,9 @@ mod tests {
         e.won(3, t0);
         // Renewals are attempted but never confirmed (NATS unreachable).
         let deadline = t0 + LEASE - e.margin();
-        assert!(e.is_leader(deadline - ms(1)));
+        assert!(e.is_monitor(deadline - ms(1)));
         assert!(
-            !e.is_leader(deadline),
+            !e.is_monitor(deadline),
             "no fence once the lease may be gone"
         );
         assert_eq!(
@@ -320,7 +329,7 @@ mod tests {
             e.lost(t0 + ms(1_500)),
             Some(RoleChange::SteppedDown { fence: 3 })
         );
-        assert!(!e.is_leader(t0 + ms(1_500)));
+        assert!(!e.is_monitor(t0 + ms(1_500)));
         assert_eq!(e.poll(t0 + ms(1_600)), (ElectionAction::Wait, None));
         assert_eq!(e.poll(t0 + ms(2_000)), (ElectionAction::Acquire, None));
     }
@@ -342,8 +351,8 @@ mod tests {
         // The reply came 2 s late; the server's clock started no later than t0.
         e.won(5, t0);
         let late_reply = t0 + ms(2_000);
-        assert!(e.is_leader(late_reply));
-        assert!(!e.is_leader(t0 + LEASE - e.margin()));
+        assert!(e.is_monitor(late_reply));
+        assert!(!e.is_monitor(t0 + LEASE - e.margin()));
     }
 
     #[test]
@@ -354,7 +363,7 @@ mod tests {
         assert_eq!(e.poll(t0 + ms(10)), (ElectionAction::Wait, None));
         e.attempt_now(t0 + ms(10));
         assert_eq!(e.poll(t0 + ms(10)), (ElectionAction::Acquire, None));
-        // A leader is not disturbed by someone else leaving.
+        // A monitor is not disturbed by someone else leaving.
         e.won(4, t0 + ms(10));
         e.attempt_now(t0 + ms(20));
         assert_eq!(e.poll(t0 + ms(20)), (ElectionAction::Wait, None));
@@ -375,7 +384,7 @@ mod tests {
         assert_eq!(e.next_deadline(), Some(t0));
         assert_eq!(e.poll(t0 + ms(6)), (ElectionAction::Acquire, None));
         e.won(8, t0 + ms(6));
-        // A reconnect makes the view cold: the leader still renews.
+        // A reconnect makes the view cold: the monitor still renews.
         e.set_eligible(false);
         let renew_at = t0 + ms(6) + e.renew_interval();
         assert_eq!(e.next_deadline(), Some(renew_at));
@@ -392,7 +401,7 @@ mod tests {
         assert_eq!(e.resign(t0), None);
         e.won(9, t0);
         assert_eq!(e.resign(t0), Some(9));
-        assert!(!e.is_leader(t0));
+        assert!(!e.is_monitor(t0));
         assert_eq!(e.poll(t0 + ms(100)), (ElectionAction::Wait, None));
     }
 }

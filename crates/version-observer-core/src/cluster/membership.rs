@@ -67,8 +67,9 @@ pub struct Member {
     pub incarnation: u64,
     /// When it was last heard from (nodeup, heartbeat or reply).
     pub last_seen: Instant,
-    /// Whether its last presence message said it holds the monitor lease.
-    pub leader: bool,
+    /// Whether its last presence message said it holds the monitor lease
+    /// (`leader` on the wire).
+    pub monitor: bool,
     /// Its open tabs by page version, as its last presence message said
     /// (at most [`MAX_TAB_VERSIONS`] entries).
     pub tabs: BTreeMap<String, u64>,
@@ -83,9 +84,9 @@ impl Member {
         Process::new(&self.id, self.incarnation)
     }
 
-    /// How a status shows it at `now`, holding the lease or not as `leader`
+    /// How a status shows it at `now`, holding the lease or not as `monitor`
     /// says (its own word, or the reporting node's clock for itself).
-    pub fn status(&self, now: Instant, leader: bool) -> crate::status::MemberStatus {
+    pub fn status(&self, now: Instant, monitor: bool) -> crate::status::MemberStatus {
         crate::status::MemberStatus {
             id: self.id.clone(),
             incarnation: self.incarnation,
@@ -94,7 +95,7 @@ impl Member {
                 now.saturating_duration_since(self.last_seen).as_millis(),
             )
             .unwrap_or(u64::MAX),
-            leader,
+            leader: monitor,
             tabs: self.tabs.clone(),
             retiring: self.retiring,
         }
@@ -227,13 +228,14 @@ impl MembershipView {
     }
 
     /// A process announced itself (nodeup, heartbeat, or a reply to a
-    /// version request).
+    /// version request); `monitor`: whether it said it holds the monitor
+    /// lease (a reply says nothing of it: `false`).
     pub fn heard(
         &mut self,
         id: &str,
         version: &Version,
         incarnation: u64,
-        leader: bool,
+        monitor: bool,
         now: Instant,
     ) -> Change {
         let process = Process::new(id, incarnation);
@@ -251,7 +253,7 @@ impl MembershipView {
                     self.by_last_seen.insert((now, process));
                     m.last_seen = now;
                 }
-                m.leader = leader;
+                m.monitor = monitor;
                 if m.version != *version {
                     if !m.retiring {
                         count_out(&mut self.versions, &m.version);
@@ -269,7 +271,7 @@ impl MembershipView {
                     version: version.clone(),
                     incarnation,
                     last_seen: now,
-                    leader,
+                    monitor,
                     tabs: BTreeMap::new(),
                     retiring: false,
                 };
@@ -432,8 +434,8 @@ impl MembershipView {
     }
 
     /// The member that last said it holds the monitor lease, if any.
-    pub fn leader(&self) -> Option<&Member> {
-        self.members.values().find(|m| m.leader)
+    pub fn monitor(&self) -> Option<&Member> {
+        self.members.values().find(|m| m.monitor)
     }
 
     /// How far the serving members agree at `now` (retiring ones do not
@@ -583,10 +585,10 @@ mod tests {
             view.agreement(t),
             Agreement::Mixed([v("0.1.0"), v("1.0.0")].into_iter().collect())
         );
-        assert_eq!(view.leader().unwrap().id, "n1");
+        assert_eq!(view.monitor().unwrap().id, "n1");
         assert!(view.left("n1", 1, t));
         assert_eq!(view.agreement(t), Agreement::Settled(v("1.0.0")));
-        assert_eq!(view.leader(), None);
+        assert_eq!(view.monitor(), None);
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! 2. A settled version is **news** only if it is incompatible with the last
 //!    announced one: [`decide`]. The first settled version of a new cluster is
 //!    its baseline, recorded but not announced. Rollbacks are news too.
-//! 3. Rounds run when the membership changes, when this node becomes leader,
+//! 3. Rounds run when the membership changes, when this node becomes the monitor,
 //!    and every `safety_interval` as a safety net: [`Scheduler`].
 //!
 //! No I/O and no clock here: the transport feeds results and `now` in.
@@ -272,7 +272,7 @@ impl Scheduler {
         }
     }
 
-    /// The membership changed, or this node just became leader: collect now.
+    /// The membership changed, or this node just became the monitor: collect now.
     pub fn collect_now(&mut self, now: Instant) {
         self.next_round = self.next_round.min(now);
         self.failed_rounds = 0;

@@ -7,7 +7,8 @@
 //! as every *serving* node runs it) and no longer stands for the monitor
 //! lease (a retiring monitor hands it back first). It keeps answering the
 //! requests other nodes forward to its version ([`crate::affinity`]), and
-//! exits when no open page has needed it for a grace period, or when its
+//! exits when no open page has needed it for a grace period (by default
+//! [`DEFAULT_RETIRE_GRACE`](crate::timing::DEFAULT_RETIRE_GRACE)), or when its
 //! time to retire runs out, whichever comes first.
 //!
 //! Which open pages need it ([`needs_me`]) comes from the tab counts every
@@ -27,12 +28,6 @@ use std::{
     collections::BTreeMap,
     time::{Duration, Instant},
 };
-
-/// How long no open page must have needed a retiring node before it exits,
-/// by default: long enough for a tab whose stream is reconnecting (a retry
-/// hint of 1 to 2 s, then a heartbeat of the node it reached) to be seen
-/// again.
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 
 /// Why a retirement ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

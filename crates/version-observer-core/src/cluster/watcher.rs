@@ -22,11 +22,14 @@
 //! assert!(matches!(watcher.gate(&target, Compat::Major, t0), Gate::Waiting(_)));
 //! ```
 
-use super::membership::MembershipView;
+use super::{
+    inbound::{Inbound, Listener, Message},
+    membership::MembershipView,
+};
 use crate::{
     auth::ClusterKey,
     compat::Compat,
-    protocol::{self, Names, Presence, PresenceKind, SettledNotice, SettledRecord, STATE_KEY},
+    protocol::{Names, PresenceKind, SettledNotice},
     status::{Dropped, MemberStatus},
 };
 use semver::Version;
@@ -101,7 +104,7 @@ pub enum Gate {
 #[derive(Debug)]
 pub struct Watcher {
     names: Names,
-    key: Option<ClusterKey>,
+    inbound: Inbound,
     view: MembershipView,
     record: Option<SettledNotice>,
     dropped: Dropped,
@@ -113,8 +116,8 @@ impl Watcher {
     /// `key` if the cluster has one.
     pub fn new(names: Names, node_timeout: std::time::Duration, key: Option<ClusterKey>) -> Self {
         Self {
+            inbound: Inbound::new(names.clone(), Listener::Watcher, key),
             names,
-            key,
             view: MembershipView::new(node_timeout),
             record: None,
             dropped: Dropped::default(),
@@ -146,24 +149,10 @@ impl Watcher {
         mac: Option<&str>,
         now: Instant,
     ) {
-        if let Some(key) = &self.key {
-            if !mac.is_some_and(|mac| key.verify(subject, payload, mac)) {
-                self.dropped.unauthenticated += 1;
-                return;
-            }
-        }
-        let Some(kind) = [
-            PresenceKind::Up,
-            PresenceKind::Heartbeat,
-            PresenceKind::Down,
-        ]
-        .into_iter()
-        .find(|kind| self.names.presence(*kind) == subject) else {
-            self.dropped.unknown_subject += 1;
-            return;
-        };
-        let Ok(presence) = protocol::decode::<Presence>(payload) else {
-            self.dropped.malformed += 1;
+        let Some(Message::Presence(kind, presence)) =
+            self.inbound
+                .message(subject, payload, mac, &mut self.dropped)
+        else {
             return;
         };
         match kind {
@@ -194,24 +183,8 @@ impl Watcher {
             self.record = None;
             return;
         };
-        let value = match &self.key {
-            Some(key) => match key.open(STATE_KEY, value) {
-                Some(value) => value,
-                None => {
-                    self.dropped.unauthenticated += 1;
-                    return;
-                }
-            },
-            None => value,
-        };
-        match protocol::decode_with_release::<SettledRecord>(value) {
-            Ok((record, check)) => {
-                if check != protocol::ReleaseCheck::Ok {
-                    self.dropped.bad_release += 1;
-                }
-                self.record = Some(SettledNotice { revision, record });
-            }
-            Err(_) => self.dropped.malformed += 1,
+        if let Some(record) = self.inbound.record(revision, value, &mut self.dropped) {
+            self.record = Some(record);
         }
     }
 
@@ -226,7 +199,7 @@ impl Watcher {
         let members: Vec<MemberStatus> = self
             .view
             .members()
-            .map(|m| m.status(now, m.leader))
+            .map(|m| m.status(now, m.monitor))
             .collect();
         let mut retiring = BTreeMap::new();
         for m in members.iter().filter(|m| m.retiring) {
@@ -265,7 +238,7 @@ impl Watcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{encode, RecordKind};
+    use crate::protocol::{self, encode, Presence, RecordKind, SettledRecord, STATE_KEY};
     use std::time::Duration;
 
     const TIMEOUT: Duration = Duration::from_secs(3);

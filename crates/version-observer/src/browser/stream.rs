@@ -20,11 +20,10 @@ use version_observer_core::VersionReport;
 use wasm_bindgen::{prelude::Closure, JsCast};
 use web_sys::{Event, EventSource, MessageEvent};
 
-const BACKOFF_START_MS: i32 = 1_000;
-const BACKOFF_MAX_MS: i32 = 30_000;
-/// A tab hidden at least this long reopens its stream when it is shown
-/// again (a shorter absence, a mere tab switch, keeps it).
-pub const WAKE_AFTER_MS: f64 = 30_000.0;
+pub use version_observer_core::timing::browser::WAKE_AFTER_MS;
+use version_observer_core::timing::browser::{
+    STREAM_RETRY_FIRST_MS as BACKOFF_START_MS, STREAM_RETRY_MAX_MS as BACKOFF_MAX_MS,
+};
 
 /// A live subscription; dropping it closes the connection and cancels retries.
 pub struct VersionStream {

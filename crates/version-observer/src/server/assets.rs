@@ -60,6 +60,7 @@ use version_observer_core::{
     },
     protocol::Names,
     status::ClusterStatus,
+    timing::assets::{FETCH_TIMEOUT, PUBLISH_TIMEOUT, RETRY_FIRST, RETRY_JITTER, RETRY_MAX},
     Version,
 };
 
@@ -75,10 +76,6 @@ pub const MAX_OBJECT: usize = 32 * 1024 * 1024;
 pub const CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// Store lookups in flight at once; beyond them, `503`.
 const MAX_FETCHES: usize = 8;
-/// One store lookup, at most (opening the bucket included).
-const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
-/// One step of publishing, at most.
-const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
 /// The hash file's name (cargo-leptos' default).
 pub const HASH_FILE: &str = "hash.txt";
 
@@ -348,7 +345,7 @@ impl Store {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<(), BoxError>>,
     {
-        let mut delay = Duration::from_millis(500);
+        let mut delay = RETRY_FIRST;
         loop {
             let attempt = tokio::time::timeout(PUBLISH_TIMEOUT, step());
             let result = tokio::select! {
@@ -370,9 +367,9 @@ impl Store {
             }
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(delay + Duration::from_millis(fastrand::u64(0..250))) => {}
+                _ = tokio::time::sleep(delay + RETRY_JITTER.mul_f64(fastrand::f64())) => {}
             }
-            delay = (delay * 2).min(Duration::from_secs(30));
+            delay = (delay * 2).min(RETRY_MAX);
         }
     }
 

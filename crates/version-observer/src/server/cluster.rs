@@ -40,19 +40,13 @@ use version_observer_core::{
     cluster::{Action, BucketSpec, Coordinator, Entry, Identity, KvError, LeaseCall},
     protocol::{Names, LEASE_KEY, STATE_KEY},
     status::ClusterStatus,
+    timing::driver::{
+        CONNECT_TIMEOUT, ERROR_LOG_INTERVAL, FLUSH_TIMEOUT, PUBLISH_TIMEOUT, RECONNECT_FIRST,
+        RECONNECT_JITTER, RECONNECT_MAX, STARTUP_WAIT, STATUS_REFRESH,
+    },
     Compat, NodeInfo, Release,
 };
 
-/// How long start-up waits for the first connection and record read, so a
-/// browser that connects right after start-up gets the announced version at
-/// once. With NATS down the node starts anyway (state `unknown`).
-const STARTUP_WAIT: Duration = Duration::from_secs(2);
-/// The longest a single publish may wait for room in the client's queue.
-const PUBLISH_TIMEOUT: Duration = Duration::from_millis(250);
-/// How long a leaving node waits for its last messages to reach NATS.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
-/// The status shows members' ages: refreshed at least this often.
-const STATUS_REFRESH: Duration = Duration::from_secs(1);
 /// Messages handled in one go before the loop looks at its other inputs.
 const BATCH: usize = 256;
 
@@ -112,7 +106,7 @@ impl ClusterNode {
             kv_timeout: settings.timings.kv_timeout(),
             bucket: None,
             replicas_warned: false,
-            nats_errors: Throttle::new(Duration::from_secs(30)),
+            nats_errors: Throttle::new(ERROR_LOG_INTERVAL),
             streams,
             status_tx,
             ready_tx,
@@ -255,14 +249,15 @@ async fn connect_options(
         // Silence (dropped packets) is noticed within about one node
         // timeout: two unanswered pings mark the connection stale.
         .ping_interval(timings.node_timeout / 2)
-        .connection_timeout(timings.node_timeout.min(Duration::from_secs(5)))
+        .connection_timeout(timings.node_timeout.min(CONNECT_TIMEOUT))
         // The probe tries each server once, so that a server that is down
         // does not hold start-up; the node's client keeps trying for ever.
         .max_reconnects(if probe { Some(1) } else { None })
         .reconnect_delay_callback(|attempt| {
             // Capped, jittered exponential backoff.
-            let base = Duration::from_millis(100).saturating_mul(1 << attempt.min(5) as u32);
-            base.min(Duration::from_secs(2)) + Duration::from_millis(fastrand::u64(0..100))
+            let base = RECONNECT_FIRST.saturating_mul(1 << attempt.min(5) as u32);
+            let jitter = fastrand::u64(0..RECONNECT_JITTER.as_millis() as u64);
+            base.min(RECONNECT_MAX) + Duration::from_millis(jitter)
         })
         .event_callback(move |event| {
             let events = events.clone();
@@ -369,13 +364,14 @@ impl Driver {
             if self.coordinator.has_left() {
                 break;
             }
+            // The coordinator's next deadline is never due right after a
+            // call (one that passed since is handled at once, and consumed).
             let wake = self
                 .coordinator
                 .poll_timeout(now)
                 .map_or(shown_at + STATUS_REFRESH, |t| {
                     t.min(shown_at + STATUS_REFRESH)
-                })
-                .max(now + Duration::from_millis(1));
+                });
             tokio::select! {
                 _ = leave.cancelled(), if !leaving => {
                     leaving = true;

@@ -37,12 +37,9 @@ use version_observer_core::{
     auth::MAC_HEADER,
     cluster::watcher::{Fleet, Gate, Watcher},
     protocol::{Names, STATE_KEY},
+    timing::fleet::RECORD_POLL,
     Compat, Version,
 };
-
-/// How often the settled record is read again (it is also read at once
-/// when a node publishes a settled or announce notice).
-const RECORD_POLL: Duration = Duration::from_millis(500);
 
 /// A cluster watched from outside. See the [module docs](self).
 pub struct FleetWatch {

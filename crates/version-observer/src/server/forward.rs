@@ -48,21 +48,17 @@ use version_observer_core::{
     protocol::{self, Names},
     skew::ForwardFailure,
     status::{ClusterStatus, DurationHistogram},
+    timing::forward::{REPLAY_WINDOW, SUBSCRIBE_RETRY},
     Version,
 };
 
-/// How long a forwarded request may take, by default (the builder's
-/// `forward_timeout`).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub use version_observer_core::timing::forward::DEFAULT_TIMEOUT;
 /// What a message carries besides the body: the frame's head and NATS'
 /// headers, kept free below the server's largest payload.
 const HEAD_ROOM: usize = 16 * 1024;
 /// Forwarded requests served at once by one node; more are declined (the
 /// sender answers as when no member takes them).
 const MAX_SERVING: usize = 256;
-/// How far a forwarded request's clock may be from ours (with a cluster
-/// key): older ones are refused as replays.
-const REPLAY_WINDOW: Duration = Duration::from_secs(60);
 /// Nonces remembered within the window.
 const REPLAY_MEMORY: usize = 100_000;
 
@@ -368,7 +364,7 @@ impl Affinity {
                     tracing::warn!(%subject, error = %e, "cannot subscribe to forwarded requests yet");
                     tokio::select! {
                         _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = tokio::time::sleep(SUBSCRIBE_RETRY) => {}
                     }
                 }
             }

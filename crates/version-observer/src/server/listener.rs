@@ -52,19 +52,10 @@ use version_observer_core::stream_request::{
     check_head, classify, head_query, page_version, BadRequest, MAX_HEAD,
 };
 
-/// How long a new connection may take to send its request head.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+use version_observer_core::timing::http::{ACCEPT_ERROR_PAUSE, REFUSE_WAIT};
+pub use version_observer_core::timing::http::{IDLE_TIMEOUT, REQUEST_TIMEOUT, WRITE_TIMEOUT};
 /// Connections whose first bytes are awaited at once.
 pub const MAX_CLASSIFYING: usize = 4_096;
-/// How long a stream may take to accept one write before it is dropped (a
-/// reader that stopped reading).
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a connection handed to axum may pass no byte either way
-/// (between requests, or while a handler runs) before it is closed, by
-/// default ([`ObserverBuilder::idle_timeout`](super::ObserverBuilder::idle_timeout)): longer
-/// than the 60-75 s idle timeouts of common proxies and load balancers, so
-/// they close their pooled connections first.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A TCP listener that serves version streams itself; see the
 /// [module docs](self). Made by [`VersionObserver::listener`](crate::VersionObserver::listener)
@@ -352,16 +343,14 @@ impl StreamListener {
                 );
             }
             self.spare = None;
-            if let Ok(Ok((tcp, _))) =
-                tokio::time::timeout(Duration::from_millis(10), self.tcp.accept()).await
-            {
+            if let Ok(Ok((tcp, _))) = tokio::time::timeout(REFUSE_WAIT, self.tcp.accept()).await {
                 let _ = tcp.try_write(BUSY);
             }
             self.spare = std::fs::File::open("/dev/null").ok();
             return;
         }
         tracing::error!(error = %e, "cannot accept a connection; pausing for 100 ms");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
     }
 }
 

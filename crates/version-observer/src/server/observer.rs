@@ -13,20 +13,17 @@ use crate::ui::PageInfo;
 use std::{
     future::Future,
     sync::{atomic::Ordering, Arc},
-    time::Duration,
 };
 use tokio::{net::TcpListener, sync::watch};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use version_observer_core::{
     protocol::{RecordKind, SettledNotice, SettledRecord},
     status::{ClusterStatus, MemberStatus},
+    timing::{
+        assets::STARTUP_WAIT as ASSET_STARTUP_WAIT, driver::LEAVE_BOUND, fleet::HISTORY_SAMPLE,
+    },
     ClusterState, ClusterView, Compat, Mode, NodeInfo, Release, Version,
 };
-
-/// How long start-up waits for the bundle to be in the cluster's asset store.
-const ASSET_STARTUP_WAIT: Duration = Duration::from_secs(10);
-/// How often the open pages by version are sampled for their history.
-const HISTORY_SAMPLE: Duration = Duration::from_secs(1);
 
 /// The wall clock, in milliseconds since the Unix epoch.
 fn unix_ms() -> u64 {
@@ -34,9 +31,6 @@ fn unix_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
-
-/// How long leaving the cluster may take before the streams end anyway.
-const LEAVE_BOUND: Duration = Duration::from_secs(3);
 
 /// One node's version observer: what it tells its browsers, the streams that
 /// carry it, and, in cluster mode, the NATS node that decides it.

@@ -26,7 +26,7 @@ use axum::{
     routing::get,
     Router,
 };
-use version_observer_core::paths;
+use version_observer_core::{paths, timing::fleet::EVENTS_INTERVAL as FLEET_INTERVAL};
 
 /// Adds the observer's routes to a router, whatever its state type: an
 /// extension trait, like leptos_axum's `LeptosRoutes`.
@@ -171,9 +171,6 @@ async fn cluster(State(observer): State<VersionObserver>) -> Response {
     )
         .into_response()
 }
-
-/// How often `GET /api/fleet/events` sends the status.
-const FLEET_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// `GET /api/fleet/events`: the node's cluster status as an event at once
 /// and every [`FLEET_INTERVAL`] (members' ages change all the time), until

@@ -49,8 +49,7 @@ impl ObserverBuilder {
     /// How long a forwarded request may take by default ([`forward_timeout`](Self::forward_timeout)).
     pub const DEFAULT_FORWARD_TIMEOUT: Duration = super::forward::DEFAULT_TIMEOUT;
     /// How long no page must have needed a retiring node by default ([`retire_grace`](Self::retire_grace)).
-    pub const DEFAULT_RETIRE_GRACE: Duration =
-        version_observer_core::cluster::retire::DEFAULT_GRACE;
+    pub const DEFAULT_RETIRE_GRACE: Duration = version_observer_core::timing::DEFAULT_RETIRE_GRACE;
 
     pub(crate) fn new(version: Version) -> Self {
         Self {
