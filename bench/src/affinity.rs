@@ -78,6 +78,9 @@ impl Mode {
 struct Tally {
     calls: u64,
     failed: u64,
+    /// The failed calls by status (0: no answer; 200: a page that names
+    /// no node).
+    failed_by: BTreeMap<u16, u64>,
     refused: u64,
     misrouted: u64,
     forwarded: u64,
@@ -117,6 +120,21 @@ pub async fn run(report: &mut Report, binary: &Path, args: &Args) -> anyhow::Res
         let sum = |f: fn(&Tally) -> u64| (f(&old) + f(&new)) as f64;
         let zero = (mode == Mode::Affinity).then_some(Goal::AtMost(0.0));
         report.figure(&format!("{name}: failed"), sum(|t| t.failed), "", zero);
+        let mut by: BTreeMap<u16, u64> = old.failed_by.clone();
+        for (status, n) in &new.failed_by {
+            *by.entry(*status).or_default() += n;
+        }
+        if !by.is_empty() {
+            let list: Vec<String> = by
+                .iter()
+                .map(|(s, n)| match s {
+                    0 => format!("{n} without an answer"),
+                    200 => format!("{n} pages naming no node"),
+                    s => format!("{n} x {s}"),
+                })
+                .collect();
+            report.note(&format!("{name}: failed calls: {}", list.join(", ")));
+        }
         report.figure(&format!("{name}: 409"), sum(|t| t.refused), "", zero);
         report.figure(
             &format!("{name}: misrouted"),
@@ -309,13 +327,15 @@ impl Load {
                     t.refused += 1;
                     continue;
                 }
-                _ => {
+                status => {
                     t.failed += 1;
+                    *t.failed_by.entry(status).or_default() += 1;
                     continue;
                 }
             }
             let Some((node, version)) = o.rendered_by else {
                 t.failed += 1;
+                *t.failed_by.entry(200).or_default() += 1;
                 continue;
             };
             let ran_on: Option<semver::Version> = version.parse().ok();
