@@ -1,11 +1,11 @@
 //! [`GuardedError`]: the error type of a server function behind the
 //! request guard, whose [`StaleClient`] variant the app can match.
 
+use bytes::Bytes;
 use leptos::server_fn::{
-    codec::JsonEncoding,
-    error::{FromServerFnError, ServerFnErrorErr},
+    error::{FromServerFnError, ServerFnErrorEncoding, ServerFnErrorErr},
+    ContentType, Decodes, Encodes, Format, FormatType, ServerFnError,
 };
-use serde::{Deserialize, Serialize};
 pub use version_observer_core::skew::StaleClient;
 
 /// The error of a server function guarded by
@@ -14,6 +14,11 @@ pub use version_observer_core::skew::StaleClient;
 /// incompatible versions (the call did not run; the page is already showing
 /// the banner, or reloading as its strategy says), or anything a server
 /// function can fail with.
+///
+/// Use it for every server function of your app, as you would
+/// `ServerFnError`: any call can be refused, and one error type keeps your
+/// wasm small (Leptos compiles its server-function code once per error
+/// type; a second one costs a page about 6 KB).
 ///
 /// ```
 /// use leptos::prelude::*;
@@ -33,8 +38,11 @@ pub use version_observer_core::skew::StaleClient;
 /// }
 /// # }
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[serde(untagged)]
+///
+/// On the wire, a refusal is the guard's JSON body ([`StaleClient`]) and
+/// any other failure Leptos' own text form of a `ServerFnError`
+/// (`ServerError|message`), read without serde.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum GuardedError {
     /// The request guard refused the call (`409 Conflict`).
     #[error(transparent)]
@@ -44,29 +52,103 @@ pub enum GuardedError {
     ServerFn(ServerFnErrorErr),
 }
 
+impl GuardedError {
+    /// The wire form: the refusal's JSON, or Leptos' text form of any other
+    /// failure.
+    fn to_text(&self) -> String {
+        match self {
+            Self::StaleClient(answer) => answer.to_json(),
+            Self::ServerFn(e) => {
+                let e: ServerFnError = ServerFnError::from_server_fn_error(e.clone());
+                ServerFnErrorEncoding::encode(&e)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b.to_vec()).ok())
+                    .unwrap_or_default()
+            }
+        }
+    }
+
+    /// Reads [`to_text`](Self::to_text)'s form back.
+    fn from_text(text: &str) -> Self {
+        if let Some(stale) = StaleClient::from_json(text) {
+            return Self::StaleClient(stale);
+        }
+        let decoded: Result<ServerFnError, _> =
+            ServerFnErrorEncoding::decode(Bytes::copy_from_slice(text.as_bytes()));
+        Self::ServerFn(match decoded {
+            Ok(e) => match e {
+                ServerFnError::Registration(s) => ServerFnErrorErr::Registration(s),
+                ServerFnError::Request(s) => ServerFnErrorErr::Request(s),
+                ServerFnError::Response(s) => ServerFnErrorErr::Response(s),
+                ServerFnError::ServerError(s) => ServerFnErrorErr::ServerError(s),
+                ServerFnError::MiddlewareError(s) => ServerFnErrorErr::MiddlewareError(s),
+                ServerFnError::Deserialization(s) => ServerFnErrorErr::Deserialization(s),
+                ServerFnError::Serialization(s) => ServerFnErrorErr::Serialization(s),
+                ServerFnError::Args(s) => ServerFnErrorErr::Args(s),
+                ServerFnError::MissingArg(s) => ServerFnErrorErr::MissingArg(s),
+                #[allow(deprecated)]
+                ServerFnError::WrappedServerError(_) => {
+                    ServerFnErrorErr::ServerError(String::new())
+                }
+            },
+            Err(e) => ServerFnErrorErr::Deserialization(e),
+        })
+    }
+}
+
+/// [`GuardedError`]'s wire form (see its docs).
+pub struct GuardedEncoding;
+
+impl ContentType for GuardedEncoding {
+    const CONTENT_TYPE: &'static str = "text/plain";
+}
+
+impl FormatType for GuardedEncoding {
+    const FORMAT_TYPE: Format = Format::Text;
+}
+
+impl Encodes<GuardedError> for GuardedEncoding {
+    type Error = std::convert::Infallible;
+
+    fn encode(output: &GuardedError) -> Result<Bytes, Self::Error> {
+        Ok(Bytes::from(output.to_text()))
+    }
+}
+
+impl Decodes<GuardedError> for GuardedEncoding {
+    type Error = std::convert::Infallible;
+
+    fn decode(bytes: Bytes) -> Result<GuardedError, Self::Error> {
+        Ok(GuardedError::from_text(&String::from_utf8_lossy(&bytes)))
+    }
+}
+
 impl FromServerFnError for GuardedError {
-    type Encoder = JsonEncoding;
+    type Encoder = GuardedEncoding;
 
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
         Self::ServerFn(value)
-    }
-
-    /// The guard's body first, then any other error: two plain readers
-    /// instead of serde's untagged one, which costs the page more code.
-    fn de(data: bytes::Bytes) -> Self {
-        if let Ok(stale) = serde_json::from_slice::<StaleClient>(&data) {
-            return Self::StaleClient(stale);
-        }
-        match serde_json::from_slice::<ServerFnErrorErr>(&data) {
-            Ok(other) => Self::ServerFn(other),
-            Err(e) => Self::ServerFn(ServerFnErrorErr::Deserialization(e.to_string())),
-        }
     }
 }
 
 impl From<StaleClient> for GuardedError {
     fn from(value: StaleClient) -> Self {
         Self::StaleClient(value)
+    }
+}
+
+/// As its wire form, a string: so a `Resource` of a guarded call's result
+/// carries it into the page without a reader of its own.
+impl serde::Serialize for GuardedError {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_text())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for GuardedError {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Ok(Self::from_text(&text))
     }
 }
 
@@ -84,16 +166,31 @@ mod tests {
             None,
         )
         .unwrap();
+        // The guard's own body, as it writes it.
         let body = serde_json::to_string(&answer).unwrap();
         assert_eq!(
             GuardedError::de(body.into()),
-            GuardedError::StaleClient(answer)
+            GuardedError::StaleClient(answer.clone())
         );
-        let other = GuardedError::ServerFn(ServerFnErrorErr::ServerError("boom".into()));
-        assert_eq!(GuardedError::de(other.ser()), other);
+        for other in [
+            GuardedError::ServerFn(ServerFnErrorErr::ServerError("boom | bang".into())),
+            GuardedError::ServerFn(ServerFnErrorErr::Request("offline".into())),
+            GuardedError::ServerFn(ServerFnErrorErr::Args("x".into())),
+            GuardedError::StaleClient(answer),
+        ] {
+            assert_eq!(GuardedError::de(other.ser()), other);
+            // Through serde (a Resource's value), too.
+            let json = serde_json::to_string(&other).unwrap();
+            assert_eq!(serde_json::from_str::<GuardedError>(&json).unwrap(), other);
+        }
         assert!(matches!(
             GuardedError::de("not json".into()),
             GuardedError::ServerFn(ServerFnErrorErr::Deserialization(_))
         ));
+        // A message that is JSON, but not the guard's, stays a message.
+        let message = GuardedError::ServerFn(ServerFnErrorErr::ServerError(
+            r#"{"error":"stale_client"}"#.into(),
+        ));
+        assert_eq!(GuardedError::de(message.ser()), message);
     }
 }

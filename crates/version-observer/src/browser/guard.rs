@@ -64,10 +64,8 @@ fn wrap_fetch(page: String) {
             if r.status() == STATUS {
                 if let Ok(text) = r.clone().and_then(|c| c.text()) {
                     let read = Closure::<dyn FnMut(JsValue)>::new(|body: JsValue| {
-                        if let Some(answer) = body
-                            .as_string()
-                            // As bytes: the one reader `GuardedError` uses too.
-                            .and_then(|t| serde_json::from_slice::<StaleClient>(t.as_bytes()).ok())
+                        if let Some(answer) =
+                            body.as_string().and_then(|t| StaleClient::from_json(&t))
                         {
                             notify(answer);
                         }

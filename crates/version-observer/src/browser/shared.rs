@@ -268,7 +268,7 @@ impl Shared {
             Wire::Live(open) if !holding => (self.on_live)(open),
             Wire::Report(json) if !holding => {
                 // Another tab's report is checked like the node's own.
-                if let Ok(report) = serde_json::from_str::<VersionReport>(&json) {
+                if let Some(report) = VersionReport::from_json(&json) {
                     (self.on_report)(report);
                 }
             }

@@ -69,7 +69,7 @@ impl VersionStream {
             let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
                 // A report we cannot read is skipped: the next one replaces it.
                 if let Some(text) = ev.data().as_string() {
-                    if let Ok(report) = serde_json::from_str::<VersionReport>(&text) {
+                    if let Some(report) = VersionReport::from_json(&text) {
                         on_report(report, &text);
                     }
                 }
