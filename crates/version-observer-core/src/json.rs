@@ -459,6 +459,11 @@ mod tests {
         for text in bad {
             assert_eq!(Json::parse(text), None, "{text}");
         }
+        // The last of duplicate members, as serde_json's value keeps it.
+        let twice = Json::parse(r#"{"a":1,"b":true,"a":2}"#).unwrap();
+        assert_eq!(twice.get("a"), Some(&Json::Number(Some(2))));
+        assert_eq!(twice.get("c"), None);
+        assert_eq!(Json::Null.get("a"), None);
     }
 
     /// serde_json's value as ours: integers that fit u64 kept, other numbers not.
