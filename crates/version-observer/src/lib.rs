@@ -7,9 +7,9 @@
 //! - **In the browser**: [`VersionBanner`] (the default UI) or
 //!   [`use_version_observer`] (signals for your own UI), and
 //!   [`ReloadOnNavigation`] (the next navigation of a stale page loads the
-//!   new version); [`ReloadStrategy`] for automatic reloads that never
-//!   lose unsaved input ([`use_unsaved_input`], [`use_kept_signal`]) and
-//!   never loop.
+//!   new version); [`AutomaticReload`] with a [`ReloadStrategy`] for automatic
+//!   reloads that never lose unsaved input ([`use_unsaved_input`],
+//!   [`use_kept_signal`]) and never loop.
 //! - **On the server** (feature `ssr`): a [`VersionObserver`] built from
 //!   typed settings, its routes for your axum router
 //!   ([`VersionObserverRoutes`]), an optional lean [`StreamListener`], and,
@@ -59,8 +59,8 @@ mod ui;
 pub use guarded::{GuardedError, StaleClient};
 pub use ui::{
     reload_page, use_kept_signal, use_unsaved_input, use_version_observer,
-    use_version_observer_with_options, BannerTexts, PageInfo, ReloadOnNavigation, UnsavedInput,
-    UseVersionObserverOptions, UseVersionObserverReturn, VersionBanner,
+    use_version_observer_with_options, AutomaticReload, BannerTexts, PageInfo, ReloadOnNavigation,
+    UnsavedInput, UseVersionObserverOptions, UseVersionObserverReturn, VersionBanner,
 };
 
 #[cfg(feature = "hydrate")]

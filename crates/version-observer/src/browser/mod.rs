@@ -2,5 +2,6 @@
 //! shared by the tabs of one browser, and the request guard's header.
 
 pub(crate) mod guard;
+pub(crate) mod page;
 pub(crate) mod shared;
 pub(crate) mod stream;

@@ -27,9 +27,21 @@ use leptos::prelude::*;
 /// ```
 #[component]
 pub fn ReloadOnNavigation() -> impl IntoView {
+    // On both sides alike (it is shared data of the page): calling it in the
+    // browser only would shift the ids of every later `SharedValue` and
+    // `Resource`, and hydration would fail.
+    let page = super::page_info();
     #[cfg(feature = "hydrate")]
-    {
-        let stale = super::use_version_observer().stale;
+    if let Some(page) = page {
+        use crate::browser::page as state;
+        use version_observer_core::paths;
+        // Joins the page's state (opening its stream if nothing else has).
+        let joined = send_wrapper::SendWrapper::new(state::join(
+            paths::EVENTS,
+            &page.version,
+            std::rc::Rc::new(|| {}),
+        ));
+        on_cleanup(move || drop(joined.take()));
         let location = leptos_router::hooks::use_location();
         Effect::new(move |previous: Option<String>| {
             let target = format!(
@@ -40,7 +52,11 @@ pub fn ReloadOnNavigation() -> impl IntoView {
             );
             // A full load of the target (the router may not have updated
             // the address bar yet, so this names it rather than reloading).
-            if previous.is_some_and(|before| before != target) && stale.get_untracked().is_some() {
+            let stale = || {
+                state::with(paths::EVENTS, |s| s.knowledge.stale_target().is_some())
+                    .unwrap_or(false)
+            };
+            if previous.is_some_and(|before| before != target) && stale() {
                 if let Some(window) = web_sys::window() {
                     let _ = window.location().assign(&target);
                 }
@@ -48,4 +64,6 @@ pub fn ReloadOnNavigation() -> impl IntoView {
             target
         });
     }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = page;
 }
