@@ -5,9 +5,11 @@ use leptos::prelude::*;
 /// Once this page is stale, the next client-side navigation (a router link,
 /// `navigate`, back or forward) becomes a full page load of its target, so
 /// the user lands on the new version with no prompt, at a moment they chose
-/// to leave the page they were on. It renders nothing; put it inside your
-/// `<Router>` (it reads the router's location), next to
-/// [`VersionBanner`](crate::VersionBanner) if the prompt should show as well.
+/// to leave the page they were on. It renders nothing; put it anywhere (it
+/// needs no router of its own: it turns the page's `history.pushState`
+/// into a full load, and back or forward into a reload of the address they
+/// reached), next to [`VersionBanner`](crate::VersionBanner) if the prompt
+/// should show as well.
 ///
 /// ```
 /// use leptos::prelude::*;
@@ -33,37 +35,86 @@ pub fn ReloadOnNavigation() -> impl IntoView {
     let page = super::page_info();
     #[cfg(feature = "hydrate")]
     if let Some(page) = page {
-        use crate::browser::page as state;
-        use version_observer_core::paths;
-        // Joins the page's state (opening its stream if nothing else has).
-        let joined = send_wrapper::SendWrapper::new(state::join(
-            paths::EVENTS,
-            &page.version,
-            std::rc::Rc::new(|| {}),
-        ));
-        on_cleanup(move || drop(joined.take()));
-        let location = leptos_router::hooks::use_location();
-        Effect::new(move |previous: Option<String>| {
-            let target = format!(
-                "{}{}{}",
-                location.pathname.get(),
-                location.search.get(),
-                location.hash.get()
-            );
-            // A full load of the target (the router may not have updated
-            // the address bar yet, so this names it rather than reloading).
-            let stale = || {
-                state::with(paths::EVENTS, |s| s.knowledge.stale_target().is_some())
-                    .unwrap_or(false)
-            };
-            if previous.is_some_and(|before| before != target) && stale() {
-                if let Some(window) = web_sys::window() {
-                    let _ = window.location().assign(&target);
-                }
-            }
-            target
-        });
+        browser::start(&page.version);
     }
     #[cfg(not(feature = "hydrate"))]
     let _ = page;
+}
+
+#[cfg(feature = "hydrate")]
+mod browser {
+    use crate::browser::page;
+    use leptos::prelude::*;
+    use std::{cell::RefCell, rc::Rc};
+    use version_observer_core::{paths, Version};
+    use wasm_bindgen::{prelude::Closure, JsCast, JsValue};
+
+    /// What is in place while the page is stale: the page's own
+    /// `pushState`, to put back, and the listeners.
+    struct Installed {
+        history: JsValue,
+        push_state: JsValue,
+        _push: Closure<dyn FnMut(JsValue, JsValue, JsValue) -> JsValue>,
+        on_pop: WindowListenerHandle,
+    }
+
+    /// For as long as the calling component lives.
+    pub(super) fn start(version: &Version) {
+        let installed: Rc<RefCell<Option<Installed>>> = Rc::default();
+        let i = installed.clone();
+        let joined = page::join(
+            paths::EVENTS,
+            version,
+            Rc::new(move || {
+                let stale = page::with(paths::EVENTS, |s| s.knowledge.stale_target().is_some())
+                    .unwrap_or(false);
+                if stale && i.borrow().is_none() {
+                    *i.borrow_mut() = install();
+                }
+            }),
+        );
+        let held = send_wrapper::SendWrapper::new((installed, joined));
+        on_cleanup(move || {
+            let (installed, joined) = held.take();
+            drop(joined);
+            if let Some(installed) = installed.take() {
+                let _ = js_sys::Reflect::set(
+                    &installed.history,
+                    &"pushState".into(),
+                    &installed.push_state,
+                );
+                installed.on_pop.remove();
+            }
+        });
+    }
+
+    /// A navigation to a new address loads it in full; back and forward
+    /// reload the address they reached.
+    fn install() -> Option<Installed> {
+        let history = js_sys::Reflect::get(&window(), &"history".into()).ok()?;
+        let push_state = js_sys::Reflect::get(&history, &"pushState".into()).ok()?;
+        let original = push_state.clone().dyn_into::<js_sys::Function>().ok()?;
+        let h = history.clone();
+        let push = Closure::<dyn FnMut(JsValue, JsValue, JsValue) -> JsValue>::new(
+            move |state: JsValue, title: JsValue, url: JsValue| match url.as_string() {
+                Some(url) => {
+                    let _ = window().location().assign(&url);
+                    JsValue::UNDEFINED
+                }
+                None => original
+                    .call3(&h, &state, &title, &url)
+                    .unwrap_or(JsValue::UNDEFINED),
+            },
+        );
+        js_sys::Reflect::set(&history, &"pushState".into(), push.as_ref()).ok()?;
+        let on_pop = window_event_listener_untyped("popstate", |_| {
+            let _ = window().location().reload();
+        });
+        Some(Installed {
+            history,
+            push_state,
+            _push: push,
+            on_pop,
+        })
+    }
 }
