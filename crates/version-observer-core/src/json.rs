@@ -11,6 +11,11 @@
 //! the tests hold them to serde on the server's texts and on every
 //! one-field edit of them.
 //!
+//! The readers are written against [`JsonValue`], which this module's
+//! [`Json`] implements and the browser's `JSON.parse` result does too: the
+//! page then carries no JSON parser at all, and the tests here hold the
+//! readers to serde through [`Json`].
+//!
 //! ```
 //! use version_observer_core::{ClusterView, Compat, Mode, NodeInfo, Version, VersionReport};
 //! let version = Version::new(1, 0, 0);
@@ -271,35 +276,100 @@ impl Reader<'_> {
     }
 }
 
-/// A required field.
-fn field<'a>(object: &'a Json, key: &str) -> Option<&'a Json> {
-    match object {
-        Json::Object(_) => object.get(key),
-        _ => None,
+/// What the readers need of a parsed JSON value. [`Json`] (through `&Json`)
+/// is one; the page's own `JSON.parse` result is the other (the browser
+/// side of the crate implements it for a `JsValue`, so the page carries no
+/// JSON parser of its own). The readers are written once, against this.
+pub trait JsonValue: Sized {
+    /// An object's member; `None` if it is missing or this is no object.
+    fn member(&self, key: &str) -> Option<Self>;
+    /// Whether this is an object (not an array, not `null`).
+    fn is_object(&self) -> bool;
+    /// Whether this is `null`.
+    fn is_null(&self) -> bool;
+    /// The string, if this is one.
+    fn string(&self) -> Option<String>;
+    /// The number, if this is a non-negative integer that fits `u64`.
+    fn unsigned(&self) -> Option<u64>;
+}
+
+impl JsonValue for &Json {
+    fn member(&self, key: &str) -> Option<Self> {
+        self.get(key)
     }
+
+    fn is_object(&self) -> bool {
+        matches!(self, Json::Object(_))
+    }
+
+    fn is_null(&self) -> bool {
+        matches!(self, Json::Null)
+    }
+
+    fn string(&self) -> Option<String> {
+        self.as_str().map(str::to_owned)
+    }
+
+    fn unsigned(&self) -> Option<u64> {
+        match self {
+            Json::Number(n) => *n,
+            _ => None,
+        }
+    }
+}
+
+/// A required field.
+fn field<J: JsonValue>(object: &J, key: &str) -> Option<J> {
+    object.member(key)
 }
 
 /// An optional field: missing or `null` is `Some(None)`, a field `read`
 /// cannot read is `None` (the whole text is refused, as serde does).
-fn optional<T>(object: &Json, key: &str, read: impl Fn(&Json) -> Option<T>) -> Option<Option<T>> {
-    match object.get(key) {
-        None | Some(Json::Null) => Some(None),
-        Some(value) => read(value).map(Some),
+fn optional<J: JsonValue, T>(
+    object: &J,
+    key: &str,
+    read: impl Fn(&J) -> Option<T>,
+) -> Option<Option<T>> {
+    match object.member(key) {
+        None => Some(None),
+        Some(value) if value.is_null() => Some(None),
+        Some(value) => read(&value).map(Some),
     }
 }
 
-fn version(value: &Json) -> Option<Version> {
-    value.as_str()?.parse().ok()
+fn version<J: JsonValue>(value: &J) -> Option<Version> {
+    value.string()?.parse().ok()
 }
 
-fn string(value: &Json) -> Option<String> {
-    value.as_str().map(str::to_owned)
+fn string<J: JsonValue>(value: &J) -> Option<String> {
+    value.string()
 }
 
 /// One of the names of a `rename_all = "lowercase"` enum.
-fn name<T: Copy>(value: &Json, names: &[(&str, T)]) -> Option<T> {
-    let text = value.as_str()?;
+fn name<J: JsonValue, T: Copy>(value: &J, names: &[(&str, T)]) -> Option<T> {
+    let text = value.string()?;
     names.iter().find(|(n, _)| *n == text).map(|(_, v)| *v)
+}
+
+fn release<J: JsonValue>(value: &J) -> Option<Release> {
+    if !value.is_object() {
+        return None;
+    }
+    Some(Release {
+        // `#[serde(default)]`: missing is the default, `null` is refused.
+        severity: match value.member("severity") {
+            None => Severity::default(),
+            Some(v) => name(
+                &v,
+                &[
+                    ("optional", Severity::Optional),
+                    ("required", Severity::Required),
+                ],
+            )?,
+        },
+        notes_url: optional(value, "notes_url", string)?,
+        min_supported: optional(value, "min_supported", version)?,
+    })
 }
 
 impl VersionReport {
@@ -307,53 +377,36 @@ impl VersionReport {
     /// of the stream), without serde (see the [module docs](self)); `None`
     /// for anything serde would refuse.
     pub fn from_json(text: &str) -> Option<Self> {
-        let json = Json::parse(text)?;
-        let node = field(&json, "node")?;
-        let cluster = field(&json, "cluster")?;
-        let release = |value: &Json| -> Option<Release> {
-            Some(Release {
-                // `#[serde(default)]`: missing is the default, `null` is refused.
-                severity: match value.get("severity") {
-                    None => Severity::default(),
-                    Some(v) => name(
-                        v,
-                        &[
-                            ("optional", Severity::Optional),
-                            ("required", Severity::Required),
-                        ],
-                    )?,
-                },
-                notes_url: optional(value, "notes_url", string)?,
-                min_supported: optional(value, "min_supported", version)?,
-            })
-            .filter(|_| matches!(value, Json::Object(_)))
-        };
+        Self::from_json_value(&&Json::parse(text)?)
+    }
+
+    /// [`from_json`](Self::from_json) from a parsed value.
+    pub fn from_json_value<J: JsonValue>(json: &J) -> Option<Self> {
+        let node = field(json, "node")?;
+        let cluster = field(json, "cluster")?;
         Some(VersionReport {
             node: NodeInfo {
-                id: string(field(node, "id")?)?,
-                version: version(field(node, "version")?)?,
+                id: string(&field(&node, "id")?)?,
+                version: version(&field(&node, "version")?)?,
             },
             mode: name(
-                field(&json, "mode")?,
+                &field(json, "mode")?,
                 &[("single", Mode::Single), ("cluster", Mode::Cluster)],
             )?,
             cluster: ClusterView {
                 state: name(
-                    field(cluster, "state")?,
+                    &field(&cluster, "state")?,
                     &[
                         ("settled", ClusterState::Settled),
                         ("mixed", ClusterState::Mixed),
                         ("unknown", ClusterState::Unknown),
                     ],
                 )?,
-                settled_version: optional(cluster, "settled_version", version)?,
-                announced_version: optional(cluster, "announced_version", version)?,
-                announced_revision: optional(cluster, "announced_revision", |v| match v {
-                    Json::Number(n) => *n,
-                    _ => None,
-                })?,
+                settled_version: optional(&cluster, "settled_version", version)?,
+                announced_version: optional(&cluster, "announced_version", version)?,
+                announced_revision: optional(&cluster, "announced_revision", J::unsigned)?,
                 compat: name(
-                    field(cluster, "compat")?,
+                    &field(&cluster, "compat")?,
                     &[
                         ("major", Compat::Major),
                         ("minor", Compat::Minor),
@@ -361,7 +414,7 @@ impl VersionReport {
                         ("exact", Compat::Exact),
                     ],
                 )?,
-                announced_release: optional(cluster, "announced_release", release)?,
+                announced_release: optional(&cluster, "announced_release", release)?,
             },
         })
     }
@@ -385,19 +438,23 @@ impl StaleClient {
     /// assert_eq!(StaleClient::from_json(r#"{"error":"other"}"#), None);
     /// ```
     pub fn from_json(text: &str) -> Option<Self> {
-        let json = Json::parse(text)?;
+        Self::from_json_value(&&Json::parse(text)?)
+    }
+
+    /// [`from_json`](Self::from_json) from a parsed value.
+    pub fn from_json_value<J: JsonValue>(json: &J) -> Option<Self> {
         Some(StaleClient {
             error: name(
-                field(&json, "error")?,
+                &field(json, "error")?,
                 &[("stale_client", StaleClientTag::StaleClient)],
             )?,
-            page_version: version(field(&json, "page_version")?)?,
-            server_version: version(field(&json, "server_version")?)?,
+            page_version: version(&field(json, "page_version")?)?,
+            server_version: version(&field(json, "server_version")?)?,
             stale: name(
-                field(&json, "stale")?,
+                &field(json, "stale")?,
                 &[("page", Stale::Page), ("server", Stale::Server)],
             )?,
-            min_supported: optional(&json, "min_supported", version)?,
+            min_supported: optional(json, "min_supported", version)?,
         })
     }
 }

@@ -3,8 +3,8 @@
 
 use bytes::Bytes;
 use leptos::server_fn::{
-    error::{FromServerFnError, ServerFnErrorEncoding, ServerFnErrorErr},
-    ContentType, Decodes, Encodes, Format, FormatType, ServerFnError,
+    error::{FromServerFnError, ServerFnErrorErr},
+    ContentType, Decodes, Encodes, Format, FormatType,
 };
 pub use version_observer_core::skew::StaleClient;
 
@@ -52,47 +52,70 @@ pub enum GuardedError {
     ServerFn(ServerFnErrorErr),
 }
 
+/// The names of Leptos' text form of a `ServerFnError` (`Name|message`).
+const NAMES: [&str; 9] = [
+    "Registration",
+    "Request",
+    "Response",
+    "ServerError",
+    "MiddlewareError",
+    "Deserialization",
+    "Serialization",
+    "Args",
+    "MissingArg",
+];
+
 impl GuardedError {
     /// The wire form: the refusal's JSON, or Leptos' text form of any other
-    /// failure.
+    /// failure (`ServerError|message`, as `ServerFnError` writes it).
     fn to_text(&self) -> String {
-        match self {
-            Self::StaleClient(answer) => answer.to_json(),
-            Self::ServerFn(e) => {
-                let e: ServerFnError = ServerFnError::from_server_fn_error(e.clone());
-                ServerFnErrorEncoding::encode(&e)
-                    .ok()
-                    .and_then(|b| String::from_utf8(b.to_vec()).ok())
-                    .unwrap_or_default()
-            }
-        }
+        use ServerFnErrorErr as E;
+        let (at, message) = match self {
+            Self::StaleClient(answer) => return answer.to_json(),
+            Self::ServerFn(e) => match e {
+                E::Registration(m) => (0, m),
+                // Leptos writes an unsupported method as a `Request` error.
+                E::Request(m) | E::UnsupportedRequestMethod(m) => (1, m),
+                E::Response(m) => (2, m),
+                E::ServerError(m) => (3, m),
+                E::MiddlewareError(m) => (4, m),
+                E::Deserialization(m) => (5, m),
+                E::Serialization(m) => (6, m),
+                E::Args(m) => (7, m),
+                E::MissingArg(m) => (8, m),
+            },
+        };
+        format!("{}|{message}", NAMES[at])
     }
 
-    /// Reads [`to_text`](Self::to_text)'s form back.
+    /// Reads [`to_text`](Self::to_text)'s form back (by hand: Leptos' own
+    /// reader quotes what it cannot read with `Debug`, which costs a page
+    /// its formatting code).
     fn from_text(text: &str) -> Self {
-        if let Some(stale) = StaleClient::from_json(text) {
+        // In the page, through its own `JSON.parse`.
+        #[cfg(feature = "hydrate")]
+        let stale = crate::browser::json::stale_client(text);
+        #[cfg(not(feature = "hydrate"))]
+        let stale = StaleClient::from_json(text);
+        if let Some(stale) = stale {
             return Self::StaleClient(stale);
         }
-        let decoded: Result<ServerFnError, _> =
-            ServerFnErrorEncoding::decode(Bytes::copy_from_slice(text.as_bytes()));
-        Self::ServerFn(match decoded {
-            Ok(e) => match e {
-                ServerFnError::Registration(s) => ServerFnErrorErr::Registration(s),
-                ServerFnError::Request(s) => ServerFnErrorErr::Request(s),
-                ServerFnError::Response(s) => ServerFnErrorErr::Response(s),
-                ServerFnError::ServerError(s) => ServerFnErrorErr::ServerError(s),
-                ServerFnError::MiddlewareError(s) => ServerFnErrorErr::MiddlewareError(s),
-                ServerFnError::Deserialization(s) => ServerFnErrorErr::Deserialization(s),
-                ServerFnError::Serialization(s) => ServerFnErrorErr::Serialization(s),
-                ServerFnError::Args(s) => ServerFnErrorErr::Args(s),
-                ServerFnError::MissingArg(s) => ServerFnErrorErr::MissingArg(s),
-                #[allow(deprecated)]
-                ServerFnError::WrappedServerError(_) => {
-                    ServerFnErrorErr::ServerError(String::new())
-                }
-            },
-            Err(e) => ServerFnErrorErr::Deserialization(e),
-        })
+        use ServerFnErrorErr as E;
+        let known = text.split_once('|').and_then(|(name, message)| {
+            let make = [
+                E::Registration,
+                E::Request,
+                E::Response,
+                E::ServerError,
+                E::MiddlewareError,
+                E::Deserialization,
+                E::Serialization,
+                E::Args,
+                E::MissingArg,
+            ][NAMES.iter().position(|n| *n == name)?];
+            Some(make(message.to_owned()))
+        });
+        Self::ServerFn(known.unwrap_or_else(|| E::Deserialization(text.to_owned())))
     }
 }
 
@@ -183,6 +206,30 @@ mod tests {
             let json = serde_json::to_string(&other).unwrap();
             assert_eq!(serde_json::from_str::<GuardedError>(&json).unwrap(), other);
         }
+        // Every other failure in Leptos' own text form, both ways.
+        use leptos::server_fn::ServerFnError;
+        use ServerFnErrorErr as E;
+        let m = || "a | message".to_owned();
+        for e in [
+            E::Registration(m()),
+            E::Request(m()),
+            E::Response(m()),
+            E::ServerError(m()),
+            E::MiddlewareError(m()),
+            E::Deserialization(m()),
+            E::Serialization(m()),
+            E::Args(m()),
+            E::MissingArg(m()),
+        ] {
+            let ours = GuardedError::ServerFn(e.clone());
+            let leptos: ServerFnError = ServerFnError::from_server_fn_error(e);
+            assert_eq!(ours.ser(), leptos.ser());
+            assert_eq!(GuardedError::de(leptos.ser()), ours);
+        }
+        assert_eq!(
+            GuardedError::ServerFn(E::UnsupportedRequestMethod(m())).ser(),
+            GuardedError::ServerFn(E::Request(m())).ser()
+        );
         assert!(matches!(
             GuardedError::de("not json".into()),
             GuardedError::ServerFn(ServerFnErrorErr::Deserialization(_))

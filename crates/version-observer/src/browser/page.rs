@@ -80,7 +80,9 @@ pub fn join(url: &str, page: &Version, on_change: Listener) -> Joined {
         // The request guard: this page's requests name its version, and a
         // refusal makes it stale at once (every entry: it is one page).
         super::guard::install(page, |answer| {
-            changed(None, |state| state.knowledge.refused(&state.page, &answer));
+            changed(None, &mut |state| {
+                state.knowledge.refused(&state.page, &answer)
+            })
         });
         // The node counts open tabs per page version (its metrics).
         let stream_url = version_observer_core::stream_request::stream_url(url, page);
@@ -90,20 +92,24 @@ pub fn join(url: &str, page: &Version, on_change: Listener) -> Joined {
         let stream = BrowserStream::connect(
             url,
             &stream_url,
-            move |report: VersionReport| {
-                changed(Some(&a), |state| {
+            Box::new(move |report: VersionReport, _: &str| {
+                let mut report = Some(report);
+                changed(Some(&a), &mut |state| {
+                    let Some(report) = report.take() else {
+                        return false;
+                    };
                     state.knowledge.learn(&state.page, report.cluster.clone());
-                    state.report = Some(report.clone());
+                    state.report = Some(report);
                     true
                 })
-            },
-            move |open| {
-                changed(Some(&b), |state| {
+            }),
+            Box::new(move |open| {
+                changed(Some(&b), &mut |state| {
                     let before = state.connected;
                     state.connected = open;
                     before != open
                 })
-            },
+            }),
         );
         PAGES.with(|pages| {
             if let Some(entry) = pages.borrow_mut().iter_mut().find(|e| e.url == url) {
@@ -147,7 +153,7 @@ pub fn with<R>(url: &str, read: impl FnOnce(&State) -> R) -> Option<R> {
 /// Applies `update` to the entry of `url` (every entry for `None`), then,
 /// if it says something changed, calls their listeners (outside the
 /// borrow: they read the state).
-fn changed(url: Option<&str>, update: impl Fn(&mut State) -> bool) {
+fn changed(url: Option<&str>, update: &mut dyn FnMut(&mut State) -> bool) {
     let listeners: Vec<Listener> = PAGES.with(|pages| {
         let mut pages = pages.borrow_mut();
         let mut out = Vec::new();
@@ -166,5 +172,5 @@ fn changed(url: Option<&str>, update: impl Fn(&mut State) -> bool) {
 /// Calls every listener of every entry (something the state does not
 /// hold changed: the tab's visibility, unsaved input, a timer).
 pub fn poke() {
-    changed(None, |_| true);
+    changed(None, &mut |_| true);
 }

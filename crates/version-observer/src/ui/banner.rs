@@ -300,7 +300,7 @@ pub(crate) mod dom {
             let styled = self.class.is_none();
             let root = element("div");
             let class = match &self.class {
-                Some(own) => format!("version-observer-banner {own}"),
+                Some(own) => ["version-observer-banner ", own].concat(),
                 None => "version-observer-banner".to_owned(),
             };
             for (k, v) in [

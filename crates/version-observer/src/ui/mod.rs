@@ -43,6 +43,7 @@ pub struct PageInfo {
 impl PageInfo {
     /// The form the page carries it in: `<version> <node id>` (neither
     /// has a space).
+    #[cfg(not(feature = "hydrate"))]
     fn to_text(&self) -> String {
         format!("{} {}", self.version, self.node_id)
     }
@@ -66,9 +67,13 @@ impl PageInfo {
 /// own in the wasm.
 pub(crate) fn page_info() -> Option<PageInfo> {
     let text = SharedValue::new_str(|| {
-        use_context::<PageInfo>()
+        // Only the server has it (the browser reads the server's).
+        #[cfg(not(feature = "hydrate"))]
+        return use_context::<PageInfo>()
             .map(|p| p.to_text())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        #[cfg(feature = "hydrate")]
+        String::new()
     })
     .into_inner();
     PageInfo::from_text(&text)
