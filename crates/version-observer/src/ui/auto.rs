@@ -91,6 +91,18 @@ mod driver {
 
     type Shared = Rc<RefCell<Driver>>;
 
+    thread_local! {
+        /// The page's driver, for the banners' decoration.
+        static DRIVER: RefCell<Option<Shared>> = const { RefCell::new(None) };
+    }
+
+    /// Registered with the banners while a driver runs.
+    fn decorate_banner(parts: &Parts<'_>) {
+        if let Some(d) = DRIVER.with(|slot| slot.borrow().clone()) {
+            decorate(&d.borrow(), parts);
+        }
+    }
+
     /// Drives the strategy for as long as the calling component lives.
     pub(super) fn start(version: &Version, strategy: ReloadStrategy) {
         let driver: Shared = Rc::new(RefCell::new(Driver {
@@ -113,18 +125,15 @@ mod driver {
         let visibility = window_event_listener_untyped("visibilitychange", |_| page::poke());
         // Unsaved input is watched from now on.
         unsaved::page::dirty();
-        let d = driver.clone();
-        DECORATE.with(|slot| {
-            *slot.borrow_mut() = Some(Rc::new(move |parts: &Parts<'_>| {
-                decorate(&d.borrow(), parts)
-            }))
-        });
+        DRIVER.with(|slot| slot.replace(Some(driver.clone())));
+        DECORATE.with(|slot| slot.set(Some(decorate_banner)));
         let held = send_wrapper::SendWrapper::new((driver, joined));
         on_cleanup(move || {
             let (driver, joined) = held.take();
             visibility.remove();
             drop(joined);
-            DECORATE.with(|slot| slot.borrow_mut().take());
+            DECORATE.with(|slot| slot.set(None));
+            DRIVER.with(|slot| slot.take());
             let timer = driver.borrow_mut().timer.take();
             if let Some(handle) = timer {
                 handle.clear();

@@ -154,10 +154,10 @@ pub(crate) mod dom {
     /// hints, countdown and Cancel, before the Reload button, and the
     /// `data-state`. Registered only by that component, so a page without it
     /// carries none of its code.
-    pub(crate) type Decorate = Rc<dyn Fn(&Parts<'_>)>;
+    pub(crate) type Decorate = fn(&Parts<'_>);
 
     thread_local! {
-        pub(crate) static DECORATE: RefCell<Option<Decorate>> = const { RefCell::new(None) };
+        pub(crate) static DECORATE: std::cell::Cell<Option<Decorate>> = const { std::cell::Cell::new(None) };
     }
 
     /// A shown banner, as a decoration sees it.
@@ -283,7 +283,7 @@ pub(crate) mod dom {
                 }
                 (None, None) => {}
             }
-            let decorate = DECORATE.with(|d| d.borrow().clone());
+            let decorate = DECORATE.with(std::cell::Cell::get);
             match decorate {
                 Some(decorate) => decorate(&Parts {
                     root: &shown.root,
