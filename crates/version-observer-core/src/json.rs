@@ -318,58 +318,103 @@ impl JsonValue for &Json {
     }
 }
 
-/// A required field.
-fn field<J: JsonValue>(object: &J, key: &str) -> Option<J> {
-    object.member(key)
+/// Reads the fields of one text; a field it cannot read marks the whole
+/// text refused, and reading goes on with a filler value. One check at the
+/// end instead of an early return per field: each early return would drop
+/// what was read so far, and that cleanup code, repeated per field, is
+/// most of a reader's size in the page.
+struct Fields {
+    refused: std::cell::Cell<bool>,
 }
 
-/// An optional field: missing or `null` is `Some(None)`, a field `read`
-/// cannot read is `None` (the whole text is refused, as serde does).
-fn optional<J: JsonValue, T>(
-    object: &J,
-    key: &str,
-    read: impl Fn(&J) -> Option<T>,
-) -> Option<Option<T>> {
-    match object.member(key) {
-        None => Some(None),
-        Some(value) if value.is_null() => Some(None),
-        Some(value) => read(&value).map(Some),
+impl Fields {
+    fn new() -> Self {
+        Self {
+            refused: std::cell::Cell::new(false),
+        }
     }
-}
 
-fn version<J: JsonValue>(value: &J) -> Option<Version> {
-    value.string()?.parse().ok()
-}
-
-fn string<J: JsonValue>(value: &J) -> Option<String> {
-    value.string()
-}
-
-/// One of the names of a `rename_all = "lowercase"` enum.
-fn name<J: JsonValue, T: Copy>(value: &J, names: &[(&str, T)]) -> Option<T> {
-    let text = value.string()?;
-    names.iter().find(|(n, _)| *n == text).map(|(_, v)| *v)
-}
-
-fn release<J: JsonValue>(value: &J) -> Option<Release> {
-    if !value.is_object() {
-        return None;
+    fn refuse<T>(&self, filler: T) -> T {
+        self.refused.set(true);
+        filler
     }
-    Some(Release {
-        // `#[serde(default)]`: missing is the default, `null` is refused.
-        severity: match value.member("severity") {
-            None => Severity::default(),
-            Some(v) => name(
-                &v,
-                &[
-                    ("optional", Severity::Optional),
-                    ("required", Severity::Required),
-                ],
-            )?,
-        },
-        notes_url: optional(value, "notes_url", string)?,
-        min_supported: optional(value, "min_supported", version)?,
-    })
+
+    /// A required member.
+    fn member<J: JsonValue>(&self, object: &J, key: &str) -> Option<J> {
+        let member = object.member(key);
+        if member.is_none() {
+            self.refused.set(true);
+        }
+        member
+    }
+
+    fn string<J: JsonValue>(&self, value: Option<J>) -> String {
+        match value.and_then(|v| v.string()) {
+            Some(s) => s,
+            None => self.refuse(String::new()),
+        }
+    }
+
+    fn version<J: JsonValue>(&self, value: Option<J>) -> Version {
+        match value.and_then(|v| v.string()?.parse().ok()) {
+            Some(v) => v,
+            None => self.refuse(Version::new(0, 0, 0)),
+        }
+    }
+
+    /// One of the names of a `rename_all = "lowercase"` enum (the first is
+    /// the filler).
+    fn name<J: JsonValue, T: Copy>(&self, value: Option<J>, names: &[(&str, T)]) -> T {
+        let text = value.and_then(|v| v.string());
+        match names.iter().find(|(n, _)| Some(*n) == text.as_deref()) {
+            Some((_, v)) => *v,
+            None => self.refuse(names[0].1),
+        }
+    }
+
+    /// An optional member: missing or `null` is `None`; one `read` cannot
+    /// read refuses the text (as serde does).
+    fn optional<J: JsonValue, T>(
+        &self,
+        object: &J,
+        key: &str,
+        read: impl Fn(&Self, Option<J>) -> T,
+    ) -> Option<T> {
+        let value = object.member(key).filter(|v| !v.is_null())?;
+        Some(read(self, Some(value)))
+    }
+
+    fn release<J: JsonValue>(&self, value: Option<J>) -> Release {
+        let Some(value) = value.filter(JsonValue::is_object) else {
+            return self.refuse(Release::default());
+        };
+        Release {
+            // `#[serde(default)]`: missing is the default, `null` is refused.
+            severity: match value.member("severity") {
+                None => Severity::default(),
+                some => self.name(
+                    some,
+                    &[
+                        ("optional", Severity::Optional),
+                        ("required", Severity::Required),
+                    ],
+                ),
+            },
+            notes_url: self.optional(&value, "notes_url", Self::string),
+            min_supported: self.optional(&value, "min_supported", Self::version),
+        }
+    }
+
+    fn unsigned<J: JsonValue>(&self, value: Option<J>) -> u64 {
+        match value.and_then(|v| v.unsigned()) {
+            Some(n) => n,
+            None => self.refuse(0),
+        }
+    }
+
+    fn done<T>(self, read: T) -> Option<T> {
+        (!self.refused.get()).then_some(read)
+    }
 }
 
 impl VersionReport {
@@ -382,41 +427,43 @@ impl VersionReport {
 
     /// [`from_json`](Self::from_json) from a parsed value.
     pub fn from_json_value<J: JsonValue>(json: &J) -> Option<Self> {
-        let node = field(json, "node")?;
-        let cluster = field(json, "cluster")?;
-        Some(VersionReport {
+        let f = Fields::new();
+        let node = f.member(json, "node")?;
+        let cluster = f.member(json, "cluster")?;
+        let report = VersionReport {
             node: NodeInfo {
-                id: string(&field(&node, "id")?)?,
-                version: version(&field(&node, "version")?)?,
+                id: f.string(node.member("id")),
+                version: f.version(node.member("version")),
             },
-            mode: name(
-                &field(json, "mode")?,
+            mode: f.name(
+                json.member("mode"),
                 &[("single", Mode::Single), ("cluster", Mode::Cluster)],
-            )?,
+            ),
             cluster: ClusterView {
-                state: name(
-                    &field(&cluster, "state")?,
+                state: f.name(
+                    cluster.member("state"),
                     &[
                         ("settled", ClusterState::Settled),
                         ("mixed", ClusterState::Mixed),
                         ("unknown", ClusterState::Unknown),
                     ],
-                )?,
-                settled_version: optional(&cluster, "settled_version", version)?,
-                announced_version: optional(&cluster, "announced_version", version)?,
-                announced_revision: optional(&cluster, "announced_revision", J::unsigned)?,
-                compat: name(
-                    &field(&cluster, "compat")?,
+                ),
+                settled_version: f.optional(&cluster, "settled_version", Fields::version),
+                announced_version: f.optional(&cluster, "announced_version", Fields::version),
+                announced_revision: f.optional(&cluster, "announced_revision", Fields::unsigned),
+                compat: f.name(
+                    cluster.member("compat"),
                     &[
                         ("major", Compat::Major),
                         ("minor", Compat::Minor),
                         ("patch", Compat::Patch),
                         ("exact", Compat::Exact),
                     ],
-                )?,
-                announced_release: optional(&cluster, "announced_release", release)?,
+                ),
+                announced_release: f.optional(&cluster, "announced_release", Fields::release),
             },
-        })
+        };
+        f.done(report)
     }
 }
 
@@ -443,19 +490,21 @@ impl StaleClient {
 
     /// [`from_json`](Self::from_json) from a parsed value.
     pub fn from_json_value<J: JsonValue>(json: &J) -> Option<Self> {
-        Some(StaleClient {
-            error: name(
-                &field(json, "error")?,
+        let f = Fields::new();
+        let answer = StaleClient {
+            error: f.name(
+                json.member("error"),
                 &[("stale_client", StaleClientTag::StaleClient)],
-            )?,
-            page_version: version(&field(json, "page_version")?)?,
-            server_version: version(&field(json, "server_version")?)?,
-            stale: name(
-                &field(json, "stale")?,
+            ),
+            page_version: f.version(json.member("page_version")),
+            server_version: f.version(json.member("server_version")),
+            stale: f.name(
+                json.member("stale"),
                 &[("page", Stale::Page), ("server", Stale::Server)],
-            )?,
-            min_supported: optional(json, "min_supported", version)?,
-        })
+            ),
+            min_supported: f.optional(json, "min_supported", Fields::version),
+        };
+        f.done(answer)
     }
 }
 

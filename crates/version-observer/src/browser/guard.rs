@@ -41,7 +41,8 @@ fn wrap_fetch(page: String, on_refused: fn(StaleClient)) {
     else {
         return;
     };
-    let origin = window.location().origin().unwrap_or_default();
+    // A same-origin request's absolute URL starts with this.
+    let origin = window.location().origin().unwrap_or_default() + "/";
     // Reads a 409's body (from a clone: the caller still gets the whole
     // response) and reports it if it is the guard's.
     let on_response = Closure::<dyn FnMut(JsValue) -> JsValue>::new(move |response: JsValue| {
@@ -75,10 +76,7 @@ fn wrap_fetch(page: String, on_refused: fn(StaleClient)) {
                     .call2(window, &input, &init)
                     .unwrap_or(JsValue::UNDEFINED);
             };
-            let same_origin = web_sys::Url::new(&request.url())
-                .map(|u| u.origin() == origin)
-                .unwrap_or(false);
-            if !same_origin {
+            if !request.url().starts_with(&origin) {
                 return original
                     .call2(window, &input, &init)
                     .unwrap_or(JsValue::UNDEFINED);

@@ -4,18 +4,14 @@
 //! the hook's signals and the reload components all read it and are told
 //! when it changes; the stream and the request guard write it.
 //!
-//! One entry per events URL (a page has one, or a few): it opens the
-//! browser's stream when its first user joins and closes it when the last
-//! one leaves.
+//! A page has one stream: the first user to join opens it (on its events
+//! URL), the last one to leave closes it.
 
 use super::shared::BrowserStream;
-use std::{
-    cell::{Cell, RefCell},
-    rc::Rc,
-};
+use std::{cell::RefCell, rc::Rc};
 use version_observer_core::{banner::PageKnowledge, Version, VersionReport};
 
-/// One page's knowledge, for one events URL.
+/// The page's knowledge.
 pub struct State {
     /// The page's own version.
     pub page: Version,
@@ -29,72 +25,64 @@ pub struct State {
 
 type Listener = Rc<dyn Fn()>;
 
-struct Entry {
-    url: String,
+struct Page {
     state: State,
-    listeners: Vec<(u32, Listener)>,
+    /// Every user's listener (`None` once it left).
+    listeners: Vec<Option<Listener>>,
     stream: Option<BrowserStream>,
 }
 
 thread_local! {
-    /// A list, not a map: a page has one URL, or a few (and a map costs
-    /// the page its own hashing code).
-    static PAGES: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
-    static NEXT_ID: Cell<u32> = const { Cell::new(0) };
+    static PAGE: RefCell<Option<Page>> = const { RefCell::new(None) };
 }
 
-/// A user's place on a page's entry: dropping it leaves (the last one to
+/// A user's place on the page's state: dropping it leaves (the last one to
 /// leave closes the stream).
-pub struct Joined {
-    url: String,
-    id: u32,
-}
+pub struct Joined(usize);
 
-/// Joins the entry of `url` for a page of version `page` (opening its
-/// stream if it is the first), and calls `on_change` after every change.
+/// Joins the page's state for a page of version `page` (the first to join
+/// opens the stream on `url`), and calls `on_change` after every change.
 pub fn join(url: &str, page: &Version, on_change: Listener) -> Joined {
-    let id = NEXT_ID.with(|n| {
-        n.set(n.get() + 1);
-        n.get()
-    });
-    let opened = PAGES.with(|pages| {
-        let mut pages = pages.borrow_mut();
-        if let Some(entry) = pages.iter_mut().find(|e| e.url == url) {
-            entry.listeners.push((id, on_change));
-            return false;
-        }
-        pages.push(Entry {
-            url: url.to_owned(),
+    let (at, opened) = PAGE.with(|p| {
+        let mut p = p.borrow_mut();
+        let opened = p.is_none();
+        let p = p.get_or_insert_with(|| Page {
             state: State {
                 page: page.clone(),
                 knowledge: PageKnowledge::default(),
                 report: None,
                 connected: false,
             },
-            listeners: vec![(id, on_change)],
+            listeners: Vec::new(),
             stream: None,
         });
-        true
+        // A slot a user left, or a new one.
+        let at = match p.listeners.iter().position(Option::is_none) {
+            Some(at) => at,
+            None => {
+                p.listeners.push(None);
+                p.listeners.len() - 1
+            }
+        };
+        p.listeners[at] = Some(on_change);
+        (at, opened)
     });
     if opened {
         // The request guard: this page's requests name its version, and a
-        // refusal makes it stale at once (every entry: it is one page).
+        // refusal makes it stale at once.
         super::guard::install(page, |answer| {
-            changed(None, &mut |state| {
-                state.knowledge.refused(&state.page, &answer)
-            })
+            changed(&mut |state| state.knowledge.refused(&state.page, &answer))
         });
         // The node counts open tabs per page version (its metrics).
         let stream_url = version_observer_core::stream_request::stream_url(url, page);
-        let (a, b) = (url.to_owned(), url.to_owned());
         // One stream per browser: the tab holding it shares every report.
         // Opened outside the borrow: it may call back at once.
         let stream = BrowserStream::connect(
             url,
             &stream_url,
-            Box::new(move |report: VersionReport, _: &str| {
+            Box::new(|report: VersionReport, _: &str| {
                 let mut report = Some(report);
-                changed(Some(&a), &mut |state| {
+                changed(&mut |state| {
                     let Some(report) = report.take() else {
                         return false;
                     };
@@ -103,74 +91,61 @@ pub fn join(url: &str, page: &Version, on_change: Listener) -> Joined {
                     true
                 })
             }),
-            Box::new(move |open| {
-                changed(Some(&b), &mut |state| {
+            Box::new(|open| {
+                changed(&mut |state| {
                     let before = state.connected;
                     state.connected = open;
                     before != open
                 })
             }),
         );
-        PAGES.with(|pages| {
-            if let Some(entry) = pages.borrow_mut().iter_mut().find(|e| e.url == url) {
-                entry.stream = Some(stream);
+        PAGE.with(|p| {
+            if let Some(p) = p.borrow_mut().as_mut() {
+                p.stream = Some(stream);
             }
         });
     }
-    Joined {
-        url: url.to_owned(),
-        id,
-    }
+    Joined(at)
 }
 
 impl Drop for Joined {
     fn drop(&mut self) {
         // Dropped outside the borrow: closing a stream may post to other tabs.
-        let closed = PAGES.with(|pages| {
-            let mut pages = pages.borrow_mut();
-            let at = pages.iter().position(|e| e.url == self.url)?;
-            pages[at].listeners.retain(|(id, _)| *id != self.id);
-            pages[at]
-                .listeners
-                .is_empty()
-                .then(|| pages.swap_remove(at))
+        let closed = PAGE.with(|p| {
+            let mut p = p.borrow_mut();
+            let page = p.as_mut()?;
+            page.listeners[self.0] = None;
+            page.listeners.iter().all(Option::is_none).then(|| p.take())
         });
         drop(closed);
     }
 }
 
-/// Reads the state of `url`'s entry; `None` before anyone joined it.
-pub fn with<R>(url: &str, read: impl FnOnce(&State) -> R) -> Option<R> {
-    PAGES.with(|pages| {
-        pages
-            .borrow()
-            .iter()
-            .find(|e| e.url == url)
-            .map(|e| read(&e.state))
-    })
+/// Reads the page's state; `None` before anyone joined it.
+pub fn with<R>(read: impl FnOnce(&State) -> R) -> Option<R> {
+    PAGE.with(|p| p.borrow().as_ref().map(|p| read(&p.state)))
 }
 
-/// Applies `update` to the entry of `url` (every entry for `None`), then,
-/// if it says something changed, calls their listeners (outside the
-/// borrow: they read the state).
-fn changed(url: Option<&str>, update: &mut dyn FnMut(&mut State) -> bool) {
-    let listeners: Vec<Listener> = PAGES.with(|pages| {
-        let mut pages = pages.borrow_mut();
-        let mut out = Vec::new();
-        for entry in pages.iter_mut().filter(|e| url.is_none_or(|u| u == e.url)) {
-            if update(&mut entry.state) {
-                out.extend(entry.listeners.iter().map(|(_, l)| l.clone()));
-            }
+/// Applies `update` to the page's state, then, if it says something
+/// changed, calls the listeners (outside the borrow: they read the state).
+fn changed(update: &mut dyn FnMut(&mut State) -> bool) {
+    let listeners: Vec<Listener> = PAGE.with(|p| {
+        let mut p = p.borrow_mut();
+        let Some(p) = p.as_mut() else {
+            return Vec::new();
+        };
+        if !update(&mut p.state) {
+            return Vec::new();
         }
-        out
+        p.listeners.iter().flatten().cloned().collect()
     });
     for listener in listeners {
         listener();
     }
 }
 
-/// Calls every listener of every entry (something the state does not
-/// hold changed: the tab's visibility, unsaved input, a timer).
+/// Calls every listener (something the state does not hold changed: the
+/// tab's visibility, unsaved input, a timer).
 pub fn poke() {
-    changed(None, &mut |_| true);
+    changed(&mut |_| true);
 }

@@ -149,10 +149,9 @@ mod driver {
             if d.reloading {
                 return;
             }
-            let (target, required) = page::with(paths::EVENTS, |s| {
-                (s.knowledge.stale_target().cloned(), s.knowledge.required())
-            })
-            .unwrap_or_default();
+            let (target, required) =
+                page::with(|s| (s.knowledge.stale_target().cloned(), s.knowledge.required()))
+                    .unwrap_or_default();
             let hidden = document().hidden();
             let state = PageState {
                 target: target.as_ref(),

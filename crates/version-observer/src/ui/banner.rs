@@ -141,9 +141,9 @@ pub(crate) mod dom {
     use super::*;
     use crate::browser::page;
     use std::{cell::RefCell, rc::Rc};
-    use version_observer_core::paths;
+    use version_observer_core::{banner::Staleness, paths};
     use wasm_bindgen::{prelude::Closure, JsCast};
-    use web_sys::{Element, Text};
+    use web_sys::Element;
 
     /// The built-in style (without the `class` prop).
     pub(crate) const BANNER_STYLE: &str = "position:sticky;top:0;z-index:1000;display:flex;flex-wrap:wrap;align-items:center;justify-content:space-between;gap:1rem;margin:0 0 1rem;padding:.75rem 1rem;border-radius:.5rem;background:#fff4d6;color:#5a4300;box-shadow:0 2px 8px rgb(0 0 0/.08);font-family:system-ui,sans-serif";
@@ -180,7 +180,7 @@ pub(crate) mod dom {
     struct Shown {
         root: Element,
         version: Element,
-        after: Text,
+        after: Element,
         notes: Option<Element>,
         reload: Element,
         _on_reload: Closure<dyn FnMut()>,
@@ -229,17 +229,11 @@ pub(crate) mod dom {
 
         /// Shows, updates or removes the banner as the page's state says.
         fn render(&self) {
-            let stale = page::with(paths::EVENTS, |s| {
-                s.knowledge.staleness().map(|st| {
-                    (
-                        st.target.to_string(),
-                        st.required(),
-                        st.notes_url().map(str::to_owned),
-                    )
-                })
-            })
-            .flatten();
-            let Some((version, required, notes)) = stale else {
+            page::with(|s| self.show(s.knowledge.staleness()));
+        }
+
+        fn show(&self, stale: Option<&Staleness>) {
+            let Some(stale) = stale else {
                 if let Some(shown) = self.shown.take() {
                     shown.root.remove();
                 }
@@ -256,35 +250,37 @@ pub(crate) mod dom {
                 return;
             };
             let t = &self.texts;
-            shown.version.set_text_content(Some(&version));
+            let required = stale.required();
+            shown
+                .version
+                .set_text_content(Some(&stale.target.to_string()));
             shown
                 .after
                 .set_text_content(Some(if required { &t.required } else { &t.available }));
             set(&shown.root, "data-required", required.then_some(""));
-            match (&shown.notes, notes) {
-                (Some(link), Some(href)) => set(link, "href", Some(&href)),
-                (Some(link), None) => {
+            // The release notes' link, while the deploy names some.
+            let href = stale.notes_url();
+            if shown.notes.is_none() && href.is_some() {
+                let link = element("a");
+                for (k, v) in [
+                    ("target", "_blank"),
+                    ("rel", "noopener noreferrer"),
+                    ("data-testid", "version-notes"),
+                ] {
+                    set(&link, k, Some(v));
+                }
+                link.set_text_content(Some(&t.release_notes));
+                let _ = shown.root.insert_before(&link, Some(&shown.reload));
+                shown.notes = Some(link);
+            }
+            if let Some(link) = &shown.notes {
+                set(link, "href", href);
+                if href.is_none() {
                     link.remove();
                     shown.notes = None;
                 }
-                (None, Some(href)) => {
-                    let link = element("a");
-                    for (k, v) in [
-                        ("href", href.as_str()),
-                        ("target", "_blank"),
-                        ("rel", "noopener noreferrer"),
-                        ("data-testid", "version-notes"),
-                    ] {
-                        set(&link, k, Some(v));
-                    }
-                    link.set_text_content(Some(&t.release_notes));
-                    let _ = shown.root.insert_before(&link, Some(&shown.reload));
-                    shown.notes = Some(link);
-                }
-                (None, None) => {}
             }
-            let decorate = DECORATE.with(std::cell::Cell::get);
-            match decorate {
+            match DECORATE.with(std::cell::Cell::get) {
                 Some(decorate) => decorate(&Parts {
                     root: &shown.root,
                     reload: &shown.reload,
@@ -312,16 +308,16 @@ pub(crate) mod dom {
                 set(&root, k, Some(v));
             }
             set(&root, "style", styled.then_some(BANNER_STYLE));
-            let message = element("span");
-            let version = element("strong");
-            let after = Text::new().ok()?;
-            let _ = message.append_with_str_1(&self.texts.message);
-            let _ = message.append_with_node_2(&version, &after);
+            // <span><span>message</span><strong>version</strong><span>after</span></span>
+            let message = child(&root, "span");
+            child(&message, "span").set_text_content(Some(&self.texts.message));
+            let version = child(&message, "strong");
+            let after = child(&message, "span");
             let reload = button(&self.texts.reload, styled.then_some(BUTTON_STYLE));
+            let _ = root.append_child(&reload);
             let on_reload = Closure::<dyn FnMut()>::new(crate::reload_page);
             let _ = reload
                 .add_event_listener_with_callback("click", on_reload.as_ref().unchecked_ref());
-            let _ = root.append_with_node_2(&message, &reload);
             let _ = anchor.after_with_node_1(&root);
             Some(Shown {
                 root,
@@ -339,6 +335,13 @@ pub(crate) mod dom {
         document()
             .create_element(tag)
             .expect("an element of a known tag")
+    }
+
+    /// A new element, appended to `parent`.
+    fn child(parent: &Element, tag: &str) -> Element {
+        let el = element(tag);
+        let _ = parent.append_child(&el);
+        el
     }
 
     /// A `<button type="button">` with this label and style.

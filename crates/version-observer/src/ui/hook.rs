@@ -144,10 +144,10 @@ mod live {
             on_cleanup(move || drop(joined.take()));
         }
         let read = move |f: fn(&State) -> Value| {
-            let (url, changed) = (url.clone(), changed.clone());
+            let changed = changed.clone();
             move || {
                 changed.track();
-                page::with(&url, f).unwrap_or(Value::None)
+                page::with(f).unwrap_or(Value::None)
             }
         };
         UseVersionObserverReturn {

@@ -45,76 +45,56 @@ pub fn ReloadOnNavigation() -> impl IntoView {
 mod browser {
     use crate::browser::page;
     use leptos::prelude::*;
-    use std::{cell::RefCell, rc::Rc};
+    use std::rc::Rc;
     use version_observer_core::{paths, Version};
     use wasm_bindgen::{prelude::Closure, JsCast, JsValue};
 
-    /// What is in place while the page is stale: the page's own
-    /// `pushState`, to put back, and the listeners.
-    struct Installed {
-        history: JsValue,
-        push_state: JsValue,
-        _push: Closure<dyn FnMut(JsValue, JsValue, JsValue) -> JsValue>,
-        on_pop: WindowListenerHandle,
-    }
-
-    /// For as long as the calling component lives.
+    /// For as long as the calling component lives: once the page is
+    /// stale, `pushState` (which routers call to navigate) loads its
+    /// target in full, and back or forward (`popstate`) reloads the address
+    /// they reached. One closure does both.
     pub(super) fn start(version: &Version) {
-        let installed: Rc<RefCell<Option<Installed>>> = Rc::default();
-        let i = installed.clone();
-        let joined = page::join(
-            paths::EVENTS,
-            version,
-            Rc::new(move || {
-                let stale = page::with(paths::EVENTS, |s| s.knowledge.stale_target().is_some())
-                    .unwrap_or(false);
-                if stale && i.borrow().is_none() {
-                    *i.borrow_mut() = install();
+        // Joins the page's state (opening its stream if nothing else has).
+        let joined = page::join(paths::EVENTS, version, Rc::new(|| {}));
+        let history = js_sys::Reflect::get(&window(), &"history".into()).unwrap_or_default();
+        let original = js_sys::Reflect::get(&history, &"pushState".into())
+            .ok()
+            .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+        let (h, o) = (history.clone(), original.clone());
+        let hook = Closure::<dyn FnMut(JsValue, JsValue, JsValue) -> JsValue>::new(
+            move |state: JsValue, title: JsValue, url: JsValue| {
+                let stale = page::with(|s| s.knowledge.stale_target().is_some()).unwrap_or(false);
+                let location = window().location();
+                if state.is_instance_of::<web_sys::PopStateEvent>() {
+                    if stale {
+                        let _ = location.reload();
+                    }
+                    return JsValue::UNDEFINED;
                 }
-            }),
-        );
-        let held = send_wrapper::SendWrapper::new((installed, joined));
-        on_cleanup(move || {
-            let (installed, joined) = held.take();
-            drop(joined);
-            if let Some(installed) = installed.take() {
-                let _ = js_sys::Reflect::set(
-                    &installed.history,
-                    &"pushState".into(),
-                    &installed.push_state,
-                );
-                installed.on_pop.remove();
-            }
-        });
-    }
-
-    /// A navigation to a new address loads it in full; back and forward
-    /// reload the address they reached.
-    fn install() -> Option<Installed> {
-        let history = js_sys::Reflect::get(&window(), &"history".into()).ok()?;
-        let push_state = js_sys::Reflect::get(&history, &"pushState".into()).ok()?;
-        let original = push_state.clone().dyn_into::<js_sys::Function>().ok()?;
-        let h = history.clone();
-        let push = Closure::<dyn FnMut(JsValue, JsValue, JsValue) -> JsValue>::new(
-            move |state: JsValue, title: JsValue, url: JsValue| match url.as_string() {
-                Some(url) => {
-                    let _ = window().location().assign(&url);
-                    JsValue::UNDEFINED
+                match (url.as_string(), &o) {
+                    (Some(url), _) if stale => {
+                        let _ = location.assign(&url);
+                        JsValue::UNDEFINED
+                    }
+                    (_, Some(o)) => o.call3(&h, &state, &title, &url).unwrap_or_default(),
+                    _ => JsValue::UNDEFINED,
                 }
-                None => original
-                    .call3(&h, &state, &title, &url)
-                    .unwrap_or(JsValue::UNDEFINED),
             },
         );
-        js_sys::Reflect::set(&history, &"pushState".into(), push.as_ref()).ok()?;
-        let on_pop = window_event_listener_untyped("popstate", |_| {
-            let _ = window().location().reload();
+        let listener = hook.as_ref().unchecked_ref::<js_sys::Function>();
+        if original.is_some() {
+            let _ = js_sys::Reflect::set(&history, &"pushState".into(), listener);
+        }
+        let _ = window().add_event_listener_with_callback("popstate", listener);
+        let held = send_wrapper::SendWrapper::new((joined, history, original, hook));
+        on_cleanup(move || {
+            let (joined, history, original, hook) = held.take();
+            drop(joined);
+            let _ = window()
+                .remove_event_listener_with_callback("popstate", hook.as_ref().unchecked_ref());
+            if let Some(original) = original {
+                let _ = js_sys::Reflect::set(&history, &"pushState".into(), &original);
+            }
         });
-        Some(Installed {
-            history,
-            push_state,
-            _push: push,
-            on_pop,
-        })
     }
 }
