@@ -20,6 +20,14 @@
 //! Features: `ssr` for your server build, `hydrate` for your wasm build
 //! (never both), as in any Leptos app.
 //!
+//! What the page pays: [`VersionBanner`] with its default parts (one stream
+//! per browser, the request guard's half in the page, [`GuardedError`])
+//! adds about 15 KB brotli to a host app's wasm; every optional part is a
+//! component or hook of its own ([`AutomaticReload`], [`ReloadOnNavigation`],
+//! [`use_version_observer`], [`use_kept_signal`]), so a page that does not
+//! use it carries none of its code. The README's "Add it to your app" lists
+//! what each costs.
+//!
 //! ```no_run
 //! # #[cfg(feature = "ssr")]
 //! # async fn server() -> anyhow::Result<()> {

@@ -1,12 +1,14 @@
 //! [`use_version_observer`]: the page's version, the node's live report and
 //! whether the page is stale, as signals.
 //!
-//! In the browser, every caller on a page shares one event stream (opened by
-//! the first, closed when the last one is cleaned up) and one
-//! [`PageKnowledge`]: so the banner and your own status line always agree,
-//! and an announcement, once seen, is never taken back by a node that knows
-//! less. On the server nothing streams: the signals hold their initial
-//! values, which is what the page hydrates with.
+//! In the browser, every caller on a page (this hook, the banner, the reload
+//! components) shares one event stream (opened by the first, closed when the
+//! last one is cleaned up) and one [`PageKnowledge`](crate::PageKnowledge),
+//! held in plain Rust state: so the banner and your own status line always
+//! agree, and an announcement, once seen, is never taken back by a node that
+//! knows less. The signals here read that state, woken by one trigger it
+//! pokes on every change. On the server nothing streams: the signals hold
+//! their initial values, which is what the page hydrates with.
 
 use super::PageInfo;
 use leptos::prelude::*;
@@ -29,6 +31,10 @@ impl Default for UseVersionObserverOptions {
 impl UseVersionObserverOptions {
     /// Where the event stream is served [default: `/api/version/events`,
     /// where [`VersionObserverRoutes`](crate::VersionObserverRoutes) puts it].
+    ///
+    /// A page has one stream: the first of its callers to run (this hook,
+    /// or a [`VersionBanner`](crate::VersionBanner), which uses the default)
+    /// opens it on its URL, and the others share it.
     ///
     /// ```
     /// let options = version_observer::UseVersionObserverOptions::default()
@@ -55,7 +61,7 @@ pub struct UseVersionObserverReturn {
     /// Whether the event stream is open.
     pub connected: Signal<bool>,
     /// The version to reload for, once this page is stale (see
-    /// [`PageKnowledge`]); `None` while it is current.
+    /// [`PageKnowledge`](crate::PageKnowledge)); `None` while it is current.
     pub stale: Signal<Option<Version>>,
     /// Whether the update this page is stale for is required (the release
     /// says so, or the page is older than its minimum supported version).
