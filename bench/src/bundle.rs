@@ -142,6 +142,14 @@ fn embedding(
         None,
     );
     let adds = (with_br as f64 - without_br as f64) / 1000.0;
+    // To the byte, for comparing builds that differ by little.
+    report.input(
+        "the banner adds, brotli bytes",
+        format!(
+            "{} ({with_br} - {without_br})",
+            with_br as i64 - without_br as i64
+        ),
+    );
     report.figure(
         "the banner adds, brotli",
         adds,
