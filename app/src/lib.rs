@@ -13,12 +13,20 @@ use leptos_router::{
     StaticSegment,
 };
 use version_observer::{
-    use_kept_signal, use_version_observer, BannerTexts, ClusterState, ClusterStatus, ClusterView,
+    use_kept_signal, use_version_observer, AutomaticReload, BannerTexts, ClusterState, ClusterView,
     ReloadOnNavigation, ReloadStrategy, VersionBanner,
 };
 
 /// The fleet view's path. The node serves it on its admin listener only.
 pub const FLEET_PATH: &str = "/fleet";
+
+/// Where the fleet view's snapshots stream (an event of
+/// [`fleet::fleet_body`]'s HTML each half second), beside [`FLEET_PATH`] on
+/// the admin listener.
+pub const FLEET_EVENTS_PATH: &str = "/fleet/events";
+
+#[cfg(feature = "ssr")]
+pub mod fleet;
 
 /// The HTML document around [`App`], rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -42,8 +50,10 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
-/// The root component: metadata, styles and the routes: the page users keep
-/// open (`/`), and the operators' fleet view ([`FLEET_PATH`]).
+/// The root component: metadata, styles and the page users keep open
+/// (`/`). The operators' fleet view ([`FLEET_PATH`]) is not one of its
+/// routes: the node renders it on its admin listener ([`fleet_page`]), so
+/// the page every user loads carries none of its code.
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
@@ -53,7 +63,6 @@ pub fn App() -> impl IntoView {
         <Router>
             <Routes fallback=NotFound>
                 <Route path=StaticSegment("") view=VersionPage/>
-                <Route path=StaticSegment("fleet") view=FleetPage/>
             </Routes>
         </Router>
     }
@@ -119,7 +128,8 @@ fn VersionPage() -> impl IntoView {
 
     view! {
         <main class="page">
-            <VersionBanner class="banner" strategy texts=texts.unwrap_or_default()/>
+            <VersionBanner class="banner" texts=texts.unwrap_or_default()/>
+            <AutomaticReload strategy/>
             <ReloadOnNavigation/>
             <h1>"version-observer"</h1>
             <dl class="facts">
@@ -197,160 +207,6 @@ fn Draft() -> impl IntoView {
             <button type="submit">"Send"</button>
             <span data-testid="draft-sent">{move || format!("sent {}", sent.get())}</span>
         </form>
-    }
-}
-
-/// What an operator keeps open during a deploy: every member with its
-/// version, role and last heartbeat, the rollout as a bar, open tabs per
-/// page version across the cluster, and the records, live from the node's
-/// `/api/fleet/events`.
-#[component]
-fn FleetPage() -> impl IntoView {
-    let status = RwSignal::new(None::<ClusterStatus>);
-    let live = RwSignal::new(false);
-    #[cfg(feature = "hydrate")]
-    fleet_stream::connect(status, live);
-
-    view! {
-        <Title text="version-observer: fleet"/>
-        <main class="page fleet">
-            <h1>"Fleet"</h1>
-            <p class="fleet-live" data-testid="fleet-live">
-                {move || if live.get() { "live" } else { "connecting" }}
-            </p>
-            {move || status.get().map(|s| view! { <FleetBody status=s/> })}
-        </main>
-    }
-}
-
-/// One snapshot of the fleet.
-#[component]
-fn FleetBody(status: ClusterStatus) -> impl IntoView {
-    let mut versions: std::collections::BTreeMap<String, usize> = Default::default();
-    let mut tabs: std::collections::BTreeMap<String, u64> = Default::default();
-    for m in &status.members {
-        *versions.entry(m.version.to_string()).or_default() += 1;
-        for (page, n) in &m.tabs {
-            *tabs.entry(page.clone()).or_default() += n;
-        }
-    }
-    let state = match status.state {
-        ClusterState::Settled => "settled",
-        ClusterState::Mixed => "mixed",
-        ClusterState::Unknown => "unknown",
-    };
-    let summary = format!(
-        "cluster {}: {} members, {state}; monitor {}",
-        status.cluster.as_deref().unwrap_or("(single node)"),
-        status.members.len(),
-        status.leader.as_deref().unwrap_or("none"),
-    );
-    let record = |n: &version_observer::core::protocol::SettledNotice| {
-        let kind = match n.record.kind {
-            version_observer::core::protocol::RecordKind::Baseline => "baseline",
-            version_observer::core::protocol::RecordKind::Announcement => "announced",
-        };
-        format!(
-            "{} ({kind}, revision {}, by {})",
-            n.record.version, n.revision, n.record.leader
-        )
-    };
-    let current = status
-        .announced
-        .as_ref()
-        .map(record)
-        .unwrap_or_else(|| "none yet".to_owned());
-    let recent: Vec<String> = status.recent_records.iter().map(record).collect();
-    view! {
-        <p data-testid="fleet-summary">{summary}</p>
-        <h2>"Rollout"</h2>
-        <div class="rollout" data-testid="fleet-rollout">
-            {versions
-                .into_iter()
-                .rev()
-                .map(|(version, n)| {
-                    view! {
-                        <div class="segment" style=format!("flex-grow: {n}") data-version=version.clone()>
-                            {format!("{version} ×{n}")}
-                        </div>
-                    }
-                })
-                .collect_view()}
-        </div>
-        <h2>"Members"</h2>
-        <table class="members">
-            <thead>
-                <tr><th>"Node"</th><th>"Version"</th><th>"Role"</th><th>"Last heartbeat"</th><th>"Tabs"</th></tr>
-            </thead>
-            <tbody>
-                {status
-                    .members
-                    .iter()
-                    .map(|m| {
-                        let open: u64 = m.tabs.values().sum();
-                        view! {
-                            <tr data-testid="fleet-member" data-node=m.id.clone()>
-                                <td>{m.id.clone()}</td>
-                                <td>{m.version.to_string()}</td>
-                                <td>{if m.leader { "monitor" } else { "member" }}</td>
-                                <td>{format!("{:.1} s ago", m.last_seen_ms_ago as f64 / 1000.0)}</td>
-                                <td>{open}</td>
-                            </tr>
-                        }
-                    })
-                    .collect_view()}
-            </tbody>
-        </table>
-        <h2>"Open tabs by page version"</h2>
-        <ul class="tabs" data-testid="fleet-tabs">
-            {if tabs.is_empty() {
-                view! { <li>"none"</li> }.into_any()
-            } else {
-                tabs.into_iter()
-                    .rev()
-                    .map(|(page, n)| view! { <li data-version=page.clone()>{format!("{page}: {n}")}</li> })
-                    .collect_view()
-                    .into_any()
-            }}
-        </ul>
-        <h2>"Record"</h2>
-        <p data-testid="fleet-record">{current}</p>
-        <p class="muted">"Records this node has seen, newest first:"</p>
-        <ol class="recent" data-testid="fleet-recent">
-            {recent.into_iter().map(|r| view! { <li>{r}</li> }).collect_view()}
-        </ol>
-    }
-}
-
-/// The fleet view's event stream (browser only).
-#[cfg(feature = "hydrate")]
-mod fleet_stream {
-    use leptos::prelude::*;
-    use version_observer::{core::paths, ClusterStatus};
-    use wasm_bindgen::{closure::Closure, JsCast};
-
-    /// Opens `/api/fleet/events`; closed when the page's owner is cleaned up.
-    pub fn connect(status: RwSignal<Option<ClusterStatus>>, live: RwSignal<bool>) {
-        let Ok(source) = web_sys::EventSource::new(paths::FLEET_EVENTS) else {
-            return;
-        };
-        let on_message = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(
-            move |event: web_sys::MessageEvent| {
-                let parsed = event
-                    .data()
-                    .as_string()
-                    .and_then(|text| serde_json::from_str::<ClusterStatus>(&text).ok());
-                if let Some(next) = parsed {
-                    status.set(Some(next));
-                    live.set(true);
-                }
-            },
-        );
-        let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| live.set(false));
-        source.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-        let held = send_wrapper::SendWrapper::new((source, on_message, on_error));
-        on_cleanup(move || held.0.close());
     }
 }
 

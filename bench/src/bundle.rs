@@ -8,27 +8,49 @@ use crate::report::{Goal, Report};
 use anyhow::Context;
 use std::{io::Write, path::Path};
 
-pub fn run(report: &mut Report, pkg: &Path, example: &Path, baseline: &Path) -> anyhow::Result<()> {
+/// The size budgets: over either, on release builds, the benchmark fails.
+pub const NODE_WASM_BUDGET_KB: f64 = 150.0;
+/// See [`NODE_WASM_BUDGET_KB`].
+pub const EMBEDDING_BUDGET_KB: f64 = 15.0;
+
+/// The sites the benchmark reads.
+pub struct Sites<'a> {
+    /// The reference node's `pkg` folder.
+    pub pkg: &'a Path,
+    /// The example app's.
+    pub example: &'a Path,
+    /// The example app's without version-observer.
+    pub baseline: &'a Path,
+    /// A debug build is an error (the budgets must be checked).
+    pub require_release: bool,
+}
+
+pub fn run(report: &mut Report, sites: &Sites<'_>) -> anyhow::Result<()> {
+    let pkg = sites.pkg;
     report.section("7 bundle", "7. WASM bundle: what a browser downloads");
     report.input("folder", pkg.display());
     let wasm = std::fs::read(bundle_file(pkg, "wasm")?)
         .context("reading the wasm (build the site first)")?;
     // The folder holds whatever cargo-leptos built last; the wasm tells which:
     // a debug build keeps every function's name in a `name` section.
-    let names = custom_sections(&wasm)
-        .into_iter()
-        .find(|(name, _)| name == "name")
-        .map(|(_, size)| size);
-    let release = names.is_none();
+    let release = is_release(&wasm);
     report.input(
         "build (read from the wasm)",
-        match names {
-            None => "release (no name section)".to_owned(),
-            Some(size) => format!("debug (a {} KB name section)", size / 1000),
+        if release {
+            "release (no name section)"
+        } else {
+            "debug (a name section)"
         },
     );
+    if !release && sites.require_release {
+        anyhow::bail!(
+            "{} is a debug build: the size budgets are checked on release builds (build_site --release)",
+            pkg.display()
+        );
+    }
+    let mut over = Vec::new();
     for (ext, goal) in [
-        ("wasm", Some(Goal::AtMost(150.0))),
+        ("wasm", Some(Goal::AtMost(NODE_WASM_BUDGET_KB))),
         ("js", None),
         ("css", None),
     ] {
@@ -42,6 +64,12 @@ pub fn run(report: &mut Report, pkg: &Path, example: &Path, baseline: &Path) -> 
             let (gz, br) = (gzip(&bytes)?, brotli(&bytes)?);
             report.figure(&format!("{file} gzip"), kb(gz), "KB", None);
             report.figure(&format!("{file} brotli"), kb(br), "KB", goal);
+            if goal.is_some_and(|g| !g.met(kb(br))) {
+                over.push(format!(
+                    "the reference node's wasm is {:.1} KB brotli (budget {NODE_WASM_BUDGET_KB} KB)",
+                    kb(br)
+                ));
+            }
         }
     }
     if !release {
@@ -51,25 +79,48 @@ pub fn run(report: &mut Report, pkg: &Path, example: &Path, baseline: &Path) -> 
             "a debug bundle: not compressed, no goal applies (scripts/bench.sh builds release)",
         );
     }
-    embedding(report, example, baseline, release)
+    if let Some(adds) = embedding(report, sites.example, sites.baseline, release)? {
+        if !Goal::AtMost(EMBEDDING_BUDGET_KB).met(adds) {
+            over.push(format!(
+                "the banner adds {adds:.2} KB brotli to the example app (budget {EMBEDDING_BUDGET_KB} KB)"
+            ));
+        }
+    }
+    if !over.is_empty() {
+        anyhow::bail!("over the size budget: {}", over.join("; "));
+    }
+    Ok(())
+}
+
+/// Whether a wasm is a release build: a debug build keeps every function's
+/// name in a `name` section.
+pub fn is_release(wasm: &[u8]) -> bool {
+    !custom_sections(wasm).iter().any(|(name, _)| name == "name")
 }
 
 /// The bytes the banner (and everything of version-observer it pulls in)
-/// adds to a host app's wasm.
+/// adds to a host app's wasm (and, for the record, to its JS glue): the
+/// wasm's brotli figure, on release builds.
 fn embedding(
     report: &mut Report,
     example: &Path,
     baseline: &Path,
     release: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<f64>> {
     report.input("host app with the banner", example.display());
     report.input("the same app without it", baseline.display());
-    let read = |dir: &Path| {
-        let path = bundle_file(dir, "wasm")?;
+    let read = |dir: &Path, ext: &str| {
+        let path = bundle_file(dir, ext)?;
         std::fs::read(&path)
             .with_context(|| format!("reading {} (build the sites first)", path.display()))
     };
-    let (with, without) = (read(example)?, read(baseline)?);
+    let (with, without) = (read(example, "wasm")?, read(baseline, "wasm")?);
+    if release && !is_release(&without) {
+        anyhow::bail!(
+            "{} is a debug build, the example's a release one",
+            baseline.display()
+        );
+    }
     let raw = with.len() as f64 - without.len() as f64;
     report.figure("example app wasm raw", kb(with.len()), "KB", None);
     report.figure(
@@ -79,23 +130,40 @@ fn embedding(
         None,
     );
     report.figure("the banner adds, raw", raw / 1000.0, "KB", None);
-    if release {
-        let (with_br, without_br) = (brotli(&with)?, brotli(&without)?);
-        report.figure("example app wasm brotli", kb(with_br), "KB", None);
-        report.figure(
-            "without version-observer brotli",
-            kb(without_br),
-            "KB",
-            None,
-        );
-        report.figure(
-            "the banner adds, brotli",
-            (with_br as f64 - without_br as f64) / 1000.0,
-            "KB",
-            Some(Goal::AtMost(20.0)),
-        );
+    if !release {
+        return Ok(None);
     }
-    Ok(())
+    let (with_br, without_br) = (brotli(&with)?, brotli(&without)?);
+    report.figure("example app wasm brotli", kb(with_br), "KB", None);
+    report.figure(
+        "without version-observer brotli",
+        kb(without_br),
+        "KB",
+        None,
+    );
+    let adds = (with_br as f64 - without_br as f64) / 1000.0;
+    // To the byte, for comparing builds that differ by little.
+    report.input(
+        "the banner adds, brotli bytes",
+        format!(
+            "{} ({with_br} - {without_br})",
+            with_br as i64 - without_br as i64
+        ),
+    );
+    report.figure(
+        "the banner adds, brotli",
+        adds,
+        "KB",
+        Some(Goal::AtMost(EMBEDDING_BUDGET_KB)),
+    );
+    let (js, js_without) = (read(example, "js")?, read(baseline, "js")?);
+    report.figure(
+        "and to the JS glue, brotli",
+        (brotli(&js)? as f64 - brotli(&js_without)? as f64) / 1000.0,
+        "KB",
+        None,
+    );
+    Ok(Some(adds))
 }
 
 /// The bundle's file with this extension in a site's `pkg` folder: the
@@ -199,6 +267,79 @@ mod tests {
         assert_eq!(super::custom_sections(b"not wasm"), vec![]);
         wasm.truncate(10);
         assert_eq!(super::custom_sections(&wasm), vec![]);
+    }
+
+    /// A site folder with `version-observer.wasm` and `.js` of these bytes.
+    fn site(name: &str, wasm: &[u8]) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("vo-bundle-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("version-observer.wasm"), wasm).unwrap();
+        std::fs::write(dir.join("version-observer.js"), b"export {}").unwrap();
+        std::fs::write(dir.join("version-observer.css"), b"").unwrap();
+        dir
+    }
+
+    /// A release-looking wasm (no name section): a custom section `pad` of
+    /// `n` bytes that do not compress (after a `name` section if `debug`).
+    fn wasm(n: usize, debug: bool) -> Vec<u8> {
+        let mut wasm = b"\0asm\x01\0\0\0".to_vec();
+        if debug {
+            wasm.extend([0, 5, 4]);
+            wasm.extend(b"name");
+        }
+        wasm.push(0);
+        let mut size = n + 4;
+        while size >= 0x80 {
+            wasm.push((size as u8 & 0x7f) | 0x80);
+            size >>= 7;
+        }
+        wasm.push(size as u8);
+        wasm.extend([3]);
+        wasm.extend(b"pad");
+        let mut x: u32 = 7;
+        wasm.extend((0..n).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        }));
+        wasm
+    }
+
+    fn incompressible(n: usize) -> Vec<u8> {
+        wasm(n, false)
+    }
+
+    #[test]
+    fn over_either_budget_the_benchmark_fails_and_a_debug_build_fails_when_release_is_required() {
+        let run = |node: &[u8], example: &[u8], baseline: &[u8], require_release| {
+            let (n, e, b) = (site("n", node), site("e", example), site("b", baseline));
+            let result = super::run(
+                &mut crate::report::Report::default(),
+                &super::Sites {
+                    pkg: &n,
+                    example: &e,
+                    baseline: &b,
+                    require_release,
+                },
+            );
+            for dir in [n, e, b] {
+                std::fs::remove_dir_all(dir).unwrap();
+            }
+            result.map_err(|e| e.to_string())
+        };
+        let small = incompressible(1_000);
+        run(&small, &incompressible(11_000), &small, true).expect("within both budgets");
+        let err = run(&incompressible(151_000), &small, &small, true).unwrap_err();
+        assert!(err.contains("reference node's wasm"), "{err}");
+        let err = run(&small, &incompressible(17_000), &small, true).unwrap_err();
+        assert!(err.contains("the banner adds"), "{err}");
+        // A debug build (a name section) is only an error when release is required.
+        let debug = wasm(1_000, true);
+        assert!(!super::is_release(&debug) && super::is_release(&small));
+        run(&debug, &debug, &debug, false).expect("a debug build is only noted");
+        let err = run(&debug, &debug, &debug, true).unwrap_err();
+        assert!(err.contains("debug build"), "{err}");
     }
 
     #[test]

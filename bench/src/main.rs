@@ -173,6 +173,11 @@ struct RunArgs {
     /// The example app without version-observer (bench/embedding-baseline).
     #[arg(long, default_value = "target/site-todo-without-banner/pkg")]
     baseline_pkg: PathBuf,
+
+    /// The bundle benchmark fails unless it reads release builds (so the
+    /// size budgets are always checked; the test command passes it).
+    #[arg(long)]
+    release_bundle: bool,
 }
 
 fn pick<T: Clone>(given: Option<T>, size: Size, smoke: T, full: T) -> T {
@@ -350,9 +355,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             "bundle",
             bundle::run(
                 &mut report,
-                &args.pkg,
-                &args.example_pkg,
-                &args.baseline_pkg
+                &bundle::Sites {
+                    pkg: &args.pkg,
+                    example: &args.example_pkg,
+                    baseline: &args.baseline_pkg,
+                    require_release: args.release_bundle,
+                }
             )
         );
     }

@@ -86,14 +86,8 @@ impl Application {
             leptos_options(&config, addr, observer.bundle()),
             config.max_inflight as usize,
         );
-        let admin = admin_listener.map(|listener| {
-            let options = leptos_options(
-                &config,
-                listener.local_addr().unwrap_or(addr),
-                observer.bundle(),
-            );
-            (listener, http::admin::router(&observer, token, options))
-        });
+        let admin =
+            admin_listener.map(|listener| (listener, http::admin::router(&observer, token)));
         let page = observer.page_info();
         tracing::info!(
             node_id = %page.node_id, version = %page.version, compat = %config.compat,

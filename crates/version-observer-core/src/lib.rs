@@ -8,6 +8,7 @@
 //! - [`compat`]: the compatibility policy (when does a version change break an open page);
 //! - [`release`]: release metadata (severity, notes URL, minimum supported version) and its validation;
 //! - [`report`]: what a node tells its browsers (`GET /api/version`, the event stream);
+//! - [`json`]: reading a report and the request guard's answer in the browser, without serde;
 //! - [`banner`]: when an open page is stale, from its own version and the node's view;
 //! - [`history`]: open pages by version over time (a rollout's drain curve);
 //! - [`paths`]: the HTTP paths a node serves;
@@ -45,6 +46,7 @@ pub mod banner;
 pub mod cluster;
 pub mod compat;
 pub mod history;
+pub mod json;
 pub mod paths;
 pub mod protocol;
 pub mod query;

@@ -7,9 +7,9 @@
 //! - **In the browser**: [`VersionBanner`] (the default UI) or
 //!   [`use_version_observer`] (signals for your own UI), and
 //!   [`ReloadOnNavigation`] (the next navigation of a stale page loads the
-//!   new version); [`ReloadStrategy`] for automatic reloads that never
-//!   lose unsaved input ([`use_unsaved_input`], [`use_kept_signal`]) and
-//!   never loop.
+//!   new version); [`AutomaticReload`] with a [`ReloadStrategy`] for automatic
+//!   reloads that never lose unsaved input ([`use_unsaved_input`],
+//!   [`use_kept_signal`]) and never loop.
 //! - **On the server** (feature `ssr`): a [`VersionObserver`] built from
 //!   typed settings, its routes for your axum router
 //!   ([`VersionObserverRoutes`]), an optional lean [`StreamListener`], and,
@@ -19,6 +19,14 @@
 //!
 //! Features: `ssr` for your server build, `hydrate` for your wasm build
 //! (never both), as in any Leptos app.
+//!
+//! What the page pays: [`VersionBanner`] with its default parts (one stream
+//! per browser, the request guard's half in the page, [`GuardedError`])
+//! adds about 15 KB brotli to a host app's wasm; every optional part is a
+//! component or hook of its own ([`AutomaticReload`], [`ReloadOnNavigation`],
+//! [`use_version_observer`], [`use_kept_signal`]), so a page that does not
+//! use it carries none of its code. The README's "Add it to your app" lists
+//! what each costs.
 //!
 //! ```no_run
 //! # #[cfg(feature = "ssr")]
@@ -66,8 +74,8 @@ mod ui;
 pub use guarded::{GuardedError, StaleClient};
 pub use ui::{
     reload_page, use_kept_signal, use_unsaved_input, use_version_observer,
-    use_version_observer_with_options, BannerTexts, PageInfo, ReloadOnNavigation, UnsavedInput,
-    UseVersionObserverOptions, UseVersionObserverReturn, VersionBanner,
+    use_version_observer_with_options, AutomaticReload, BannerTexts, PageInfo, ReloadOnNavigation,
+    UnsavedInput, UseVersionObserverOptions, UseVersionObserverReturn, VersionBanner,
 };
 
 #[cfg(feature = "hydrate")]

@@ -71,7 +71,7 @@ pub async fn add_todo(text: String) -> Result<Vec<String>, GuardedError> {
 
 /// Every todo, from the server.
 #[server]
-pub async fn list_todos() -> Result<Vec<String>, ServerFnError> {
+pub async fn list_todos() -> Result<Vec<String>, GuardedError> {
     Ok(store::TODOS.lock().unwrap().clone())
 }
 

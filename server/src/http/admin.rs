@@ -3,12 +3,13 @@
 //!
 //! | route                    | what                                              |
 //! |--------------------------|---------------------------------------------------|
-//! | `GET /fleet`             | the fleet view (a Leptos page, live)              |
+//! | `GET /fleet`             | the fleet view (rendered here, live, no wasm)     |
+//! | `GET /fleet/events`      | the fleet view's body, every half second (SSE)    |
 //! | `GET /api/fleet/events`  | the node's cluster status, every half second (SSE) |
 //! | `GET /api/cluster`       | members, monitor, state, record, counters (JSON)  |
 //! | `GET /metrics`           | Prometheus metrics                                |
 //! | `GET /healthz`           | liveness (never asks for the token)               |
-//! | `GET /pkg/*`             | the site's bundle, for the fleet view (no token)  |
+//! | `GET /pkg/*`             | the site's bundle, for the fleet view's stylesheet (no token) |
 //!
 //! With a token, every other request must carry `Authorization: Bearer
 //! <token>`, or the cookie a browser gets by opening `/fleet?token=<token>`
@@ -17,17 +18,15 @@
 //! Bearer` and nothing else (comparisons take the same time whatever the
 //! guess).
 
-use app::{shell, App, FLEET_PATH};
+use app::{FLEET_EVENTS_PATH, FLEET_PATH};
 use axum::{
     extract::{Request, State},
     http::{header, StatusCode},
     middleware::Next,
-    response::{IntoResponse, Response},
+    response::{Html, IntoResponse, Response},
     routing::get,
     Router,
 };
-use leptos::prelude::LeptosOptions;
-use leptos_axum::{generate_route_list, LeptosRoutes};
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
@@ -110,35 +109,80 @@ fn query_token(query: Option<&str>) -> Option<Vec<u8>> {
 }
 
 /// The admin listener's router: the observer's admin routes and the fleet
-/// view (the app's [`FLEET_PATH`] page, with the site's files for it).
-pub fn router(
-    observer: &VersionObserver,
-    token: Option<AdminToken>,
-    options: LeptosOptions,
-) -> Router {
-    let fleet: Vec<_> = generate_route_list(App)
-        .into_iter()
-        .filter(|route| route.path() == FLEET_PATH)
-        .collect();
-    let pages = Router::new()
-        .leptos_routes_with_context(&options, fleet, observer.context(), {
-            let options = options.clone();
-            move || shell(options.clone())
-        })
-        .with_state(options.clone());
+/// view ([`FLEET_PATH`], rendered here on every request; its snapshots on
+/// [`FLEET_EVENTS_PATH`]).
+pub fn router(observer: &VersionObserver, token: Option<AdminToken>) -> Router {
     let guarded = Router::new()
-        .version_observer_admin_routes(observer)
-        .merge(pages);
+        .route(FLEET_PATH, get(fleet_page))
+        .route(FLEET_EVENTS_PATH, get(fleet_events))
+        .with_state(observer.clone())
+        .version_observer_admin_routes(observer);
     let guarded = match token {
         Some(token) => guarded.layer(axum::middleware::from_fn_with_state(token, require)),
         None => guarded,
     };
-    // The bundle the fleet view hydrates with (public on the public port
+    // The stylesheet the fleet view links (public on the public port
     // anyway); anything else is a 404.
     Router::new()
         .route("/healthz", get(super::healthz))
         .merge(guarded)
         .version_observer_asset_routes(observer)
+}
+
+/// `GET /fleet`: the fleet view, with the site's stylesheet.
+async fn fleet_page(State(observer): State<VersionObserver>) -> Response {
+    let stylesheet = observer.bundle().and_then(|b| b.href("css"));
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Html(app::fleet::fleet_page(
+            observer.cluster_status(),
+            stylesheet.as_deref(),
+        )),
+    )
+        .into_response()
+}
+
+/// How often `GET /fleet/events` sends a snapshot.
+const FLEET_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// `GET /fleet/events`: the fleet view's body, rendered from the node's
+/// cluster status at once and every [`FLEET_INTERVAL`] (members' ages
+/// change all the time), as server-sent events, until the client leaves or
+/// the node stops.
+async fn fleet_events(State(observer): State<VersionObserver>) -> Response {
+    let mut tick = tokio::time::interval(FLEET_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stopped = Box::pin(observer.stopped());
+    let events = futures::stream::unfold(
+        (observer, tick, stopped),
+        |(observer, mut tick, mut stopped)| async move {
+            tokio::select! {
+                _ = &mut stopped => return None,
+                _ = tick.tick() => {}
+            }
+            let html = app::fleet::fleet_body(observer.cluster_status());
+            let event = bytes::Bytes::from(sse_event(&html));
+            Some((
+                Ok::<_, std::convert::Infallible>(event),
+                (observer, tick, stopped),
+            ))
+        },
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        axum::body::Body::from_stream(events),
+    )
+        .into_response()
+}
+
+/// One server-sent event carrying `data` (a line of its own per line).
+fn sse_event(data: &str) -> String {
+    let mut event: String = data.lines().map(|line| format!("data: {line}\n")).collect();
+    event.push('\n');
+    event
 }
 
 async fn require(State(token): State<AdminToken>, request: Request, next: Next) -> Response {

@@ -13,7 +13,7 @@
 //! | other files                | the built site (assets)                          |
 //!
 //! The operators' routes (`/api/cluster`, `/api/fleet/events`, `/metrics`)
-//! and the fleet view (`/fleet`) are served only on the admin listener
+//! and the fleet view (`/fleet`, `/fleet/events`) are served only on the admin listener
 //! ([`admin`], `--admin-listen`); here `/fleet` is a plain 404.
 //!
 //! Overload is refused, never queued without bound: streams beyond
@@ -39,15 +39,11 @@ use version_observer::{VersionObserver, VersionObserverRoutes};
 
 /// Builds the node's router.
 pub fn router(observer: &VersionObserver, options: LeptosOptions, max_inflight: usize) -> Router {
-    // The fleet view is the admin listener's ([`admin`]), never the public port's.
-    let routes: Vec<_> = generate_route_list(App)
-        .into_iter()
-        .filter(|route| route.path() != app::FLEET_PATH)
-        .collect();
     let pages = Router::new()
         .route("/healthz", get(healthz))
+        // The fleet view is the admin listener's ([`admin`]), never the public port's.
         .route(app::FLEET_PATH, get(|| async { StatusCode::NOT_FOUND }))
-        .leptos_routes_with_context(&options, routes, observer.context(), {
+        .leptos_routes_with_context(&options, generate_route_list(App), observer.context(), {
             let options = options.clone();
             move || shell(options.clone())
         })

@@ -7,42 +7,27 @@
 //! cross-origin requests are left exactly as they were (no header, no CORS
 //! preflight).
 
-use std::{cell::RefCell, rc::Rc};
+use std::cell::Cell;
 use version_observer_core::{
     skew::{StaleClient, PAGE_VERSION_HEADER, STATUS},
     Version,
 };
 use wasm_bindgen::{prelude::Closure, JsCast, JsValue};
 
-type Listener = Rc<dyn Fn(StaleClient)>;
-
 thread_local! {
-    /// Who hears of refusals; `None` until the wrapper is installed.
-    static LISTENERS: RefCell<Option<Vec<Listener>>> = const { RefCell::new(None) };
+    /// Whether `window.fetch` is wrapped already.
+    static WRAPPED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Wraps `window.fetch` (once per page) to name `page` on same-origin
 /// requests, and calls `on_refused` with every refusal.
-pub fn install(page: &Version, on_refused: impl Fn(StaleClient) + 'static) {
-    let first = LISTENERS.with(|l| {
-        let mut l = l.borrow_mut();
-        let first = l.is_none();
-        l.get_or_insert_with(Vec::new).push(Rc::new(on_refused));
-        first
-    });
-    if first {
-        wrap_fetch(page.to_string());
+pub fn install(page: &Version, on_refused: fn(StaleClient)) {
+    if !WRAPPED.with(|w| w.replace(true)) {
+        wrap_fetch(page.to_string(), on_refused);
     }
 }
 
-fn notify(answer: StaleClient) {
-    let listeners = LISTENERS.with(|l| l.borrow().clone().unwrap_or_default());
-    for listener in listeners {
-        listener(answer.clone());
-    }
-}
-
-fn wrap_fetch(page: String) {
+fn wrap_fetch(page: String, on_refused: fn(StaleClient)) {
     let Some(window) = web_sys::window() else {
         return;
     };
@@ -56,20 +41,19 @@ fn wrap_fetch(page: String) {
     else {
         return;
     };
-    let origin = window.location().origin().unwrap_or_default();
+    // A same-origin request's absolute URL starts with this.
+    let origin = window.location().origin().unwrap_or_default() + "/";
     // Reads a 409's body (from a clone: the caller still gets the whole
     // response) and reports it if it is the guard's.
     let on_response = Closure::<dyn FnMut(JsValue) -> JsValue>::new(move |response: JsValue| {
         if let Some(r) = response.dyn_ref::<web_sys::Response>() {
             if r.status() == STATUS {
                 if let Ok(text) = r.clone().and_then(|c| c.text()) {
-                    let read = Closure::<dyn FnMut(JsValue)>::new(|body: JsValue| {
-                        if let Some(answer) = body
-                            .as_string()
-                            // As bytes: the one reader `GuardedError` uses too.
-                            .and_then(|t| serde_json::from_slice::<StaleClient>(t.as_bytes()).ok())
+                    let read = Closure::<dyn FnMut(JsValue)>::new(move |body: JsValue| {
+                        if let Some(answer) =
+                            body.as_string().and_then(|t| super::json::stale_client(&t))
                         {
-                            notify(answer);
+                            on_refused(answer);
                         }
                     });
                     let _ = text.then(&read);
@@ -92,10 +76,7 @@ fn wrap_fetch(page: String) {
                     .call2(window, &input, &init)
                     .unwrap_or(JsValue::UNDEFINED);
             };
-            let same_origin = web_sys::Url::new(&request.url())
-                .map(|u| u.origin() == origin)
-                .unwrap_or(false);
-            if !same_origin {
+            if !request.url().starts_with(&origin) {
                 return original
                     .call2(window, &input, &init)
                     .unwrap_or(JsValue::UNDEFINED);

@@ -2,5 +2,7 @@
 //! shared by the tabs of one browser, and the request guard's header.
 
 pub(crate) mod guard;
+pub(crate) mod json;
+pub(crate) mod page;
 pub(crate) mod shared;
 pub(crate) mod stream;

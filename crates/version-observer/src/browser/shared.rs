@@ -9,45 +9,25 @@
 //! `resume`), the lock passes to a waiting tab, which opens the stream.
 //! Without those APIs each tab keeps its own stream.
 
-use super::stream::VersionStream;
+use super::stream::{listen, OnLive, OnReport, VersionStream};
 use std::{
     cell::{Cell, RefCell},
     rc::{Rc, Weak},
 };
-use version_observer_core::VersionReport;
 use wasm_bindgen::{prelude::Closure, JsCast, JsValue};
-use web_sys::{AbortController, BroadcastChannel, Event, MessageEvent};
+use web_sys::{AbortController, BroadcastChannel, Event};
 
 /// What the tabs say on the channel: `hello` (a tab joined: the holder
 /// answers with its latest state), `live:1`/`live:0` (the holder's stream
 /// opened or closed), `report:<the report's JSON, as the node sent it>`.
 /// Plain text, so the page needs no JSON writer.
-enum Wire {
-    Hello,
-    Live(bool),
-    Report(String),
-}
+const HELLO: &str = "hello";
+const LIVE: &str = "live:";
+const REPORT: &str = "report:";
 
-impl Wire {
-    fn text(&self) -> String {
-        match self {
-            Self::Hello => "hello".to_owned(),
-            Self::Live(open) => format!("live:{}", u8::from(*open)),
-            Self::Report(json) => format!("report:{json}"),
-        }
-    }
-
-    fn parse(text: &str) -> Option<Self> {
-        match text {
-            "hello" => Some(Self::Hello),
-            "live:1" => Some(Self::Live(true)),
-            "live:0" => Some(Self::Live(false)),
-            _ => text
-                .strip_prefix("report:")
-                .map(|json| Self::Report(json.to_owned())),
-        }
-    }
-}
+/// The page's lifecycle events: a frozen holder lets go, and asks again
+/// when it resumes.
+const LIFECYCLE: [&str; 2] = ["freeze", "resume"];
 
 /// This tab's share of the browser's stream; dropping it leaves (and hands
 /// the stream to another tab if this one held it).
@@ -59,15 +39,12 @@ pub enum BrowserStream {
     Own(#[allow(dead_code)] VersionStream),
 }
 
-type OnReport = Rc<dyn Fn(VersionReport)>;
-type OnLive = Rc<dyn Fn(bool)>;
-
 pub struct Shared {
     stream_url: String,
     lock_name: String,
     channel: BroadcastChannel,
-    on_report: OnReport,
-    on_live: OnLive,
+    on_report: Rc<OnReport>,
+    on_live: Rc<OnLive>,
     /// The stream, while this tab holds the lock.
     stream: RefCell<Option<VersionStream>>,
     /// Resolving it releases the lock.
@@ -78,11 +55,10 @@ pub struct Shared {
     last: RefCell<Option<String>>,
     live: Cell<bool>,
     stopped: Cell<bool>,
-    on_message: Closure<dyn FnMut(MessageEvent)>,
+    /// The channel's messages and the page's lifecycle.
+    on_event: Closure<dyn FnMut(Event)>,
     on_granted: Closure<dyn FnMut(JsValue) -> JsValue>,
     ignore: Closure<dyn FnMut(JsValue)>,
-    /// `freeze` and `resume`.
-    on_lifecycle: Closure<dyn FnMut(Event)>,
 }
 
 impl BrowserStream {
@@ -91,27 +67,23 @@ impl BrowserStream {
     pub fn connect(
         events_url: &str,
         stream_url: &str,
-        on_report: impl Fn(VersionReport) + 'static,
-        on_live: impl Fn(bool) + 'static,
+        on_report: OnReport,
+        on_live: OnLive,
     ) -> Self {
         let locks = web_sys::window()
             .and_then(|w| js_sys::Reflect::get(&w.navigator(), &"locks".into()).ok())
             .filter(|l| l.is_object());
-        let channel_name = format!("version-observer {events_url}");
+        let channel_name = ["version-observer ", events_url].concat();
         let channel = locks
             .is_some()
             .then(|| BroadcastChannel::new(&channel_name).ok())
             .flatten();
         let Some(channel) = channel else {
-            return Self::Own(VersionStream::connect(
-                stream_url,
-                move |report, _| on_report(report),
-                on_live,
-            ));
+            return Self::Own(VersionStream::connect(stream_url, on_report, on_live));
         };
         let shared = Rc::new_cyclic(|weak: &Weak<Shared>| {
             let w = weak.clone();
-            let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
+            let on_event = Closure::<dyn FnMut(Event)>::new(move |ev: Event| {
                 if let Some(s) = w.upgrade() {
                     s.heard(&ev);
                 }
@@ -124,19 +96,9 @@ impl BrowserStream {
                     None => JsValue::UNDEFINED,
                 }
             });
-            let w = weak.clone();
-            let on_lifecycle = Closure::<dyn FnMut(Event)>::new(move |ev: Event| {
-                if let Some(s) = w.upgrade() {
-                    match ev.type_().as_str() {
-                        "freeze" => s.let_go(),
-                        "resume" => s.ask(),
-                        _ => {}
-                    }
-                }
-            });
             Shared {
                 stream_url: stream_url.to_owned(),
-                lock_name: channel_name.clone(),
+                lock_name: channel_name,
                 channel,
                 on_report: Rc::new(on_report),
                 on_live: Rc::new(on_live),
@@ -146,29 +108,27 @@ impl BrowserStream {
                 last: RefCell::new(None),
                 live: Cell::new(false),
                 stopped: Cell::new(false),
-                on_message,
+                on_event,
                 on_granted,
                 ignore: Closure::<dyn FnMut(JsValue)>::new(|_| {}),
-                on_lifecycle,
             }
         });
-        shared
-            .channel
-            .set_onmessage(Some(shared.on_message.as_ref().unchecked_ref()));
-        if let Some(document) = web_sys::window().and_then(|w| w.document()) {
-            for event in ["freeze", "resume"] {
-                let _ = document.add_event_listener_with_callback(
-                    event,
-                    shared.on_lifecycle.as_ref().unchecked_ref(),
-                );
-            }
-        }
+        shared.listen(true);
         shared.ask();
         Self::Shared(shared)
     }
 }
 
 impl Shared {
+    /// (Un)registers the channel's and the lifecycle's listener.
+    fn listen(&self, on: bool) {
+        let listener = self.on_event.as_ref().unchecked_ref();
+        listen(&self.channel, &["message"], listener, on);
+        if let Some(document) = web_sys::window().and_then(|w| w.document()) {
+            listen(&document, &LIFECYCLE, listener, on);
+        }
+    }
+
     /// Asks for the lock (queued behind the holder), and the holder for its
     /// latest state.
     fn ask(&self) {
@@ -197,14 +157,14 @@ impl Shared {
             &options,
             self.on_granted.as_ref(),
         );
-        if let Ok(promise) =
-            asked.and_then(|p| p.dyn_into::<js_sys::Promise>().map_err(JsValue::from))
-        {
+        if let Ok(promise) = asked {
             // An aborted request rejects: expected, not an error.
-            let _ = promise.catch(&self.ignore);
+            let _ = promise
+                .unchecked_into::<js_sys::Promise>()
+                .catch(&self.ignore);
         }
         self.pending.replace(Some(abort));
-        self.post(&Wire::Hello);
+        self.post(HELLO);
     }
 
     /// This tab holds the lock: open the stream; the returned promise holds
@@ -220,20 +180,20 @@ impl Shared {
         let (a, b) = (Rc::downgrade(&self), Rc::downgrade(&self));
         let stream = VersionStream::connect(
             &self.stream_url,
-            move |report, text: &str| {
+            Box::new(move |report, text: &str| {
                 if let Some(s) = a.upgrade() {
-                    s.post(&Wire::Report(text.to_owned()));
+                    s.post_report(text);
                     s.last.replace(Some(text.to_owned()));
-                    (s.on_report)(report);
+                    (s.on_report)(report, text);
                 }
-            },
-            move |open| {
+            }),
+            Box::new(move |open| {
                 if let Some(s) = b.upgrade() {
                     s.live.set(open);
-                    s.post(&Wire::Live(open));
+                    s.post_live(open);
                     (s.on_live)(open);
                 }
-            },
+            }),
         );
         self.stream.replace(Some(stream));
         held.into()
@@ -243,7 +203,7 @@ impl Shared {
     fn let_go(&self) {
         if self.stream.take().is_some() {
             self.live.set(false);
-            self.post(&Wire::Live(false));
+            self.post_live(false);
         }
         if let Some(resolve) = self.release.take() {
             let _ = resolve.call0(&JsValue::UNDEFINED);
@@ -253,31 +213,44 @@ impl Shared {
         }
     }
 
-    fn heard(&self, ev: &MessageEvent) {
-        let Some(wire) = ev.data().as_string().and_then(|text| Wire::parse(&text)) else {
+    fn heard(&self, ev: &Event) {
+        match ev.type_().as_str() {
+            "freeze" => return self.let_go(),
+            "resume" => return self.ask(),
+            _ => {}
+        }
+        let data = ev.unchecked_ref::<web_sys::MessageEvent>().data();
+        let Some(text) = data.as_string() else {
             return;
         };
         let holding = self.stream.borrow().is_some();
-        match wire {
-            Wire::Hello if holding => {
-                self.post(&Wire::Live(self.live.get()));
-                if let Some(report) = self.last.borrow().clone() {
-                    self.post(&Wire::Report(report));
+        if holding {
+            if text == HELLO {
+                self.post_live(self.live.get());
+                if let Some(report) = self.last.borrow().as_deref() {
+                    self.post_report(report);
                 }
             }
-            Wire::Live(open) if !holding => (self.on_live)(open),
-            Wire::Report(json) if !holding => {
-                // Another tab's report is checked like the node's own.
-                if let Ok(report) = serde_json::from_str::<VersionReport>(&json) {
-                    (self.on_report)(report);
-                }
+        } else if let Some(open) = text.strip_prefix(LIVE) {
+            (self.on_live)(open == "1");
+        } else if let Some(json) = text.strip_prefix(REPORT) {
+            // Another tab's report is checked like the node's own.
+            if let Some(report) = super::json::report(json) {
+                (self.on_report)(report, json);
             }
-            _ => {}
         }
     }
 
-    fn post(&self, wire: &Wire) {
-        let _ = self.channel.post_message(&JsValue::from_str(&wire.text()));
+    fn post_live(&self, open: bool) {
+        self.post(if open { "live:1" } else { "live:0" });
+    }
+
+    fn post_report(&self, json: &str) {
+        self.post(&[REPORT, json].concat());
+    }
+
+    fn post(&self, text: &str) {
+        let _ = self.channel.post_message(&JsValue::from_str(text));
     }
 }
 
@@ -286,16 +259,8 @@ impl Drop for BrowserStream {
         if let Self::Shared(shared) = self {
             shared.stopped.set(true);
             shared.let_go();
-            shared.channel.set_onmessage(None);
+            shared.listen(false);
             shared.channel.close();
-            if let Some(document) = web_sys::window().and_then(|w| w.document()) {
-                for event in ["freeze", "resume"] {
-                    let _ = document.remove_event_listener_with_callback(
-                        event,
-                        shared.on_lifecycle.as_ref().unchecked_ref(),
-                    );
-                }
-            }
         }
     }
 }

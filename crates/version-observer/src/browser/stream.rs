@@ -11,6 +11,9 @@
 //! when a tab becomes visible after being hidden for [`WAKE_AFTER_MS`] or
 //! more (or with no open stream), the stream is opened afresh at once, and
 //! its first event carries the current report.
+//!
+//! One closure hears every event (the source's and the page's), by type:
+//! each closure costs the page its own glue.
 
 use std::{
     cell::{Cell, RefCell},
@@ -18,12 +21,23 @@ use std::{
 };
 use version_observer_core::VersionReport;
 use wasm_bindgen::{prelude::Closure, JsCast};
-use web_sys::{Event, EventSource, MessageEvent};
+use web_sys::{Event, EventSource, EventTarget};
 
 pub use version_observer_core::timing::browser::WAKE_AFTER_MS;
 use version_observer_core::timing::browser::{
     STREAM_RETRY_FIRST_MS as BACKOFF_START_MS, STREAM_RETRY_MAX_MS as BACKOFF_MAX_MS,
 };
+
+/// The source's events, and the page's that wake it.
+const SOURCE_EVENTS: [&str; 3] = ["message", "open", "error"];
+const WINDOW_EVENTS: [&str; 2] = ["online", "pageshow"];
+const VISIBILITY: &str = "visibilitychange";
+
+/// What a stream tells its owner: every report (and its text, as the node
+/// sent it), and whether the connection is open.
+pub type OnReport = Box<dyn Fn(VersionReport, &str)>;
+/// See [`OnReport`].
+pub type OnLive = Box<dyn Fn(bool)>;
 
 /// A live subscription; dropping it closes the connection and cancels retries.
 pub struct VersionStream {
@@ -36,55 +50,22 @@ struct Shared {
     retry_timer: Cell<Option<i32>>,
     failures: Cell<u32>,
     stopped: Cell<bool>,
-    on_message: Closure<dyn FnMut(MessageEvent)>,
-    on_open: Closure<dyn FnMut(Event)>,
-    on_error: Closure<dyn FnMut(Event)>,
+    on_report: OnReport,
+    on_live: OnLive,
+    on_event: Closure<dyn FnMut(Event)>,
     reopen: Closure<dyn FnMut()>,
-    /// `online`, `pageshow` and `visibilitychange`.
-    on_wake: Closure<dyn FnMut(Event)>,
     /// When the tab was last hidden (`performance.now()`), if it is.
     hidden_since: Cell<Option<f64>>,
 }
 
 impl VersionStream {
-    /// Subscribes to `url`; `on_report` gets every report (and its text, as
-    /// the node sent it), `on_live` whether the connection is open.
-    pub fn connect(
-        url: &str,
-        on_report: impl Fn(VersionReport, &str) + 'static,
-        on_live: impl Fn(bool) + 'static,
-    ) -> Self {
-        Self::connect_dyn(url, Box::new(on_report), Rc::new(on_live))
-    }
-
-    /// [`connect`](Self::connect) for any callbacks: one copy of this code
-    /// in the page, whoever calls it.
-    fn connect_dyn(
-        url: &str,
-        on_report: Box<dyn Fn(VersionReport, &str)>,
-        on_live: Rc<dyn Fn(bool)>,
-    ) -> Self {
+    /// Subscribes to `url`.
+    pub fn connect(url: &str, on_report: OnReport, on_live: OnLive) -> Self {
         let shared = Rc::new_cyclic(|weak: &Weak<Shared>| {
-            let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
-                // A report we cannot read is skipped: the next one replaces it.
-                if let Some(text) = ev.data().as_string() {
-                    if let Ok(report) = serde_json::from_str::<VersionReport>(&text) {
-                        on_report(report, &text);
-                    }
-                }
-            });
-            let (w, live) = (weak.clone(), on_live.clone());
-            let on_open = Closure::<dyn FnMut(Event)>::new(move |_| {
+            let w = weak.clone();
+            let on_event = Closure::<dyn FnMut(Event)>::new(move |ev: Event| {
                 if let Some(s) = w.upgrade() {
-                    s.failures.set(0);
-                }
-                live(true);
-            });
-            let (w, live) = (weak.clone(), on_live.clone());
-            let on_error = Closure::<dyn FnMut(Event)>::new(move |_| {
-                live(false);
-                if let Some(s) = w.upgrade() {
-                    s.after_error();
+                    s.heard(&ev);
                 }
             });
             let w = weak.clone();
@@ -94,23 +75,16 @@ impl VersionStream {
                     s.open();
                 }
             });
-            let w = weak.clone();
-            let on_wake = Closure::<dyn FnMut(Event)>::new(move |event: Event| {
-                if let Some(s) = w.upgrade() {
-                    s.woke(&event);
-                }
-            });
             Shared {
                 url: url.to_owned(),
                 source: RefCell::new(None),
                 retry_timer: Cell::new(None),
                 failures: Cell::new(0),
                 stopped: Cell::new(false),
-                on_message,
-                on_open,
-                on_error,
+                on_report,
+                on_live,
+                on_event,
                 reopen,
-                on_wake,
                 hidden_since: Cell::new(None),
             }
         });
@@ -120,31 +94,63 @@ impl VersionStream {
     }
 }
 
+/// (Un)registers `listener` for `events` of `target`.
+pub(crate) fn listen(target: &EventTarget, events: &[&str], listener: &js_sys::Function, on: bool) {
+    for event in events {
+        let _ = if on {
+            target.add_event_listener_with_callback(event, listener)
+        } else {
+            target.remove_event_listener_with_callback(event, listener)
+        };
+    }
+}
+
 impl Shared {
+    fn listener(&self) -> &js_sys::Function {
+        self.on_event.as_ref().unchecked_ref()
+    }
+
     fn open(&self) {
         if self.stopped.get() {
             return;
         }
         match EventSource::new(&self.url) {
             Ok(source) => {
-                source.set_onmessage(Some(self.on_message.as_ref().unchecked_ref()));
-                source.set_onopen(Some(self.on_open.as_ref().unchecked_ref()));
-                source.set_onerror(Some(self.on_error.as_ref().unchecked_ref()));
+                listen(&source, &SOURCE_EVENTS, self.listener(), true);
                 self.source.replace(Some(source));
             }
             Err(_) => self.schedule_reopen(),
         }
     }
 
-    fn after_error(&self) {
-        let gave_up = self
-            .source
-            .borrow()
-            .as_ref()
-            .is_some_and(|s| s.ready_state() == EventSource::CLOSED);
-        if gave_up {
-            self.close_source();
-            self.schedule_reopen();
+    fn heard(&self, ev: &Event) {
+        match ev.type_().as_str() {
+            "message" => {
+                // A report we cannot read is skipped: the next one replaces it.
+                let data = ev.unchecked_ref::<web_sys::MessageEvent>().data();
+                if let Some(text) = data.as_string() {
+                    if let Some(report) = super::json::report(&text) {
+                        (self.on_report)(report, &text);
+                    }
+                }
+            }
+            "open" => {
+                self.failures.set(0);
+                (self.on_live)(true);
+            }
+            "error" => {
+                (self.on_live)(false);
+                let gave_up = self
+                    .source
+                    .borrow()
+                    .as_ref()
+                    .is_some_and(|s| s.ready_state() == EventSource::CLOSED);
+                if gave_up {
+                    self.close_source();
+                    self.schedule_reopen();
+                }
+            }
+            _ => self.woke(ev),
         }
     }
 
@@ -156,7 +162,7 @@ impl Shared {
         self.failures.set(failures + 1);
         let base = (BACKOFF_START_MS << failures).min(BACKOFF_MAX_MS);
         // Jitter spreads the reconnects of many tabs after a shared outage.
-        let delay = base / 2 + (js_random() * f64::from(base / 2)) as i32;
+        let delay = base / 2 + (js_sys::Math::random() * f64::from(base / 2)) as i32;
         if let Some(window) = web_sys::window() {
             if let Ok(id) = window.set_timeout_with_callback_and_timeout_and_arguments_0(
                 self.reopen.as_ref().unchecked_ref(),
@@ -172,20 +178,9 @@ impl Shared {
         let Some(window) = web_sys::window() else {
             return;
         };
-        let listener = self.on_wake.as_ref().unchecked_ref();
-        for event in ["online", "pageshow"] {
-            let _ = if on {
-                window.add_event_listener_with_callback(event, listener)
-            } else {
-                window.remove_event_listener_with_callback(event, listener)
-            };
-        }
+        listen(&window, &WINDOW_EVENTS, self.listener(), on);
         if let Some(document) = window.document() {
-            let _ = if on {
-                document.add_event_listener_with_callback("visibilitychange", listener)
-            } else {
-                document.remove_event_listener_with_callback("visibilitychange", listener)
-            };
+            listen(&document, &[VISIBILITY], self.listener(), on);
         }
     }
 
@@ -194,16 +189,16 @@ impl Shared {
         if self.stopped.get() {
             return;
         }
-        let now = web_sys::window()
-            .and_then(|w| w.performance())
-            .map_or(0.0, |p| p.now());
         let reopen = match event.type_().as_str() {
             "online" => true,
             // Restored from the back/forward cache: its connection is gone.
             "pageshow" => event
                 .dyn_ref::<web_sys::PageTransitionEvent>()
                 .is_some_and(|e| e.persisted()),
-            "visibilitychange" => {
+            VISIBILITY => {
+                let now = web_sys::window()
+                    .and_then(|w| w.performance())
+                    .map_or(0.0, |p| p.now());
                 let hidden = web_sys::window()
                     .and_then(|w| w.document())
                     .is_some_and(|d| d.hidden());
@@ -225,20 +220,22 @@ impl Shared {
             _ => false,
         };
         if reopen {
-            if let (Some(id), Some(window)) = (self.retry_timer.take(), web_sys::window()) {
-                window.clear_timeout_with_handle(id);
-            }
+            self.clear_retry();
             self.failures.set(0);
             self.close_source();
             self.open();
         }
     }
 
+    fn clear_retry(&self) {
+        if let (Some(id), Some(window)) = (self.retry_timer.take(), web_sys::window()) {
+            window.clear_timeout_with_handle(id);
+        }
+    }
+
     fn close_source(&self) {
         if let Some(source) = self.source.take() {
-            source.set_onmessage(None);
-            source.set_onopen(None);
-            source.set_onerror(None);
+            listen(&source, &SOURCE_EVENTS, self.listener(), false);
             source.close();
         }
     }
@@ -249,12 +246,6 @@ impl Drop for VersionStream {
         self.shared.stopped.set(true);
         self.shared.listen_for_wake(false);
         self.shared.close_source();
-        if let (Some(id), Some(window)) = (self.shared.retry_timer.take(), web_sys::window()) {
-            window.clear_timeout_with_handle(id);
-        }
+        self.shared.clear_retry();
     }
-}
-
-fn js_random() -> f64 {
-    js_sys::Math::random()
 }

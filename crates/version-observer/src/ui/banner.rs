@@ -1,9 +1,14 @@
-//! [`VersionBanner`]: "a new version is available", with a Reload button,
-//! and the automatic reload strategies.
+//! [`VersionBanner`]: "a new version is available", with a Reload button.
+//!
+//! The banner is never part of the server's HTML (a page is current when
+//! it is rendered), so it is not a Leptos view: the component renders an
+//! empty `<template>` where it stands, and the browser builds the banner
+//! right after it, with a few DOM calls, once the page is stale. A view
+//! with a branch for every state costs a page more than the rest of the
+//! banner together (Leptos compiles its hydration, build and update code
+//! for every shape of it).
 
-use super::{auto::use_auto_reload, hook::use_version_observer};
 use leptos::prelude::*;
-use version_observer_core::reload::{Action, Held, ReloadStrategy};
 
 /// Every text of [`VersionBanner`], to replace (translate) through its
 /// `texts` prop. The defaults are English.
@@ -30,8 +35,8 @@ pub struct BannerTexts {
     pub reload: String,
     /// The release-notes link [default: "What's new"].
     pub release_notes: String,
-    /// The countdown; `{seconds}` is replaced by the seconds left
-    /// [default: "Reloading in {seconds} s."].
+    /// The countdown of [`AutomaticReload`](crate::AutomaticReload); `{seconds}` is
+    /// replaced by the seconds left [default: "Reloading in {seconds} s."].
     pub countdown: String,
     /// The button that stops the countdown [default: "Cancel"].
     pub cancel: String,
@@ -61,36 +66,26 @@ impl Default for BannerTexts {
 
 /// The default UI: a banner that appears once this page is stale, names the
 /// new version, says whether it is required, links the release notes when
-/// the deploy gave some, and offers a Reload button.
-///
-/// By default (`prompt`) it never reloads by itself. A
-/// [`ReloadStrategy`] adds automatic reloads: `when_hidden` (while the tab
-/// is hidden) or `immediate` (after a visible countdown with a Cancel
-/// button; for every update or only required ones). None of them reloads
-/// while the page has unsaved input (see
-/// [`use_unsaved_input`](crate::use_unsaved_input)), and a loop guard stops
-/// them after 2 reloads per version within 5 minutes (a reload that lands
-/// on an old node again); the banner then asks instead.
+/// the deploy gave some, and offers a Reload button. It never reloads by
+/// itself; add [`AutomaticReload`](crate::AutomaticReload) for automatic reloads (its
+/// countdown and hints then show in this banner).
 ///
 /// It announces itself politely to screen readers (`role="status"`,
 /// `aria-live="polite"`) without taking the focus, its controls are plain
 /// buttons and a link (keyboard-usable), it has no animation, and every
 /// text can be replaced ([`BannerTexts`]).
 ///
-/// Put it anywhere in your app (it renders nothing while the page is
+/// Put it anywhere in your app (it shows nothing while the page is
 /// current):
 ///
 /// ```
 /// use leptos::prelude::*;
-/// use std::time::Duration;
-/// use version_observer::{ReloadStrategy, VersionBanner};
+/// use version_observer::VersionBanner;
 ///
 /// #[component]
 /// fn App() -> impl IntoView {
 ///     view! {
-///         <VersionBanner strategy=ReloadStrategy::prompt()
-///             .when_hidden()
-///             .immediate_when_required(Duration::from_secs(30))/>
+///         <VersionBanner/>
 ///         <main>"Your app"</main>
 ///     }
 /// }
@@ -100,17 +95,15 @@ impl Default for BannerTexts {
 /// top); with `class` it carries only your class, for your own CSS. The
 /// element is `div.version-observer-banner[data-testid=version-banner]`
 /// either way, with `data-state` one of `prompt`, `countdown`, `unsaved`,
-/// `reload-failed`, `cancelled`, and `data-required` when the update is
-/// required.
+/// `reload-failed`, `cancelled` (the last four with
+/// [`AutomaticReload`](crate::AutomaticReload)), and `data-required` when the update
+/// is required. It is inserted right after the component's place, an empty
+/// `<template data-version-observer-banner>` element.
 #[component]
 pub fn VersionBanner(
     /// Your CSS class for the banner, instead of the built-in style.
     #[prop(optional, into)]
     class: Option<String>,
-    /// What may happen without a click [default: `ReloadStrategy::prompt()`,
-    /// nothing].
-    #[prop(optional)]
-    strategy: ReloadStrategy,
     /// Every text [default: English].
     #[prop(optional)]
     texts: Option<BannerTexts>,
@@ -121,12 +114,8 @@ pub fn VersionBanner(
     #[prop(optional, into)]
     reload_label: Option<String>,
 ) -> impl IntoView {
-    let observer = use_version_observer();
-    let styled = class.is_none();
-    let class = match class {
-        Some(own) => format!("version-observer-banner {own}"),
-        None => "version-observer-banner".to_owned(),
-    };
+    // On both sides alike (it is shared data of the page).
+    let page = super::page_info();
     let mut texts = texts.unwrap_or_default();
     if let Some(message) = message {
         texts.message = message;
@@ -134,86 +123,241 @@ pub fn VersionBanner(
     if let Some(label) = reload_label {
         texts.reload = label;
     }
-    let texts = StoredValue::new(texts);
-    let (stale, required, notes_url) = (observer.stale, observer.required, observer.notes_url);
-    let auto = use_auto_reload(strategy, stale, required);
-    move || {
-        let version = stale.get()?;
-        let (action, held) = auto.state.get();
-        if action == Action::Current {
-            return None;
-        }
-        let required = required.get();
-        let state = match (&action, held) {
-            (Action::Countdown { .. }, _) => "countdown",
-            (_, Held::UnsavedInput) => "unsaved",
-            (_, Held::LoopGuard) => "reload-failed",
-            (_, Held::Cancelled) => "cancelled",
-            _ => "prompt",
-        };
-        let t = texts.get_value();
-        let after = if required {
-            t.required.clone()
-        } else {
-            t.available.clone()
-        };
-        let notes = notes_url.get().map(|href| {
-            view! {
-                <a href=href target="_blank" rel="noopener noreferrer" data-testid="version-notes">
-                    {t.release_notes.clone()}
-                </a>
-            }
-        });
-        let hint = match held {
-            Held::UnsavedInput => Some(t.unsaved.clone()),
-            Held::LoopGuard => Some(t.reload_failed.clone()),
-            _ => None,
-        }
-        .map(|text| view! { <span class="version-observer-hint">{text}</span> });
-        let countdown = match action {
-            Action::Countdown { remaining_ms } => {
-                let seconds = (remaining_ms / 1000.0).ceil().max(0.0) as u64;
-                let text = t.countdown.replace("{seconds}", &seconds.to_string());
-                Some(view! {
-                    // Not re-read to screen readers every second.
-                    <span aria-live="off" data-testid="version-countdown">{text}</span>
-                    <button
-                        type="button"
-                        style=styled.then_some(SECONDARY_STYLE)
-                        on:click=move |_| auto.cancel()
-                    >
-                        {t.cancel.clone()}
-                    </button>
-                })
-            }
-            _ => None,
-        };
-        Some(view! {
-            <div
-                class=class.clone()
-                style=styled.then_some(BANNER_STYLE)
-                role="status"
-                aria-live="polite"
-                data-testid="version-banner"
-                data-state=state
-                data-required=required.then_some("")
-            >
-                <span>{t.message.clone()} <strong>{version.to_string()}</strong> {after}</span>
-                {notes}
-                {hint}
-                {countdown}
-                <button
-                    type="button"
-                    style=styled.then_some(BUTTON_STYLE)
-                    on:click=move |_| super::reload_page()
-                >
-                    {t.reload.clone()}
-                </button>
-            </div>
-        })
+    #[cfg(feature = "hydrate")]
+    {
+        let anchor = dom::Banner::start(page, class, texts);
+        use dom::anchor as version_observer_anchor;
+        view! { <template data-version-observer-banner use:version_observer_anchor=anchor></template> }
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = (page, class, texts);
+        view! { <template data-version-observer-banner></template> }
     }
 }
 
-const BANNER_STYLE: &str = "position:sticky;top:0;z-index:1000;display:flex;flex-wrap:wrap;align-items:center;justify-content:space-between;gap:1rem;margin:0 0 1rem;padding:.75rem 1rem;border-radius:.5rem;background:#fff4d6;color:#5a4300;box-shadow:0 2px 8px rgb(0 0 0/.08);font-family:system-ui,sans-serif";
-const BUTTON_STYLE: &str = "font:inherit;padding:.4rem 1rem;border:0;border-radius:.35rem;background:#1f5eff;color:#fff;cursor:pointer";
-const SECONDARY_STYLE: &str = "font:inherit;padding:.4rem 1rem;border:1px solid currentColor;border-radius:.35rem;background:transparent;color:inherit;cursor:pointer";
+#[cfg(feature = "hydrate")]
+pub(crate) mod dom {
+    use super::*;
+    use crate::browser::page;
+    use std::{cell::RefCell, rc::Rc};
+    use version_observer_core::{banner::Staleness, paths};
+    use wasm_bindgen::{prelude::Closure, JsCast};
+    use web_sys::Element;
+
+    /// The built-in style (without the `class` prop).
+    pub(crate) const BANNER_STYLE: &str = "position:sticky;top:0;z-index:1000;display:flex;flex-wrap:wrap;align-items:center;justify-content:space-between;gap:1rem;margin:0 0 1rem;padding:.75rem 1rem;border-radius:.5rem;background:#fff4d6;color:#5a4300;box-shadow:0 2px 8px rgb(0 0 0/.08);font-family:system-ui,sans-serif";
+    pub(crate) const BUTTON_STYLE: &str = "font:inherit;padding:.4rem 1rem;border:0;border-radius:.35rem;background:#1f5eff;color:#fff;cursor:pointer";
+    pub(crate) const SECONDARY_STYLE: &str = "font:inherit;padding:.4rem 1rem;border:1px solid currentColor;border-radius:.35rem;background:transparent;color:inherit;cursor:pointer";
+
+    /// What [`AutomaticReload`](crate::AutomaticReload) adds to every banner: its
+    /// hints, countdown and Cancel, before the Reload button, and the
+    /// `data-state`. Registered only by that component, so a page without it
+    /// carries none of its code.
+    pub(crate) type Decorate = fn(&Parts<'_>);
+
+    thread_local! {
+        pub(crate) static DECORATE: std::cell::Cell<Option<Decorate>> = const { std::cell::Cell::new(None) };
+    }
+
+    /// A shown banner, as a decoration sees it.
+    pub(crate) struct Parts<'a> {
+        pub root: &'a Element,
+        pub reload: &'a Element,
+        pub texts: &'a BannerTexts,
+        pub styled: bool,
+    }
+
+    /// One `<VersionBanner/>`: where it stands, its settings, and its DOM
+    /// while it is shown.
+    pub(crate) struct Banner {
+        anchor: RefCell<Option<Element>>,
+        class: Option<String>,
+        texts: BannerTexts,
+        shown: RefCell<Option<Shown>>,
+    }
+
+    struct Shown {
+        root: Element,
+        version: Element,
+        after: Element,
+        notes: Option<Element>,
+        reload: Element,
+        _on_reload: Closure<dyn FnMut()>,
+    }
+
+    /// Handed to the `<template>`'s directive.
+    pub(crate) type Anchor = Option<Rc<Banner>>;
+
+    /// The directive: the banner goes right after this element.
+    pub(crate) fn anchor(el: Element, banner: Anchor) {
+        if let Some(banner) = banner {
+            banner.anchor.replace(Some(el));
+            // Once the element is in the document (a banner built in the
+            // browser is mounted after its directive runs).
+            queue_microtask(move || banner.render());
+        }
+    }
+
+    impl Banner {
+        /// Joins the page's state (opening its stream), for as long as the
+        /// calling component lives; `None` without a page version.
+        pub(crate) fn start(
+            page: Option<crate::PageInfo>,
+            class: Option<String>,
+            texts: BannerTexts,
+        ) -> Anchor {
+            let page = page?;
+            let banner = Rc::new(Banner {
+                anchor: RefCell::new(None),
+                class,
+                texts,
+                shown: RefCell::new(None),
+            });
+            let b = banner.clone();
+            let joined = page::join(paths::EVENTS, &page.version, Rc::new(move || b.render()));
+            let b = send_wrapper::SendWrapper::new((banner.clone(), joined));
+            on_cleanup(move || {
+                let (banner, joined) = b.take();
+                drop(joined);
+                if let Some(shown) = banner.shown.take() {
+                    shown.root.remove();
+                }
+            });
+            Some(banner)
+        }
+
+        /// Shows, updates or removes the banner as the page's state says.
+        fn render(&self) {
+            page::with(|s| self.show(s.knowledge.staleness()));
+        }
+
+        fn show(&self, stale: Option<&Staleness>) {
+            let Some(stale) = stale else {
+                if let Some(shown) = self.shown.take() {
+                    shown.root.remove();
+                }
+                return;
+            };
+            let mut shown = self.shown.borrow_mut();
+            if shown.is_none() {
+                let Some(anchor) = self.anchor.borrow().clone() else {
+                    return;
+                };
+                *shown = self.build(&anchor);
+            }
+            let Some(shown) = shown.as_mut() else {
+                return;
+            };
+            let t = &self.texts;
+            let required = stale.required();
+            shown
+                .version
+                .set_text_content(Some(&stale.target.to_string()));
+            shown
+                .after
+                .set_text_content(Some(if required { &t.required } else { &t.available }));
+            set(&shown.root, "data-required", required.then_some(""));
+            // The release notes' link, while the deploy names some.
+            let href = stale.notes_url();
+            if shown.notes.is_none() && href.is_some() {
+                let link = element("a");
+                for (k, v) in [
+                    ("target", "_blank"),
+                    ("rel", "noopener noreferrer"),
+                    ("data-testid", "version-notes"),
+                ] {
+                    set(&link, k, Some(v));
+                }
+                link.set_text_content(Some(&t.release_notes));
+                let _ = shown.root.insert_before(&link, Some(&shown.reload));
+                shown.notes = Some(link);
+            }
+            if let Some(link) = &shown.notes {
+                set(link, "href", href);
+                if href.is_none() {
+                    link.remove();
+                    shown.notes = None;
+                }
+            }
+            match DECORATE.with(std::cell::Cell::get) {
+                Some(decorate) => decorate(&Parts {
+                    root: &shown.root,
+                    reload: &shown.reload,
+                    texts: t,
+                    styled: self.class.is_none(),
+                }),
+                None => set(&shown.root, "data-state", Some("prompt")),
+            }
+        }
+
+        /// The banner's elements, inserted after `anchor`.
+        fn build(&self, anchor: &Element) -> Option<Shown> {
+            let styled = self.class.is_none();
+            let root = element("div");
+            let class = match &self.class {
+                Some(own) => ["version-observer-banner ", own].concat(),
+                None => "version-observer-banner".to_owned(),
+            };
+            for (k, v) in [
+                ("class", class.as_str()),
+                ("role", "status"),
+                ("aria-live", "polite"),
+                ("data-testid", "version-banner"),
+            ] {
+                set(&root, k, Some(v));
+            }
+            set(&root, "style", styled.then_some(BANNER_STYLE));
+            // <span><span>message</span><strong>version</strong><span>after</span></span>
+            let message = child(&root, "span");
+            child(&message, "span").set_text_content(Some(&self.texts.message));
+            let version = child(&message, "strong");
+            let after = child(&message, "span");
+            let reload = button(&self.texts.reload, styled.then_some(BUTTON_STYLE));
+            let _ = root.append_child(&reload);
+            let on_reload = Closure::<dyn FnMut()>::new(crate::reload_page);
+            let _ = reload
+                .add_event_listener_with_callback("click", on_reload.as_ref().unchecked_ref());
+            let _ = anchor.after_with_node_1(&root);
+            Some(Shown {
+                root,
+                version,
+                after,
+                notes: None,
+                reload,
+                _on_reload: on_reload,
+            })
+        }
+    }
+
+    /// A new element of the document.
+    pub(crate) fn element(tag: &str) -> Element {
+        document()
+            .create_element(tag)
+            .expect("an element of a known tag")
+    }
+
+    /// A new element, appended to `parent`.
+    fn child(parent: &Element, tag: &str) -> Element {
+        let el = element(tag);
+        let _ = parent.append_child(&el);
+        el
+    }
+
+    /// A `<button type="button">` with this label and style.
+    pub(crate) fn button(label: &str, style: Option<&str>) -> Element {
+        let b = element("button");
+        set(&b, "type", Some("button"));
+        set(&b, "style", style);
+        b.set_text_content(Some(label));
+        b
+    }
+
+    /// Sets (`Some`) or removes (`None`) an attribute.
+    pub(crate) fn set(el: &Element, name: &str, value: Option<&str>) {
+        let _ = match value {
+            Some(value) => el.set_attribute(name, value),
+            None => el.remove_attribute(name),
+        };
+    }
+}

@@ -1,16 +1,18 @@
 //! [`use_version_observer`]: the page's version, the node's live report and
 //! whether the page is stale, as signals.
 //!
-//! In the browser, every caller on a page shares one event stream (opened by
-//! the first, closed when the last one is cleaned up) and one
-//! [`PageKnowledge`]: so the banner and your own status line always agree,
-//! and an announcement, once seen, is never taken back by a node that knows
-//! less. On the server nothing streams: the signals hold their initial
-//! values, which is what the page hydrates with.
+//! In the browser, every caller on a page (this hook, the banner, the reload
+//! components) shares one event stream (opened by the first, closed when the
+//! last one is cleaned up) and one [`PageKnowledge`](crate::PageKnowledge),
+//! held in plain Rust state: so the banner and your own status line always
+//! agree, and an announcement, once seen, is never taken back by a node that
+//! knows less. The signals here read that state, woken by one trigger it
+//! pokes on every change. On the server nothing streams: the signals hold
+//! their initial values, which is what the page hydrates with.
 
 use super::PageInfo;
 use leptos::prelude::*;
-use version_observer_core::{banner::PageKnowledge, paths, ClusterView, Version, VersionReport};
+use version_observer_core::{paths, ClusterView, Version, VersionReport};
 
 /// Options of [`use_version_observer_with_options`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,6 +31,10 @@ impl Default for UseVersionObserverOptions {
 impl UseVersionObserverOptions {
     /// Where the event stream is served [default: `/api/version/events`,
     /// where [`VersionObserverRoutes`](crate::VersionObserverRoutes) puts it].
+    ///
+    /// A page has one stream: the first of its callers to run (this hook,
+    /// or a [`VersionBanner`](crate::VersionBanner), which uses the default)
+    /// opens it on its URL, and the others share it.
     ///
     /// ```
     /// let options = version_observer::UseVersionObserverOptions::default()
@@ -55,7 +61,7 @@ pub struct UseVersionObserverReturn {
     /// Whether the event stream is open.
     pub connected: Signal<bool>,
     /// The version to reload for, once this page is stale (see
-    /// [`PageKnowledge`]); `None` while it is current.
+    /// [`PageKnowledge`](crate::PageKnowledge)); `None` while it is current.
     pub stale: Signal<Option<Version>>,
     /// Whether the update this page is stale for is required (the release
     /// says so, or the page is older than its minimum supported version).
@@ -104,46 +110,27 @@ pub fn use_version_observer_with_options(
     options: UseVersionObserverOptions,
 ) -> UseVersionObserverReturn {
     // Serialized into the page on the server, read back while hydrating, so
-    // both sides render the same version.
-    let page = SharedValue::new(use_context::<PageInfo>).into_inner();
-    let signals = live::signals(&options.events_url, page.as_ref().map(|p| &p.version));
-    let knowledge = signals.knowledge.clone();
-    let cluster = Signal::derive(move || knowledge.with(|k| k.view().cloned()));
-    let knowledge = signals.knowledge.clone();
-    let stale = Signal::derive(move || knowledge.with(|k| k.stale_target().cloned()));
-    let knowledge = signals.knowledge.clone();
-    let required = Signal::derive(move || knowledge.with(|k| k.required()));
-    let knowledge = signals.knowledge;
-    let notes_url = Signal::derive(move || knowledge.with(|k| k.notes_url().map(str::to_owned)));
-    UseVersionObserverReturn {
-        page,
-        report: signals.report.into(),
-        cluster,
-        connected: signals.connected.into(),
-        stale,
-        required,
-        notes_url,
-    }
-}
-
-/// The signals a page's callers share.
-#[derive(Clone)]
-struct Signals {
-    report: ArcRwSignal<Option<VersionReport>>,
-    knowledge: ArcRwSignal<PageKnowledge>,
-    connected: ArcRwSignal<bool>,
+    // both sides render the same version (on both sides alike: it is shared
+    // data of the page).
+    let page = super::page_info();
+    live::signals(options.events_url, page)
 }
 
 #[cfg(not(feature = "hydrate"))]
 mod live {
     use super::*;
 
-    /// On the server (and in native tests): nothing streams.
-    pub(super) fn signals(_url: &str, _page: Option<&Version>) -> Signals {
-        Signals {
-            report: ArcRwSignal::new(None),
-            knowledge: ArcRwSignal::new(PageKnowledge::default()),
-            connected: ArcRwSignal::new(false),
+    /// On the server (and in native tests): nothing streams; the signals
+    /// hold what the page hydrates with.
+    pub(super) fn signals(_url: String, page: Option<PageInfo>) -> UseVersionObserverReturn {
+        UseVersionObserverReturn {
+            page,
+            report: Signal::derive(|| None),
+            cluster: Signal::derive(|| None),
+            connected: Signal::derive(|| false),
+            stale: Signal::derive(|| None),
+            required: Signal::derive(|| false),
+            notes_url: Signal::derive(|| None),
         }
     }
 }
@@ -151,90 +138,83 @@ mod live {
 #[cfg(feature = "hydrate")]
 mod live {
     use super::*;
-    use crate::browser::shared::BrowserStream;
-    use std::{cell::RefCell, rc::Rc};
+    use crate::browser::page::{self, State};
+    use std::rc::Rc;
 
-    /// One stream per URL per page, and the signals it feeds.
-    struct Live {
-        url: String,
-        signals: Signals,
-        users: usize,
-        _stream: BrowserStream,
+    /// Signals over the page's state, all woken by one trigger that the
+    /// state pokes on every change: one signal type per value, and no
+    /// copy of the state.
+    pub(super) fn signals(url: String, page: Option<PageInfo>) -> UseVersionObserverReturn {
+        let changed = ArcTrigger::new();
+        if let Some(info) = &page {
+            let t = changed.clone();
+            let joined = send_wrapper::SendWrapper::new(page::join(
+                &url,
+                &info.version,
+                Rc::new(move || t.notify()),
+            ));
+            on_cleanup(move || drop(joined.take()));
+        }
+        let read = move |f: fn(&State) -> Value| {
+            let changed = changed.clone();
+            move || {
+                changed.track();
+                page::with(f).unwrap_or(Value::None)
+            }
+        };
+        UseVersionObserverReturn {
+            page,
+            report: Signal::derive(unwrap(read(|s| Value::Report(s.report.clone())))),
+            cluster: Signal::derive(unwrap(read(|s| {
+                Value::Cluster(s.knowledge.view().cloned())
+            }))),
+            connected: Signal::derive(unwrap(read(|s| Value::Flag(s.connected)))),
+            stale: Signal::derive(unwrap(read(|s| {
+                Value::Version(s.knowledge.stale_target().cloned())
+            }))),
+            required: Signal::derive(unwrap(read(|s| Value::Flag(s.knowledge.required())))),
+            notes_url: Signal::derive(unwrap(read(|s| {
+                Value::Text(s.knowledge.notes_url().map(str::to_owned))
+            }))),
+        }
     }
 
-    thread_local! {
-        /// A list, not a map: a page has one URL, or a few (and a map
-        /// costs the page its own hashing code).
-        static LIVE: RefCell<Vec<Live>> = const { RefCell::new(Vec::new()) };
+    /// One reader type for every signal (each closure type would be its
+    /// own copy of the reading code).
+    enum Value {
+        None,
+        Report(Option<VersionReport>),
+        Cluster(Option<ClusterView>),
+        Flag(bool),
+        Version(Option<Version>),
+        Text(Option<String>),
     }
 
-    pub(super) fn signals(url: &str, page: Option<&Version>) -> Signals {
-        let signals = LIVE.with(|live| {
-            let mut live = live.borrow_mut();
-            if let Some(existing) = live.iter_mut().find(|l| l.url == url) {
-                existing.users += 1;
-                return existing.signals.clone();
-            }
-            let signals = Signals {
-                report: ArcRwSignal::new(None),
-                knowledge: ArcRwSignal::new(PageKnowledge::default()),
-                connected: ArcRwSignal::new(false),
-            };
-            let (report, knowledge, connected) = (
-                signals.report.clone(),
-                signals.knowledge.clone(),
-                signals.connected.clone(),
-            );
-            let page = page.cloned();
-            // The request guard: this page's requests name its version, and
-            // a refusal makes it stale at once.
-            if let Some(page) = page.clone() {
-                let knowledge = signals.knowledge.clone();
-                crate::browser::guard::install(&page.clone(), move |answer| {
-                    knowledge.update(|k| {
-                        k.refused(&page, &answer);
-                    })
-                });
-            }
-            // The node counts open tabs per page version (its metrics).
-            let stream_url = match &page {
-                Some(page) => version_observer_core::stream_request::stream_url(url, page),
-                None => url.to_owned(),
-            };
-            // One stream per browser: the tab holding it shares every report.
-            let stream = BrowserStream::connect(
-                url,
-                &stream_url,
-                move |next: VersionReport| {
-                    if let Some(page) = &page {
-                        knowledge.update(|k| k.learn(page, next.cluster.clone()));
-                    }
-                    report.set(Some(next));
-                },
-                move |open| connected.set(open),
-            );
-            live.push(Live {
-                url: url.to_owned(),
-                signals: signals.clone(),
-                users: 1,
-                _stream: stream,
-            });
-            signals
-        });
-        let url = Rc::new(url.to_owned());
-        let release = send_wrapper::SendWrapper::new(move || {
-            LIVE.with(|live| {
-                let mut live = live.borrow_mut();
-                if let Some(at) = live.iter().position(|l| l.url == *url) {
-                    live[at].users -= 1;
-                    if live[at].users == 0 {
-                        // Closes the stream.
-                        live.swap_remove(at);
+    fn unwrap<T: FromValue>(
+        read: impl Fn() -> Value + Send + Sync + 'static,
+    ) -> impl Fn() -> T + Send + Sync + 'static {
+        move || T::from_value(read())
+    }
+
+    trait FromValue {
+        fn from_value(value: Value) -> Self;
+    }
+
+    macro_rules! from_value {
+        ($t:ty, $variant:ident, $default:expr) => {
+            impl FromValue for $t {
+                fn from_value(value: Value) -> Self {
+                    match value {
+                        Value::$variant(v) => v,
+                        _ => $default,
                     }
                 }
-            })
-        });
-        on_cleanup(move || (release.take())());
-        signals
+            }
+        };
     }
+    from_value!(Option<VersionReport>, Report, None);
+    from_value!(Option<ClusterView>, Cluster, None);
+    from_value!(bool, Flag, false);
+    from_value!(Option<Version>, Version, None);
+    from_value!(Option<String>, Text, None);
 }

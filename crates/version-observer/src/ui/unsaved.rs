@@ -17,20 +17,17 @@ use leptos::prelude::*;
 pub struct UnsavedInput {
     /// Whether the page has unsaved input.
     pub dirty: Signal<bool>,
-    typed: RwSignal<bool>,
-    marked: RwSignal<bool>,
 }
 
 impl UnsavedInput {
     /// The page has unsaved state the detection cannot see.
     pub fn mark_dirty(&self) {
-        self.marked.set(true);
+        page::mark(Some(true), None);
     }
 
     /// Everything is saved (also what was typed into fields).
     pub fn mark_clean(&self) {
-        self.marked.set(false);
-        self.typed.set(false);
+        page::mark(Some(false), Some(false));
     }
 }
 
@@ -52,7 +49,9 @@ impl UnsavedInput {
 /// }
 /// ```
 pub fn use_unsaved_input() -> UnsavedInput {
-    page::state()
+    UnsavedInput {
+        dirty: page::dirty_signal(),
+    }
 }
 
 #[cfg(not(feature = "hydrate"))]
@@ -60,19 +59,17 @@ mod page {
     use super::*;
 
     /// On the server nothing is typed.
-    pub(super) fn state() -> UnsavedInput {
-        let (typed, marked) = (RwSignal::new(false), RwSignal::new(false));
-        UnsavedInput {
-            dirty: Signal::derive(move || typed.get() || marked.get()),
-            typed,
-            marked,
-        }
+    pub(super) fn dirty_signal() -> Signal<bool> {
+        Signal::derive(|| false)
     }
+
+    pub(super) fn mark(_marked: Option<bool>, _typed: Option<bool>) {}
 }
 
 #[cfg(feature = "hydrate")]
-mod page {
+pub(crate) mod page {
     use super::*;
+    use std::cell::Cell;
     use wasm_bindgen::{prelude::Closure, JsCast};
     use web_sys::{Element, Event};
 
@@ -80,39 +77,62 @@ mod page {
     const KEEP: &str = "[data-version-observer-keep]";
 
     thread_local! {
-        static STATE: std::cell::OnceCell<(ArcRwSignal<bool>, ArcRwSignal<bool>)> =
-            const { std::cell::OnceCell::new() };
+        /// (typed into a field, marked by the app); the listeners are
+        /// installed with the first use.
+        static STATE: Cell<Option<(bool, bool)>> = const { Cell::new(None) };
+        static CHANGED: ArcTrigger = ArcTrigger::new();
     }
 
-    pub(super) fn state() -> UnsavedInput {
-        let (typed, marked) = STATE.with(|s| s.get_or_init(install).clone());
-        let (typed, marked) = (RwSignal::from(typed), RwSignal::from(marked));
-        UnsavedInput {
-            dirty: Signal::derive(move || typed.get() || marked.get()),
-            typed,
-            marked,
+    /// Whether the page has unsaved input (listening from the first call
+    /// on, for the page's lifetime).
+    pub(crate) fn dirty() -> bool {
+        let (typed, marked) = STATE.with(|s| {
+            s.get().unwrap_or_else(|| {
+                install();
+                (false, false)
+            })
+        });
+        typed || marked
+    }
+
+    pub(super) fn dirty_signal() -> Signal<bool> {
+        dirty();
+        let changed = CHANGED.with(Clone::clone);
+        Signal::derive(move || {
+            changed.track();
+            dirty()
+        })
+    }
+
+    /// Sets what is given; tells the page (automatic reloads re-check) and
+    /// the `dirty` signals.
+    pub(super) fn mark(marked: Option<bool>, typed: Option<bool>) {
+        dirty();
+        let (t, m) = STATE.with(Cell::get).unwrap_or_default();
+        let next = (typed.unwrap_or(t), marked.unwrap_or(m));
+        STATE.with(|s| s.set(Some(next)));
+        if next != (t, m) {
+            CHANGED.with(|c| c.notify());
+            crate::browser::page::poke();
         }
     }
 
-    /// Listens on the document for the page's lifetime (once per page).
-    fn install() -> (ArcRwSignal<bool>, ArcRwSignal<bool>) {
-        let typed = ArcRwSignal::new(false);
-        let marked = ArcRwSignal::new(false);
+    /// Listens on the document for the page's lifetime.
+    fn install() {
+        STATE.with(|s| s.set(Some((false, false))));
         let Some(document) = web_sys::window().and_then(|w| w.document()) else {
-            return (typed, marked);
+            return;
         };
-        let t = typed.clone();
         let on_input = Closure::<dyn FnMut(Event)>::new(move |ev: Event| {
             if ev
                 .target()
                 .and_then(|t| t.dyn_into::<Element>().ok())
                 .is_some_and(|el| counts(&el))
             {
-                t.set(true);
+                mark(None, Some(true));
             }
         });
-        let t = typed.clone();
-        let on_saved = Closure::<dyn FnMut(Event)>::new(move |_| t.set(false));
+        let on_saved = Closure::<dyn FnMut(Event)>::new(move |_| mark(None, Some(false)));
         // Capture: an app that stops propagation still has it seen.
         let _ = document.add_event_listener_with_callback_and_bool(
             "input",
@@ -129,7 +149,6 @@ mod page {
         // They live as long as the page.
         on_input.forget();
         on_saved.forget();
-        (typed, marked)
     }
 
     /// Whether input into `el` is unsaved work.
