@@ -135,11 +135,23 @@ async fn fleet_page(State(observer): State<VersionObserver>) -> Response {
     (
         [(header::CACHE_CONTROL, "no-store")],
         Html(app::fleet::fleet_page(
-            observer.cluster_status(),
+            snapshot(&observer),
             stylesheet.as_deref(),
         )),
     )
         .into_response()
+}
+
+/// What the fleet view shows now.
+fn snapshot(observer: &VersionObserver) -> app::fleet::Snapshot {
+    app::fleet::Snapshot {
+        status: observer.cluster_status(),
+        history: observer.page_history(),
+        // The history's clock.
+        now_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+    }
 }
 
 /// How often `GET /fleet/events` sends a snapshot.
@@ -160,7 +172,7 @@ async fn fleet_events(State(observer): State<VersionObserver>) -> Response {
                 _ = &mut stopped => return None,
                 _ = tick.tick() => {}
             }
-            let html = app::fleet::fleet_body(observer.cluster_status());
+            let html = app::fleet::fleet_body(snapshot(&observer));
             let event = bytes::Bytes::from(sse_event(&html));
             Some((
                 Ok::<_, std::convert::Infallible>(event),
