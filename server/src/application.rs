@@ -7,7 +7,7 @@ use crate::{config::Config, http};
 use leptos::config::{Env, LeptosOptions};
 use std::{future::IntoFuture, io, net::SocketAddr, path::PathBuf};
 use tokio::net::TcpListener;
-use version_observer::{server::assets::BundleError, Bundle, StartError, VersionObserver};
+use version_observer::{Bundle, BundleError, StartError, VersionObserver};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +92,7 @@ impl Application {
         tracing::info!(
             node_id = %page.node_id, version = %page.version, compat = %config.compat,
             mode = ?observer.mode(), cluster = %config.connection.cluster,
-            nats = config.connection.nats.as_deref().map(version_observer::server::redact_urls).unwrap_or_default(),
+            nats = config.connection.nats.as_deref().map(version_observer::redact_urls).unwrap_or_default(),
             %addr, "node listening on http://{addr}"
         );
         if let Some(admin) = admin.as_ref().and_then(|(l, _)| l.local_addr().ok()) {

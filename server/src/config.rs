@@ -18,7 +18,7 @@ use std::{
 };
 use version_observer::{
     core::{protocol, release::valid_notes_url, timing::streams},
-    Compat, NatsSettings, Release, Severity, Timings,
+    Compat, NatsSettings, ObserverBuilder, Release, Severity, Timings,
 };
 
 /// The version this binary was built as.
@@ -105,7 +105,7 @@ pub struct Config {
     /// bundle; a starting node deletes older ones, never a version a live
     /// node runs (cluster mode; 0: no asset store, each node serves only
     /// its own bundle).
-    #[arg(long, env = "VO_ASSET_VERSIONS", value_name = "N", default_value_t = version_observer::server::assets::DEFAULT_KEEP_VERSIONS as u16,
+    #[arg(long, env = "VO_ASSET_VERSIONS", value_name = "N", default_value_t = ObserverBuilder::DEFAULT_KEEP_VERSIONS as u16,
           value_parser = clap::value_parser!(u16).range(0..=1000))]
     pub asset_versions: u16,
 
@@ -137,7 +137,7 @@ pub struct Config {
     /// How long a forwarded request may take, there and back, before the
     /// browser gets a 409 saying so (it may have run; it is never retried).
     #[arg(long, env = "VO_FORWARD_TIMEOUT_MS", value_name = "MS",
-          default_value_t = ms(version_observer::ObserverBuilder::DEFAULT_FORWARD_TIMEOUT),
+          default_value_t = ms(ObserverBuilder::DEFAULT_FORWARD_TIMEOUT),
           value_parser = clap::value_parser!(u64).range(10..=600_000))]
     pub forward_timeout_ms: u64,
 
@@ -192,7 +192,7 @@ pub struct Config {
     /// Seconds a connection may pass no byte either way (idle between
     /// requests) before the node closes it; at least twice the keep-alive
     /// interval. Set it above the idle timeout of the load balancer in front.
-    #[arg(long, env = "VO_IDLE_TIMEOUT_SECS", value_name = "SECS", default_value_t = version_observer::server::listener::IDLE_TIMEOUT.as_secs(),
+    #[arg(long, env = "VO_IDLE_TIMEOUT_SECS", value_name = "SECS", default_value_t = ObserverBuilder::DEFAULT_IDLE_TIMEOUT.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub idle_timeout_secs: u64,
 }
@@ -227,7 +227,7 @@ pub struct NatsArgs {
 
     /// Cluster name: namespaces every subject and KV bucket, so several apps or
     /// environments can share one NATS.
-    #[arg(long, env = "VO_CLUSTER", value_name = "NAME", default_value = "default",
+    #[arg(long, env = "VO_CLUSTER", value_name = "NAME", default_value = NatsSettings::DEFAULT_CLUSTER,
           value_parser = parse_cluster_name)]
     pub cluster: String,
 

@@ -53,7 +53,7 @@ async fn run() -> anyhow::Result<ExitCode> {
     // Named now, so that every log line (JSON ones carry it) names it.
     let node_id = config
         .node_id
-        .get_or_insert_with(version_observer::server::default_node_id);
+        .get_or_insert_with(version_observer::default_node_id);
     telemetry::set_node(
         node_id,
         config
@@ -71,7 +71,7 @@ async fn run() -> anyhow::Result<ExitCode> {
     // A signal during start-up (NATS slow to answer, say) stops it cleanly too.
     let app = tokio::select! {
         app = Application::build(config) => app.context("version-observer could not start")?,
-        signal = version_observer::server::shutdown_signal() => {
+        signal = version_observer::shutdown_signal() => {
             tracing::info!(signal, "stopped during start-up");
             return Ok(ExitCode::SUCCESS);
         }

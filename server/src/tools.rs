@@ -24,8 +24,7 @@ use version_observer::{
         cluster::watcher::{Fleet, Gate},
         timing::tools::{STATUS_GRACE, STATUS_POLL, WAIT_POLL},
     },
-    server::fleet::FleetWatch,
-    Compat, NatsSettings, Timings,
+    Compat, FleetWatch, NatsSettings, Timings,
 };
 
 /// The subcommands' names: `version-observer <one of these> …` runs a tool,

@@ -30,7 +30,7 @@
 //! assert_eq!(stale_page_target(&page, &view), Some(&semver::Version::new(2, 0, 0)));
 //! ```
 
-#![warn(missing_docs)]
+#![warn(missing_docs, missing_debug_implementations)]
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -14,7 +14,11 @@ use crate::support::{
 use async_nats::jetstream::object_store::{GetErrorKind, ObjectStore};
 use std::path::PathBuf;
 use tokio::io::AsyncReadExt;
-use version_observer::server::assets::{IMMUTABLE, REVALIDATE};
+
+/// `Cache-Control` of a content-hashed file, as browsers must see it.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// `Cache-Control` of any other name: browsers revalidate.
+const REVALIDATE: &str = "no-cache";
 
 /// A built site stand-in, removed on drop.
 struct FakeSite {

@@ -107,7 +107,7 @@ fn the_crates_environment_variables_are_the_nodes_own() {
         .filter_map(|a| a.get_env())
         .map(|e| e.to_string_lossy().into_owned())
         .collect();
-    for name in version_observer::server::settings::env::ALL {
+    for name in version_observer::env::ALL {
         assert!(
             node.contains(name),
             "{name} is read by the crate but is no node flag's variable"

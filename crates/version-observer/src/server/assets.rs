@@ -1,33 +1,6 @@
-//! The site's bundle (wasm, JS, CSS) for a rolling deploy: content-hashed
-//! file names, caching headers that fit them, and, in cluster mode, the
-//! cluster's asset store, so that a page of one version can load its own
-//! bundle from a node of another.
-//!
-//! - [`Bundle`]: the bundle files of the site a node serves, found from
-//!   cargo-leptos' hash file (`hash-files = true`), or under plain names.
-//! - Serving ([`VersionObserverRoutes::version_observer_asset_routes`](super::VersionObserverRoutes::version_observer_asset_routes)),
-//!   `GET <pkg>/<name>`: a hashed name ([`is_hashed_name`]) is sent with
-//!   `Cache-Control: public, max-age=31536000, immutable` (its bytes can
-//!   never change), anything else with `no-cache` (browsers revalidate).
-//!   A plain bundle name (`version-observer.css`) is this node's own hashed
-//!   file, so markup that names it keeps working.
-//! - In cluster mode ([`ObserverBuilder::bundle`](super::ObserverBuilder::bundle)
-//!   and `nats`), each node puts its bundle into the object store bucket
-//!   [`Names::asset_bucket`] at start (start-up waits up to 10 s for it, so
-//!   that this version's pages find their bundle on every node at once) (each file under its hashed name,
-//!   skipped when already there, and an index object for its version), and
-//!   prunes the versions beyond the newest
-//!   [`asset_versions`](super::ObserverBuilder::asset_versions) that no
-//!   live node runs ([`prune_plan`]). Then it checks, once every safety
-//!   interval ([`Timings::safety_interval`](version_observer_core::Timings::safety_interval)),
-//!   that its version's index is still there, and puts its bundle back if
-//!   not (the bucket was lost with a NATS server's storage, deleted by
-//!   hand, or pruned by a node that did not yet know this version runs).
-//!   A hashed name the node does not have is fetched from the bucket, kept
-//!   in a bounded memory cache, and served; a name that is not in the
-//!   bucket is a `404`, a NATS failure a `503`. Request names are checked
-//!   before anything else ([`is_safe_name`]): never a path, and only hashed
-//!   names are ever looked up.
+//! The site's bundle ([`Bundle`], whose docs tell the whole story):
+//! content-hashed file names, caching headers that fit them, and, in
+//! cluster mode, the cluster's asset store.
 
 use async_nats::jetstream::{
     self,
@@ -64,22 +37,50 @@ use version_observer_core::{
     Version,
 };
 
-pub use version_observer_core::assets::DEFAULT_KEEP_VERSIONS;
-
 /// `Cache-Control` of a content-hashed file: its bytes never change.
-pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+pub(crate) const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// `Cache-Control` of everything else: browsers revalidate.
-pub const REVALIDATE: &str = "no-cache";
+pub(crate) const REVALIDATE: &str = "no-cache";
 /// The largest object fetched from the store.
-pub const MAX_OBJECT: usize = 32 * 1024 * 1024;
+pub(crate) const MAX_OBJECT: usize = 32 * 1024 * 1024;
 /// The memory cache of fetched objects, at most.
-pub const CACHE_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// Store lookups in flight at once; beyond them, `503`.
 const MAX_FETCHES: usize = 8;
 /// The hash file's name (cargo-leptos' default).
-pub const HASH_FILE: &str = "hash.txt";
+pub(crate) const HASH_FILE: &str = "hash.txt";
 
-/// The bundle files of a built site.
+/// The bundle files of a built site (wasm, JS, CSS), for a rolling deploy:
+/// content-hashed file names, caching headers that fit them, and, in
+/// cluster mode, the cluster's asset store, so that a page of one version
+/// can load its own bundle from a node of another.
+///
+/// - This type: the bundle files of the site a node serves, found from
+///   cargo-leptos' hash file (`hash-files = true`), or under plain names
+///   ([`find`](Self::find)).
+/// - Serving ([`VersionObserverRoutes::version_observer_asset_routes`](crate::VersionObserverRoutes::version_observer_asset_routes)),
+///   `GET <pkg>/<name>`: a hashed name ([`is_hashed_name`]) is sent with
+///   `Cache-Control: public, max-age=31536000, immutable` (its bytes can
+///   never change), anything else with `no-cache` (browsers revalidate).
+///   A plain bundle name (`version-observer.css`) is this node's own hashed
+///   file, so markup that names it keeps working.
+/// - In cluster mode ([`ObserverBuilder::bundle`](crate::ObserverBuilder::bundle)
+///   and `nats`), each node puts its bundle into the object store bucket
+///   [`Names::asset_bucket`] at start (each file under its hashed name,
+///   skipped when already there, and an index object for its version;
+///   start-up waits up to 10 s for it, so that this version's pages find
+///   their bundle on every node at once), and prunes the versions beyond
+///   the newest [`asset_versions`](crate::ObserverBuilder::asset_versions)
+///   that no live node runs ([`prune_plan`]). Then it checks, once every
+///   safety interval ([`Timings::safety_interval`](crate::Timings::safety_interval)),
+///   that its version's index is still there, and puts its bundle back if
+///   not (the bucket was lost with a NATS server's storage, deleted by
+///   hand, or pruned by a node that did not yet know this version runs).
+///   A hashed name the node does not have is fetched from the bucket, kept
+///   in a bounded memory cache, and served; a name that is not in the
+///   bucket is a `404`, a NATS failure a `503`. Request names are checked
+///   before anything else ([`is_safe_name`]): never a path, and only hashed
+///   names are ever looked up.
 #[derive(Debug, Clone)]
 pub struct Bundle {
     pkg_dir: PathBuf,

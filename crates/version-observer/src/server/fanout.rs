@@ -11,7 +11,7 @@
 //! A socket that cannot take the whole event at once (a reader that is slow,
 //! or has stopped reading) keeps the rest as its backlog ([`Out`]) and its
 //! task is woken to write it as the socket drains, dropping the stream after
-//! [`WRITE_TIMEOUT`](super::listener::WRITE_TIMEOUT). A backlog holds at most
+//! [`WRITE_TIMEOUT`](version_observer_core::timing::http::WRITE_TIMEOUT). A backlog holds at most
 //! the unfinished event and the newest report after it: every report is the
 //! node's whole state, so a stream that lags skips reports in between, never
 //! the last, and never gets one out of order (each carries its sequence

@@ -1,25 +1,5 @@
 //! [`FleetWatch`]: a cluster watched from outside over NATS, for deploy
-//! gates and fleet views. It hears the nodes' presence messages and reads
-//! the settled record from KV, but never publishes and never joins: the
-//! decisions are the core's [`Watcher`]; this only moves bytes.
-//!
-//! ```no_run
-//! use std::time::Duration;
-//! use version_observer::{server::fleet::FleetWatch, Compat, NatsSettings};
-//! use version_observer::core::cluster::watcher::Gate;
-//!
-//! # async fn demo() -> anyhow::Result<()> {
-//! let mut watch = FleetWatch::connect(NatsSettings::new("nats://127.0.0.1:4222").cluster("shop")).await?;
-//! let target = "2.0.0".parse()?;
-//! loop {
-//!     match watch.gate(&target, Compat::Major) {
-//!         Gate::Settled(fleet) => break println!("settled: {}", fleet.rollout()),
-//!         Gate::Waiting(fleet) => println!("waiting: {}", fleet.rollout()),
-//!     }
-//!     watch.changed(Duration::from_secs(1)).await;
-//! }
-//! # Ok(()) }
-//! ```
+//! gates and fleet views.
 
 use super::{
     cluster::connect,
@@ -41,7 +21,28 @@ use version_observer_core::{
     Compat, Version,
 };
 
-/// A cluster watched from outside. See the [module docs](self).
+/// A cluster watched from outside over NATS, for deploy gates and fleet
+/// views. It hears the nodes' presence messages and reads the settled
+/// record from KV, but never publishes and never joins: the decisions are
+/// the core's [`Watcher`]; this only moves bytes.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use version_observer::{Compat, FleetWatch, NatsSettings};
+/// use version_observer::core::cluster::watcher::Gate;
+///
+/// # async fn demo() -> anyhow::Result<()> {
+/// let mut watch = FleetWatch::connect(NatsSettings::new("nats://127.0.0.1:4222").cluster("shop")).await?;
+/// let target = "2.0.0".parse()?;
+/// loop {
+///     match watch.gate(&target, Compat::Major) {
+///         Gate::Settled(fleet) => break println!("settled: {}", fleet.rollout()),
+///         Gate::Waiting(fleet) => println!("waiting: {}", fleet.rollout()),
+///     }
+///     watch.changed(Duration::from_secs(1)).await;
+/// }
+/// # Ok(()) }
+/// ```
 pub struct FleetWatch {
     watcher: Arc<Mutex<Watcher>>,
     changed: Arc<Notify>,
@@ -130,6 +131,15 @@ impl FleetWatch {
     /// Waits until something is heard, or `at_most`.
     pub async fn changed(&self, at_most: Duration) {
         let _ = tokio::time::timeout(at_most, self.changed.notified()).await;
+    }
+}
+
+impl std::fmt::Debug for FleetWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetWatch")
+            .field("fleet", &self.fleet())
+            .field("stopped", &self.stop.is_cancelled())
+            .finish_non_exhaustive()
     }
 }
 

@@ -52,7 +52,6 @@ use version_observer_core::{
     Version,
 };
 
-pub use version_observer_core::timing::forward::DEFAULT_TIMEOUT;
 /// What a message carries besides the body: the frame's head and NATS'
 /// headers, kept free below the server's largest payload.
 const HEAD_ROOM: usize = 16 * 1024;

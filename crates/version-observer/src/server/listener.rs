@@ -1,33 +1,9 @@
-//! The observer's listener: version streams on new connections are served
-//! here, lean; every other connection goes to axum.
-//!
-//! Why: a version stream stays open for days and sends a few hundred bytes a
-//! day. hyper keeps an 8 KiB read buffer and an 8 KiB write buffer for every
-//! HTTP/1.1 connection for as long as it is open (its minimum), which would be
-//! most of what an open stream costs. So for each new connection the listener
-//! reads the first bytes of the request line: if it is
-//! `GET /api/version/events`, the observer answers it itself, holding only the
-//! socket and two receivers (reports, keep-alive ticks); anything else is
-//! handed to axum with the bytes already read replayed in front of the socket
-//! ([`Connection`]). Once a lean stream has its first event, the hub writes
-//! to its socket directly (`server::fanout`, private). A stream asked for on a connection that already carried
-//! other requests still works, through axum (`sse::version_events`);
-//! both send the same bytes.
-//!
-//! Reading never polls: each read waits for the socket, and a connection
-//! that sends nothing useful within [`REQUEST_TIMEOUT`] is closed. At most
-//! [`MAX_CLASSIFYING`] connections are read this way at once; beyond that a
-//! new connection goes to axum unread.
-//!
-//! A connection handed to axum that passes no byte either way for the
-//! observer's idle timeout ([`IDLE_TIMEOUT`] by default, or twice the
-//! keep-alive interval, if that is longer) is closed: axum's own server keeps an idle keep-alive connection open
-//! for ever, so connections that send one request and then wait would
-//! otherwise hold their file descriptors until the node runs out.
-//!
-//! The lean response is `HTTP/1.1 200` with the stream's headers and
-//! `connection: close`: the body runs until either side closes, so no
-//! chunked framing is needed.
+//! The observer's listener ([`StreamListener`]): version streams on new
+//! connections are served here, lean; every other connection goes to axum.
+//! Once a lean stream has its first event, the hub writes to its socket
+//! directly (`fanout`). A stream asked for on a connection that already
+//! carried other requests still works, through axum
+//! (`sse::version_events`); both send the same bytes.
 
 use super::{
     fanout::{Item, LeanConn},
@@ -52,14 +28,47 @@ use version_observer_core::stream_request::{
     check_head, classify, head_query, page_version, BadRequest, MAX_HEAD,
 };
 
-use version_observer_core::timing::http::{ACCEPT_ERROR_PAUSE, REFUSE_WAIT};
-pub use version_observer_core::timing::http::{IDLE_TIMEOUT, REQUEST_TIMEOUT, WRITE_TIMEOUT};
-/// Connections whose first bytes are awaited at once.
-pub const MAX_CLASSIFYING: usize = 4_096;
+use version_observer_core::timing::http::{
+    ACCEPT_ERROR_PAUSE, REFUSE_WAIT, REQUEST_TIMEOUT, WRITE_TIMEOUT,
+};
+/// Connections whose first bytes are awaited at once ([`StreamListener`]'s
+/// docs give the number).
+pub(crate) const MAX_CLASSIFYING: usize = 4_096;
 
-/// A TCP listener that serves version streams itself; see the
-/// [module docs](self). Made by [`VersionObserver::listener`](crate::VersionObserver::listener)
-/// and handed to `axum::serve`.
+/// A TCP listener that serves version streams itself. Made by
+/// [`VersionObserver::listener`](crate::VersionObserver::listener) and
+/// handed to `axum::serve`.
+///
+/// Why: a version stream stays open for days and sends a few hundred bytes a
+/// day. hyper keeps an 8 KiB read buffer and an 8 KiB write buffer for every
+/// HTTP/1.1 connection for as long as it is open (its minimum), which would be
+/// most of what an open stream costs. So for each new connection the listener
+/// reads the first bytes of the request line: if it is
+/// `GET /api/version/events`, the observer answers it itself, holding only the
+/// socket and two receivers (reports, keep-alive ticks); anything else is
+/// handed to axum with the bytes already read replayed in front of the socket
+/// (a [`Connection`]). A stream asked for on a connection that already
+/// carried other requests still works, through axum; both send the same
+/// bytes.
+///
+/// Reading never polls: each read waits for the socket, and a connection
+/// that sends nothing useful within
+/// [`REQUEST_TIMEOUT`](crate::core::timing::http::REQUEST_TIMEOUT) is
+/// closed. At most 4,096 connections are read this way at once; beyond that
+/// a new connection goes to axum unread.
+///
+/// A connection handed to axum that passes no byte either way for the
+/// observer's idle timeout
+/// ([`ObserverBuilder::idle_timeout`](crate::ObserverBuilder::idle_timeout):
+/// [`DEFAULT_IDLE_TIMEOUT`](crate::ObserverBuilder::DEFAULT_IDLE_TIMEOUT) by
+/// default, or twice the keep-alive interval, if that is longer) is closed:
+/// axum's own server keeps an idle keep-alive connection open for ever, so
+/// connections that send one request and then wait would otherwise hold
+/// their file descriptors until the node runs out.
+///
+/// The lean response is `HTTP/1.1 200` with the stream's headers and
+/// `connection: close`: the body runs until either side closes, so no
+/// chunked framing is needed.
 pub struct StreamListener {
     tcp: TcpListener,
     streams: Arc<Streams>,
@@ -87,6 +96,18 @@ impl StreamListener {
             others_tx,
             others,
         }
+    }
+}
+
+impl std::fmt::Debug for StreamListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamListener")
+            .field("local_addr", &self.tcp.local_addr().ok())
+            .field(
+                "classifying",
+                &(MAX_CLASSIFYING - self.classifying.available_permits()),
+            )
+            .finish_non_exhaustive()
     }
 }
 
@@ -137,9 +158,13 @@ impl axum::serve::Listener for StreamListener {
     }
 }
 
-/// A connection handed to axum: the bytes the listener read first, then the
-/// socket; closed (an end of file for axum) once it has passed no byte
-/// either way for its idle timeout.
+/// A connection [`StreamListener`] hands to axum (its
+/// [`Listener::Io`](axum::serve::Listener::Io)): the bytes the listener read
+/// first, then the socket; closed (an end of file for axum) once it has
+/// passed no byte either way for its idle timeout.
+///
+/// Nothing to build or call: it is named for code that is generic over
+/// axum's listeners, e.g. a `ListenerExt::tap_io` callback.
 pub struct Connection {
     prefix: Vec<u8>,
     at: usize,
@@ -150,6 +175,18 @@ pub struct Connection {
     /// Wakes the reader to look at `active_at` again; moved on lazily, only
     /// when it fires, so activity costs no timer update.
     idle: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Connection");
+        match &self.tcp {
+            Io::Tcp(tcp) => d.field("peer_addr", &tcp.peer_addr().ok()),
+            Io::Local(_) => d.field("peer_addr", &"in-process (a forwarded request)"),
+        };
+        d.field("idle_timeout", &self.idle_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a [`Connection`] reads and writes: a socket, or the in-process

@@ -1,32 +1,9 @@
 //! One node's Prometheus metrics, encoded by `prometheus-client` from a
 //! snapshot taken at each scrape (nothing is counted twice: the counts live
 //! where things happen, in the streams and in the coordinator's
-//! [`Counters`]).
-//!
-//! | metric | type | labels | what |
-//! |--------|------|--------|------|
-//! | `version_observer_node_info` | gauge (1) | `node_id`, `version`, `mode` | this node |
-//! | `version_observer_streams` | gauge | | version streams open now |
-//! | `version_observer_stream_limit` | gauge | | `max_streams` |
-//! | `version_observer_tabs` | gauge | `page_version` | open streams by the version of the page that opened them (`unknown`: none named; `other`: beyond 32 distinct versions) |
-//! | `version_observer_refused_total` | counter | `reason` | refused: with 503, `streams` (at `max_streams`), `open_files` (at the open-files limit), `requests` (by the host app, [`VersionObserver::count_refused_request`]); with 409, `stale_client` (the request guard, [`VersionObserver::request_guard`]) |
-//! | `version_observer_nats_connected` | gauge | | 1 while connected to NATS (cluster mode only, as all below) |
-//! | `version_observer_nats_connects_total` | counter | | connections to NATS, the first included (reconnects = this − 1) |
-//! | `version_observer_cluster_state` | gauge | `state` | 1 for this node's current view: `settled`, `mixed` or `unknown` |
-//! | `version_observer_members` | gauge | | live members in this node's view |
-//! | `version_observer_monitor` | gauge | | 1 while this node holds the monitor lease |
-//! | `version_observer_lease_acquisitions_total` | counter | | times this node became the monitor |
-//! | `version_observer_lease_losses_total` | counter | | times it stopped being the monitor without handing the lease back |
-//! | `version_observer_records_written_total` | counter | `kind` | records written as monitor: `announcement`, `baseline` |
-//! | `version_observer_rounds_total` | counter | `outcome` | collection rounds: `settled`, `mixed`, `incomplete` |
-//! | `version_observer_round_duration_seconds` | histogram | | from a round's request to its last reply (or deadline) |
-//! | `version_observer_messages_dropped_total` | counter | `reason` | cluster messages dropped: `malformed`, `bad_reply_subject`, `unknown_subject`, `unauthenticated`, and `bad_release` (a reply's or record's release metadata that failed its check: the metadata was dropped, the message kept) |
-//! | `version_observer_retiring` | gauge | | 1 while this node retires |
-//! | `version_observer_retiring_members` | gauge | | retiring members in this node's view |
-//! | `version_observer_forwarded_total` | counter | `from_version`, `to_version`, `outcome` | requests this node passed on to a member of `to_version` (version affinity; with it on, as all below): `answered`, `no_member` (nobody of that version took it), `declined`, `timeout`, `too_large`, `failed` |
-//! | `version_observer_forward_duration_seconds` | histogram | | from sending a forwarded request to its answer |
-//! | `version_observer_forward_refusals_total` | counter | `reason` | requests answered `409` (or `502`/`504`) because forwarding failed: `no_member`, `too_large`, `timeout`, `failed` |
-//! | `version_observer_forwarded_in_total` | counter | `outcome` | requests forwarded to this node: `served`, or why they were not (`busy`, `malformed`, `unauthenticated`, `replayed`, `stale`, `wrong_version`, `not_served`, `answer_lost`) |
+//! [`Counters`]). The list of metrics is in
+//! [`VersionObserver::metrics_text`]'s docs: keep it in step with
+//! [`encode`].
 
 use super::observer::VersionObserver;
 use prometheus_client::{

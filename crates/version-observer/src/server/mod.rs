@@ -1,42 +1,45 @@
 //! The server side (feature `ssr`): the observer, its routes, its lean
-//! stream listener and the NATS cluster node.
+//! stream listener and the NATS cluster node. Private: what a host uses is
+//! re-exported once, at the crate root.
 //!
-//! - [`observer`]: [`VersionObserver`], its builder and lifecycle;
-//! - [`settings`]: [`ObserverBuilder`] and [`NatsSettings`], checked at start;
-//! - [`routes`]: [`VersionObserverRoutes`], the extension trait on `Router`;
-//! - [`assets`]: [`assets::Bundle`], the site's content-hashed bundle, its caching headers and the cluster's asset store;
-//! - [`listener`]: [`StreamListener`], version streams served without hyper's buffers;
-//! - [`metrics`]: what `GET /metrics` exports;
-//! - [`fleet`]: [`fleet::FleetWatch`], a cluster watched from outside (deploy gates);
+//! - `observer`: [`VersionObserver`], its builder and lifecycle;
+//! - `settings`: [`ObserverBuilder`] and [`NatsSettings`], checked at start;
+//! - `routes`: [`VersionObserverRoutes`], the extension trait on `Router`;
+//! - `guard`: [`RequestGuardLayer`], the request guard;
+//! - `assets`: [`Bundle`], the site's content-hashed bundle, its caching headers and the cluster's asset store;
+//! - `listener`: [`StreamListener`], version streams served without hyper's buffers;
+//! - `metrics`: what `GET /metrics` exports;
+//! - `fleet`: [`FleetWatch`], a cluster watched from outside (deploy gates);
+//! - `forward`: version affinity, requests passed to a member of their version;
 //! - `hub`: the node's report, fanned out to every stream;
 //! - `fanout`: lean streams, written by one task (one `write` per socket);
 //! - `sse`: the event stream's bytes;
 //! - `cluster`: the NATS driver of the sans-IO coordinator.
 
-pub mod assets;
+mod assets;
 mod cluster;
 mod fanout;
-pub mod fleet;
+mod fleet;
 mod forward;
-pub mod guard;
+mod guard;
 mod hub;
-pub mod listener;
-pub mod metrics;
-pub mod observer;
-pub mod routes;
-pub mod settings;
+mod listener;
+mod metrics;
+mod observer;
+mod routes;
+mod settings;
 mod signal;
-pub use signal::shutdown_signal;
 mod sse;
 mod streams;
 
-pub use assets::Bundle;
+pub use assets::{Bundle, BundleError};
+pub use fleet::FleetWatch;
+pub use guard::{RequestGuard, RequestGuardLayer};
 pub use listener::{Connection, StreamListener};
 pub use observer::VersionObserver;
 pub use routes::VersionObserverRoutes;
-pub use settings::{
-    default_node_id, redact_urls, NatsSettings, ObserverBuilder, StartError, DEFAULT_CLUSTER,
-};
+pub use settings::{default_node_id, env, redact_urls, NatsSettings, ObserverBuilder, StartError};
+pub use signal::shutdown_signal;
 
 #[cfg(test)]
 mod forward_tests;

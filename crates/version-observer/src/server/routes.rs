@@ -1,22 +1,5 @@
-//! The observer's HTTP routes, added to a host app's axum router.
-//!
-//! Public (browsers need them), [`version_observer_routes`](VersionObserverRoutes::version_observer_routes):
-//!
-//! | route                      | what                                             |
-//! |----------------------------|--------------------------------------------------|
-//! | `GET /api/version`         | this node and its cluster view, as JSON          |
-//! | `GET /api/version/events`  | the same, as Server-Sent Events (`?page=<version>`: the tab's page version, counted in the metrics) |
-//! | `GET /readyz`              | readiness: `200 {"status":"ready"}`, or `503` with `Retry-After` once the node is stopping or retiring |
-//!
-//! For operators, [`version_observer_admin_routes`](VersionObserverRoutes::version_observer_admin_routes):
-//! serve them on a separate, private listener (the reference node's
-//! `--admin-listen`), not next to your pages.
-//!
-//! | route                      | what                                             |
-//! |----------------------------|--------------------------------------------------|
-//! | `GET /api/cluster`         | members, monitor, state and record, as JSON      |
-//! | `GET /api/fleet/events`    | the same, as Server-Sent Events, every half second |
-//! | `GET /metrics`             | Prometheus metrics ([`super::metrics`])          |
+//! The observer's HTTP routes, added to a host app's axum router
+//! ([`VersionObserverRoutes`], whose docs list them).
 
 use super::{observer::VersionObserver, sse};
 use axum::{
@@ -30,6 +13,24 @@ use version_observer_core::{paths, timing::fleet::EVENTS_INTERVAL as FLEET_INTER
 
 /// Adds the observer's routes to a router, whatever its state type: an
 /// extension trait, like leptos_axum's `LeptosRoutes`.
+///
+/// Public (browsers need them), [`version_observer_routes`](VersionObserverRoutes::version_observer_routes):
+///
+/// | route                      | what                                             |
+/// |----------------------------|--------------------------------------------------|
+/// | `GET /api/version`         | this node and its cluster view, as JSON          |
+/// | `GET /api/version/events`  | the same, as Server-Sent Events (`?page=<version>`: the tab's page version, counted in the metrics) |
+/// | `GET /readyz`              | readiness: `200 {"status":"ready"}`, or `503` with `Retry-After` once the node is stopping or retiring |
+///
+/// For operators, [`version_observer_admin_routes`](VersionObserverRoutes::version_observer_admin_routes):
+/// serve them on a separate, private listener (the reference node's
+/// `--admin-listen`), not next to your pages.
+///
+/// | route                      | what                                             |
+/// |----------------------------|--------------------------------------------------|
+/// | `GET /api/cluster`         | members, monitor, state and record, as JSON      |
+/// | `GET /api/fleet/events`    | the same, as Server-Sent Events, every half second |
+/// | `GET /metrics`             | Prometheus metrics ([`VersionObserver::metrics_text`]) |
 ///
 /// ```no_run
 /// use axum::Router;
@@ -58,8 +59,9 @@ pub trait VersionObserverRoutes {
     /// max-age=31536000, immutable`, other names with `no-cache`, the
     /// bundle's plain names (`<output>.css`) as this build's files, and in
     /// cluster mode other versions' hashed files from the cluster's asset
-    /// store ([`super::assets`]). Deeper paths (`<pkg>/snippets/…`) are left
-    /// to the router's other routes or fallback.
+    /// store (see [`Bundle`](crate::Bundle)). Deeper paths
+    /// (`<pkg>/snippets/…`) are left to the router's other routes or
+    /// fallback.
     fn version_observer_asset_routes(self, observer: &VersionObserver) -> Self;
 }
 

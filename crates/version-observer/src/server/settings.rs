@@ -46,8 +46,15 @@ pub struct ObserverBuilder {
 }
 
 impl ObserverBuilder {
+    /// How long a connection handed to your app may stay idle by default
+    /// ([`idle_timeout`](Self::idle_timeout)): 120 s.
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = version_observer_core::timing::http::IDLE_TIMEOUT;
+    /// How many versions' bundles the cluster's asset store keeps by default
+    /// ([`asset_versions`](Self::asset_versions)).
+    pub const DEFAULT_KEEP_VERSIONS: usize = version_observer_core::assets::DEFAULT_KEEP_VERSIONS;
     /// How long a forwarded request may take by default ([`forward_timeout`](Self::forward_timeout)).
-    pub const DEFAULT_FORWARD_TIMEOUT: Duration = super::forward::DEFAULT_TIMEOUT;
+    pub const DEFAULT_FORWARD_TIMEOUT: Duration =
+        version_observer_core::timing::forward::DEFAULT_TIMEOUT;
     /// How long no page must have needed a retiring node by default ([`retire_grace`](Self::retire_grace)).
     pub const DEFAULT_RETIRE_GRACE: Duration = version_observer_core::timing::DEFAULT_RETIRE_GRACE;
 
@@ -59,10 +66,10 @@ impl ObserverBuilder {
             nats: None,
             max_streams: streams::MAX_STREAMS,
             keepalive: streams::KEEPALIVE,
-            idle_timeout: super::listener::IDLE_TIMEOUT,
+            idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
             release: Release::default(),
             bundle: None,
-            asset_versions: super::assets::DEFAULT_KEEP_VERSIONS,
+            asset_versions: Self::DEFAULT_KEEP_VERSIONS,
             affinity: true,
             forward_timeout: Self::DEFAULT_FORWARD_TIMEOUT,
             retire_for: None,
@@ -112,9 +119,10 @@ impl ObserverBuilder {
     /// How long a connection that [`VersionObserver::listener`](super::VersionObserver::listener)
     /// hands to your app may pass no byte either way (idle between
     /// requests, or a handler that answers nothing for that long) before
-    /// the listener closes it [default: 120 s, longer than common proxies'
-    /// 60-75 s idle timeouts; never less than twice the keep-alive
-    /// interval, so streams served by your app stay open].
+    /// the listener closes it [default:
+    /// [`DEFAULT_IDLE_TIMEOUT`](Self::DEFAULT_IDLE_TIMEOUT), 120 s, longer
+    /// than common proxies' 60-75 s idle timeouts; never less than twice
+    /// the keep-alive interval, so streams served by your app stay open].
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), version_observer::StartError> {
@@ -164,11 +172,11 @@ impl ObserverBuilder {
         self
     }
 
-    /// The site's bundle ([`Bundle::find`](super::assets::Bundle::find)),
+    /// The site's bundle ([`Bundle::find`](crate::Bundle::find)),
     /// served by [`version_observer_asset_routes`](crate::VersionObserverRoutes::version_observer_asset_routes)
     /// with caching headers that fit its names; in cluster mode also put
     /// into the cluster's asset store at start, so nodes of other versions
-    /// can serve it to this version's pages ([`super::assets`])
+    /// can serve it to this version's pages (see [`Bundle`](crate::Bundle))
     /// [default: none].
     pub fn bundle(mut self, bundle: super::assets::Bundle) -> Self {
         self.bundle = Some(bundle);
@@ -178,7 +186,8 @@ impl ObserverBuilder {
     /// How many versions' bundles the cluster's asset store keeps: the
     /// most recently started ones, and every version a live node runs; a
     /// starting node deletes the rest (1 to 1000; 0: no asset store, each
-    /// node serves only its own bundle) [default: 5].
+    /// node serves only its own bundle) [default:
+    /// [`DEFAULT_KEEP_VERSIONS`](Self::DEFAULT_KEEP_VERSIONS), 5].
     pub fn asset_versions(mut self, versions: usize) -> Self {
         self.asset_versions = versions;
         self
@@ -248,7 +257,7 @@ impl ObserverBuilder {
 
     /// The settings the `VO_*` environment variables give, over the ones
     /// set so far: the reference node's variables for the same settings
-    /// ([`env`](mod@env) lists them), so a host app is configured like it, without
+    /// ([`env`](crate::env) lists them), so a host app is configured like it, without
     /// code of its own. Unset variables change nothing; a bad value is a
     /// [`StartError::Env`] naming the variable. `VO_NATS` puts the node in
     /// a cluster, with the NATS variables beside it.
@@ -461,6 +470,11 @@ impl ObserverBuilder {
 
 /// The environment variables [`ObserverBuilder::with_env`] reads, one per
 /// setting: the names the reference node reads too.
+///
+/// ```
+/// assert!(version_observer::env::ALL.contains(&version_observer::env::NATS));
+/// assert_eq!(version_observer::env::NATS, "VO_NATS");
+/// ```
 pub mod env {
     /// [`ObserverBuilder::node_id`](super::ObserverBuilder::node_id).
     pub const NODE_ID: &str = "VO_NODE_ID";
@@ -571,10 +585,11 @@ impl std::fmt::Debug for NatsSettings {
     }
 }
 
-/// The cluster name nodes use unless told otherwise.
-pub const DEFAULT_CLUSTER: &str = "default";
-
 impl NatsSettings {
+    /// The cluster name nodes use unless told otherwise
+    /// ([`cluster`](Self::cluster)).
+    pub const DEFAULT_CLUSTER: &str = "default";
+
     /// One NATS URL or several, comma-separated (a NATS cluster):
     /// `nats://host:4222`, `tls://host:4222`, with a user and password
     /// (`nats://user:pass@host:4222`) or a token (`nats://token@host:4222`)
@@ -582,7 +597,7 @@ impl NatsSettings {
     pub fn new(urls: impl Into<String>) -> Self {
         Self {
             urls: urls.into(),
-            cluster: DEFAULT_CLUSTER.into(),
+            cluster: Self::DEFAULT_CLUSTER.into(),
             credentials: None,
             root_certificates: None,
             key_file: None,
@@ -759,7 +774,7 @@ pub fn redact_urls(urls: &str) -> String {
 /// (a new one at every call).
 ///
 /// ```
-/// let id = version_observer::server::default_node_id();
+/// let id = version_observer::default_node_id();
 /// assert!(version_observer::core::protocol::valid_node_id(&id).is_ok());
 /// ```
 pub fn default_node_id() -> String {

@@ -7,7 +7,7 @@
 ///
 /// ```no_run
 /// # async fn demo() {
-/// let signal = version_observer::server::shutdown_signal().await;
+/// let signal = version_observer::shutdown_signal().await;
 /// println!("stopping on {signal}");
 /// # }
 /// ```
