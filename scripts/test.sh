@@ -31,6 +31,8 @@ cargo clippy "${NATIVE_PACKAGES[@]}" --all-targets -- -D warnings
 
 say "cargo doc (the crates' API docs, as docs.rs builds them; warnings are errors)"
 RUSTC_BOOTSTRAP=1 RUSTDOCFLAGS="-D warnings --cfg docsrs" cargo doc --no-deps -p version-observer-core -p version-observer --features version-observer/ssr
+say "cargo doc (the browser's half alone, feature hydrate; warnings are errors)"
+RUSTC_BOOTSTRAP=1 RUSTDOCFLAGS="-D warnings --cfg docsrs" cargo doc --no-deps -p version-observer --no-default-features --features hydrate
 
 # Both library crates packaged as for crates.io, and built from the
 # packages by the declared rust-version's toolchain.

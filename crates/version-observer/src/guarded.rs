@@ -119,7 +119,9 @@ impl GuardedError {
     }
 }
 
-/// [`GuardedError`]'s wire form (see its docs).
+/// [`GuardedError`]'s wire form (see its docs): its
+/// `FromServerFnError::Encoder`, which Leptos uses; you never need to name it.
+#[derive(Debug, Clone, Copy)]
 pub struct GuardedEncoding;
 
 impl ContentType for GuardedEncoding {

@@ -8,6 +8,7 @@
 //! URL), the last one to leave closes it.
 
 use super::shared::BrowserStream;
+use crate::UseVersionObserverOptions;
 use std::{cell::RefCell, rc::Rc};
 use version_observer_core::{banner::PageKnowledge, Version, VersionReport};
 
@@ -27,6 +28,11 @@ type Listener = Rc<dyn Fn()>;
 
 struct Page {
     state: State,
+    /// The options of the first to join: where the stream is, and whether
+    /// `fetch` is wrapped.
+    options: UseVersionObserverOptions,
+    /// Whether a later joiner asking for other options was told.
+    warned: bool,
     /// Every user's listener (`None` once it left).
     listeners: Vec<Option<Listener>>,
     stream: Option<BrowserStream>,
@@ -41,9 +47,10 @@ thread_local! {
 pub struct Joined(usize);
 
 /// Joins the page's state for a page of version `page` (the first to join
-/// opens the stream on `url`), and calls `on_change` after every change.
-pub fn join(url: &str, page: &Version, on_change: Listener) -> Joined {
-    let (at, opened) = PAGE.with(|p| {
+/// opens the stream where its `options` say, and wraps `fetch` if they
+/// say so), and calls `on_change` after every change.
+pub fn join(options: &UseVersionObserverOptions, page: &Version, on_change: Listener) -> Joined {
+    let (at, opened, mismatch) = PAGE.with(|p| {
         let mut p = p.borrow_mut();
         let opened = p.is_none();
         let p = p.get_or_insert_with(|| Page {
@@ -53,8 +60,15 @@ pub fn join(url: &str, page: &Version, on_change: Listener) -> Joined {
                 report: None,
                 connected: false,
             },
+            options: options.clone(),
+            warned: false,
             listeners: Vec::new(),
             stream: None,
+        });
+        // Told once: the page has one stream, the first one's.
+        let mismatch = (p.options != *options && !p.warned).then(|| {
+            p.warned = true;
+            p.options.clone()
         });
         // A slot a user left, or a new one.
         let at = match p.listeners.iter().position(Option::is_none) {
@@ -65,14 +79,22 @@ pub fn join(url: &str, page: &Version, on_change: Listener) -> Joined {
             }
         };
         p.listeners[at] = Some(on_change);
-        (at, opened)
+        (at, opened, mismatch)
     });
-    if opened {
+    if let Some(first) = mismatch {
+        leptos::logging::warn!(
+            "version-observer: this page's stream was opened with {first:?}; a later component or hook asks for {options:?} and shares it. Pass the same UseVersionObserverOptions to each (or provide them once as context)"
+        );
+    }
+    let url = options.url();
+    if opened && options.wraps_fetch() {
         // The request guard: this page's requests name its version, and a
         // refusal makes it stale at once.
         super::guard::install(page, |answer| {
             changed(&mut |state| state.knowledge.refused(&state.page, &answer))
         });
+    }
+    if opened {
         // The node counts open tabs per page version (its metrics).
         let stream_url = version_observer_core::stream_request::stream_url(url, page);
         // One stream per browser: the tab holding it shares every report.

@@ -43,12 +43,16 @@ pub fn AutomaticReload(
     /// What may happen without a click (`ReloadStrategy::prompt()`:
     /// nothing).
     strategy: ReloadStrategy,
+    /// The hook's options (the events URL of routes under a prefix)
+    /// [default: those in context, see [`UseVersionObserverOptions`](crate::UseVersionObserverOptions)].
+    #[prop(optional)]
+    options: Option<crate::UseVersionObserverOptions>,
 ) -> impl IntoView {
     // On both sides alike (it is shared data of the page).
-    let page = super::page_info();
+    let page = super::page(options);
     #[cfg(feature = "hydrate")]
-    if let Some(page) = page {
-        driver::start(&page.version, strategy);
+    if let Some(info) = &page.info {
+        driver::start(&page.options, &info.version, strategy);
     }
     #[cfg(not(feature = "hydrate"))]
     let _ = (page, strategy);
@@ -67,7 +71,6 @@ mod driver {
     };
     use std::{cell::RefCell, rc::Rc, time::Duration};
     use version_observer_core::{
-        paths,
         reload::{Action, AutoReload, Held, LoopGuard, PageState},
         Version,
     };
@@ -104,7 +107,11 @@ mod driver {
     }
 
     /// Drives the strategy for as long as the calling component lives.
-    pub(super) fn start(version: &Version, strategy: ReloadStrategy) {
+    pub(super) fn start(
+        options: &crate::UseVersionObserverOptions,
+        version: &Version,
+        strategy: ReloadStrategy,
+    ) {
         let driver: Shared = Rc::new(RefCell::new(Driver {
             auto: AutoReload::new(strategy),
             shown: (Action::Current, Held::No),
@@ -120,7 +127,7 @@ mod driver {
             }
         });
         let d = driver.clone();
-        let joined = page::join(paths::EVENTS, version, Rc::new(move || poll(&d)));
+        let joined = page::join(options, version, Rc::new(move || poll(&d)));
         // `visibilitychange` is fired at the document and bubbles to the window.
         let visibility = window_event_listener_untyped("visibilitychange", |_| page::poke());
         // Unsaved input is watched from now on.

@@ -113,9 +113,13 @@ pub fn VersionBanner(
     /// The button's label (replaces `texts.reload`).
     #[prop(optional, into)]
     reload_label: Option<String>,
+    /// The hook's options (the events URL of routes under a prefix)
+    /// [default: those in context, see [`UseVersionObserverOptions`](crate::UseVersionObserverOptions)].
+    #[prop(optional)]
+    options: Option<crate::UseVersionObserverOptions>,
 ) -> impl IntoView {
     // On both sides alike (it is shared data of the page).
-    let page = super::page_info();
+    let page = super::page(options);
     let mut texts = texts.unwrap_or_default();
     if let Some(message) = message {
         texts.message = message;
@@ -141,7 +145,7 @@ pub(crate) mod dom {
     use super::*;
     use crate::browser::page;
     use std::{cell::RefCell, rc::Rc};
-    use version_observer_core::{banner::Staleness, paths};
+    use version_observer_core::banner::Staleness;
     use wasm_bindgen::{prelude::Closure, JsCast};
     use web_sys::Element;
 
@@ -203,11 +207,11 @@ pub(crate) mod dom {
         /// Joins the page's state (opening its stream), for as long as the
         /// calling component lives; `None` without a page version.
         pub(crate) fn start(
-            page: Option<crate::PageInfo>,
+            page: crate::ui::Page,
             class: Option<String>,
             texts: BannerTexts,
         ) -> Anchor {
-            let page = page?;
+            let (info, options) = (page.info?, page.options);
             let banner = Rc::new(Banner {
                 anchor: RefCell::new(None),
                 class,
@@ -215,7 +219,7 @@ pub(crate) mod dom {
                 shown: RefCell::new(None),
             });
             let b = banner.clone();
-            let joined = page::join(paths::EVENTS, &page.version, Rc::new(move || b.render()));
+            let joined = page::join(&options, &info.version, Rc::new(move || b.render()));
             let b = send_wrapper::SendWrapper::new((banner.clone(), joined));
             on_cleanup(move || {
                 let (banner, joined) = b.take();

@@ -14,16 +14,43 @@ use super::PageInfo;
 use leptos::prelude::*;
 use version_observer_core::{paths, ClusterView, Version, VersionReport};
 
-/// Options of [`use_version_observer_with_options`].
+/// Options of [`use_version_observer_with_options`], and of the components
+/// ([`VersionBanner`](crate::VersionBanner),
+/// [`ReloadOnNavigation`](crate::ReloadOnNavigation),
+/// [`AutomaticReload`](crate::AutomaticReload): their `options` prop).
+///
+/// Set them once for the whole page by providing them as context at the
+/// top of your app (the hook without options and every component without
+/// the prop read it there):
+///
+/// ```
+/// use leptos::prelude::*;
+/// use version_observer::{UseVersionObserverOptions, VersionBanner};
+///
+/// #[component]
+/// fn App() -> impl IntoView {
+///     // The observer's routes are nested under /app on the server.
+///     provide_context(UseVersionObserverOptions::default().events_url("/app/api/version/events"));
+///     view! { <VersionBanner/> }
+/// }
+/// ```
+///
+/// A server that knows them at run time instead (from its configuration)
+/// provides them in the context of its Leptos routes, beside
+/// [`VersionObserver::context`](crate::VersionObserver::context): the page
+/// then carries the events URL to the browser, where every component uses
+/// it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UseVersionObserverOptions {
     events_url: String,
+    wrap_fetch: bool,
 }
 
 impl Default for UseVersionObserverOptions {
     fn default() -> Self {
         Self {
             events_url: paths::EVENTS.to_owned(),
+            wrap_fetch: true,
         }
     }
 }
@@ -43,6 +70,42 @@ impl UseVersionObserverOptions {
     pub fn events_url(mut self, url: impl Into<String>) -> Self {
         self.events_url = url.into();
         self
+    }
+
+    /// Whether the page wraps `window.fetch` [default: `true`]: the browser
+    /// half of the request guard. Wrapped, every request the page makes to
+    /// its own origin through `fetch` (Leptos server functions included)
+    /// carries the page's version in the `x-version-observer-page` header,
+    /// so the server's [`request_guard`](crate::VersionObserver::request_guard)
+    /// can refuse (or, in a cluster, forward) a request from a page of an
+    /// incompatible version, and a `409` it answers makes the page stale at
+    /// once. Cross-origin requests are left exactly as they were.
+    ///
+    /// With `false` nothing is wrapped: the page's requests carry no
+    /// header, so the server's guard passes them as it passes any request
+    /// without one, and the banner shows when the stream tells. To guard
+    /// your own client instead, send the header yourself
+    /// (`x-version-observer-page: <page version>`, the version in
+    /// [`UseVersionObserverReturn::page`]).
+    ///
+    /// The first of a page's callers to run decides (it opens the page's
+    /// stream); a later one asking otherwise gets a console warning.
+    ///
+    /// ```
+    /// let options = version_observer::UseVersionObserverOptions::default().wrap_fetch(false);
+    /// ```
+    pub fn wrap_fetch(mut self, wrap: bool) -> Self {
+        self.wrap_fetch = wrap;
+        self
+    }
+
+    pub(crate) fn url(&self) -> &str {
+        &self.events_url
+    }
+
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+    pub(crate) fn wraps_fetch(&self) -> bool {
+        self.wrap_fetch
     }
 }
 
@@ -77,7 +140,12 @@ impl UseVersionObserverReturn {
     }
 }
 
-/// The version signals of this page, from the default event stream.
+/// The version signals of this page: [`use_version_observer_with_options`]
+/// with the [`UseVersionObserverOptions`] in context, else the defaults.
+///
+/// In the browser it wraps `window.fetch` (once per page) so that the
+/// page's own requests name its version, the browser half of the request
+/// guard; [`UseVersionObserverOptions::wrap_fetch`] turns that off.
 ///
 /// ```
 /// use leptos::prelude::*;
@@ -96,7 +164,8 @@ impl UseVersionObserverReturn {
 /// }
 /// ```
 pub fn use_version_observer() -> UseVersionObserverReturn {
-    use_version_observer_with_options(UseVersionObserverOptions::default())
+    let page = super::page(None);
+    live::signals(page.options, page.info)
 }
 
 /// [`use_version_observer`] with options.
@@ -112,8 +181,8 @@ pub fn use_version_observer_with_options(
     // Serialized into the page on the server, read back while hydrating, so
     // both sides render the same version (on both sides alike: it is shared
     // data of the page).
-    let page = super::page_info();
-    live::signals(options.events_url, page)
+    let page = super::page(Some(options));
+    live::signals(page.options, page.info)
 }
 
 #[cfg(not(feature = "hydrate"))]
@@ -122,7 +191,10 @@ mod live {
 
     /// On the server (and in native tests): nothing streams; the signals
     /// hold what the page hydrates with.
-    pub(super) fn signals(_url: String, page: Option<PageInfo>) -> UseVersionObserverReturn {
+    pub(super) fn signals(
+        _options: UseVersionObserverOptions,
+        page: Option<PageInfo>,
+    ) -> UseVersionObserverReturn {
         UseVersionObserverReturn {
             page,
             report: Signal::derive(|| None),
@@ -144,12 +216,15 @@ mod live {
     /// Signals over the page's state, all woken by one trigger that the
     /// state pokes on every change: one signal type per value, and no
     /// copy of the state.
-    pub(super) fn signals(url: String, page: Option<PageInfo>) -> UseVersionObserverReturn {
+    pub(super) fn signals(
+        options: UseVersionObserverOptions,
+        page: Option<PageInfo>,
+    ) -> UseVersionObserverReturn {
         let changed = ArcTrigger::new();
         if let Some(info) = &page {
             let t = changed.clone();
             let joined = send_wrapper::SendWrapper::new(page::join(
-                &url,
+                &options,
                 &info.version,
                 Rc::new(move || t.notify()),
             ));

@@ -41,20 +41,65 @@ pub struct PageInfo {
 }
 
 impl PageInfo {
-    /// The form the page carries it in: `<version> <node id>` (neither
-    /// has a space).
+    /// The form the page carries it in: `<version> <node id>`, then
+    /// ` <events URL> <1 or 0: fetch wrapped>` when the server's context
+    /// holds options other than the defaults (none of them has a space).
     #[cfg(not(feature = "hydrate"))]
-    fn to_text(&self) -> String {
-        format!("{} {}", self.version, self.node_id)
+    fn to_text(&self, options: Option<&UseVersionObserverOptions>) -> String {
+        match options.filter(|o| **o != UseVersionObserverOptions::default()) {
+            Some(o) => format!(
+                "{} {} {} {}",
+                self.version,
+                self.node_id,
+                o.url(),
+                u8::from(o.wraps_fetch())
+            ),
+            None => format!("{} {}", self.version, self.node_id),
+        }
     }
 
-    fn from_text(text: &str) -> Option<Self> {
-        let (version, node_id) = text.split_once(' ')?;
-        Some(Self {
+    fn from_text(text: &str) -> Option<(Self, Option<UseVersionObserverOptions>)> {
+        let mut parts = text.split(' ');
+        let (version, node_id) = (parts.next()?, parts.next()?);
+        let info = Self {
             node_id: node_id.to_owned(),
             version: version.parse().ok()?,
-        })
+        };
+        let options = match (parts.next(), parts.next()) {
+            (Some(url), Some(wrap)) => Some(
+                UseVersionObserverOptions::default()
+                    .events_url(url)
+                    .wrap_fetch(wrap == "1"),
+            ),
+            _ => None,
+        };
+        Some((info, options))
     }
+}
+
+/// What this page's components join it with: its [`PageInfo`] and the
+/// options every one of them uses.
+pub(crate) struct Page {
+    pub(crate) info: Option<PageInfo>,
+    pub(crate) options: UseVersionObserverOptions,
+}
+
+/// This page's [`PageInfo`] and the options a component uses: its own
+/// (`options`), else the [`UseVersionObserverOptions`] in context, else
+/// those in the server's context when it rendered the page, else the
+/// defaults.
+///
+/// Like [`page_info`], call it on both sides alike.
+pub(crate) fn page(options: Option<UseVersionObserverOptions>) -> Page {
+    let (info, served) = match page_info() {
+        Some((info, served)) => (Some(info), served),
+        None => (None, None),
+    };
+    let options = options
+        .or_else(use_context::<UseVersionObserverOptions>)
+        .or(served)
+        .unwrap_or_default();
+    Page { info, options }
 }
 
 /// This page's [`PageInfo`]: the server's context while it renders,
@@ -65,18 +110,41 @@ impl PageInfo {
 /// alike, or the ids of every later `SharedValue` and `Resource` shift and
 /// hydration breaks. It is carried as plain text, not JSON: no reader of its
 /// own in the wasm.
-pub(crate) fn page_info() -> Option<PageInfo> {
+fn page_info() -> Option<(PageInfo, Option<UseVersionObserverOptions>)> {
     let text = SharedValue::new_str(|| {
         // Only the server has it (the browser reads the server's).
         #[cfg(not(feature = "hydrate"))]
-        return use_context::<PageInfo>()
-            .map(|p| p.to_text())
-            .unwrap_or_default();
+        return match use_context::<PageInfo>() {
+            Some(info) => info.to_text(use_context::<UseVersionObserverOptions>().as_ref()),
+            None => {
+                warn_once(&NO_CONTEXT_WARNED);
+                String::new()
+            }
+        };
         #[cfg(feature = "hydrate")]
         String::new()
     })
     .into_inner();
-    PageInfo::from_text(&text)
+    let read = PageInfo::from_text(&text);
+    #[cfg(feature = "hydrate")]
+    if read.is_none() {
+        warn_once(&NO_CONTEXT_WARNED);
+    }
+    read
+}
+
+/// Whether the page (or, on the server, the process) has said that a page
+/// was rendered without the observer's context.
+static NO_CONTEXT_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// What a page rendered without [`PageInfo`] says, once: in the browser's
+/// console, and in the server's log.
+pub(crate) const NO_CONTEXT: &str = "version-observer: this page was rendered without the observer's context, so its banner never shows and its requests are not guarded. Add observer.context() to your Leptos routes: .leptos_routes_with_context(&options, routes, observer.context(), app) (README: Add it to your app)";
+
+fn warn_once(warned: &std::sync::atomic::AtomicBool) {
+    if !warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        leptos::logging::warn!("{NO_CONTEXT}");
+    }
 }
 
 /// Reloads the page (a full load of the current URL), in the browser; does
@@ -85,5 +153,53 @@ pub fn reload_page() {
     #[cfg(feature = "hydrate")]
     if let Some(window) = web_sys::window() {
         let _ = window.location().reload();
+    }
+}
+
+#[cfg(all(test, not(feature = "hydrate")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_carries_its_info_and_the_servers_options_as_text() {
+        let info = PageInfo {
+            node_id: "web-1".into(),
+            version: "1.2.3-rc.1+build.5".parse().unwrap(),
+        };
+        // The defaults are not carried.
+        for options in [None, Some(UseVersionObserverOptions::default())] {
+            let text = info.to_text(options.as_ref());
+            assert_eq!(text, "1.2.3-rc.1+build.5 web-1");
+            assert_eq!(PageInfo::from_text(&text), Some((info.clone(), None)));
+        }
+        for options in [
+            UseVersionObserverOptions::default().events_url("/app/api/version/events"),
+            UseVersionObserverOptions::default().wrap_fetch(false),
+            UseVersionObserverOptions::default()
+                .events_url("/vo/api/version/events")
+                .wrap_fetch(false),
+        ] {
+            let text = info.to_text(Some(&options));
+            assert_eq!(
+                PageInfo::from_text(&text),
+                Some((info.clone(), Some(options))),
+                "{text}"
+            );
+        }
+        for bad in ["", "1.0.0", "one web-1"] {
+            assert_eq!(PageInfo::from_text(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_components_options_are_its_own_else_the_contexts_else_the_defaults() {
+        let prefixed = UseVersionObserverOptions::default().events_url("/app/api/version/events");
+        let own = UseVersionObserverOptions::default().wrap_fetch(false);
+        Owner::new().with(|| {
+            assert_eq!(page(None).options, UseVersionObserverOptions::default());
+            provide_context(prefixed.clone());
+            assert_eq!(page(None).options, prefixed);
+            assert_eq!(page(Some(own.clone())).options, own);
+        });
     }
 }

@@ -28,14 +28,19 @@ use leptos::prelude::*;
 /// }
 /// ```
 #[component]
-pub fn ReloadOnNavigation() -> impl IntoView {
+pub fn ReloadOnNavigation(
+    /// The hook's options (the events URL of routes under a prefix)
+    /// [default: those in context, see [`UseVersionObserverOptions`](crate::UseVersionObserverOptions)].
+    #[prop(optional)]
+    options: Option<crate::UseVersionObserverOptions>,
+) -> impl IntoView {
     // On both sides alike (it is shared data of the page): calling it in the
     // browser only would shift the ids of every later `SharedValue` and
     // `Resource`, and hydration would fail.
-    let page = super::page_info();
+    let page = super::page(options);
     #[cfg(feature = "hydrate")]
-    if let Some(page) = page {
-        browser::start(&page.version);
+    if let Some(info) = &page.info {
+        browser::start(&page.options, &info.version);
     }
     #[cfg(not(feature = "hydrate"))]
     let _ = page;
@@ -46,16 +51,16 @@ mod browser {
     use crate::browser::page;
     use leptos::prelude::*;
     use std::rc::Rc;
-    use version_observer_core::{paths, Version};
+    use version_observer_core::Version;
     use wasm_bindgen::{prelude::Closure, JsCast, JsValue};
 
     /// For as long as the calling component lives: once the page is
     /// stale, `pushState` (which routers call to navigate) loads its
     /// target in full, and back or forward (`popstate`) reloads the address
     /// they reached. One closure does both.
-    pub(super) fn start(version: &Version) {
+    pub(super) fn start(options: &crate::UseVersionObserverOptions, version: &Version) {
         // Joins the page's state (opening its stream if nothing else has).
-        let joined = page::join(paths::EVENTS, version, Rc::new(|| {}));
+        let joined = page::join(options, version, Rc::new(|| {}));
         let history = js_sys::Reflect::get(&window(), &"history".into()).unwrap_or_default();
         let original = js_sys::Reflect::get(&history, &"pushState".into())
             .ok()
