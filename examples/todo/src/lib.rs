@@ -119,9 +119,12 @@ fn About() -> impl IntoView {
         <h1>"About"</h1>
         <p data-testid="about">"A todo list that knows when it is out of date."</p>
         <Suspense fallback=|| view! { <p>"Counting…"</p> }>
-            <p data-testid="todo-count">
-                {move || todos.get().map(|list| format!("{} todos so far.", list.map_or(0, |l| l.len())))}
-            </p>
+            // In a Resource's view: the banner speaks for a refused refetch.
+            {move || match todos.get() {
+                Some(Ok(list)) => Some(view! { <p data-testid="todo-count">{format!("{} todos so far.", list.len())}</p> }.into_any()),
+                Some(Err(GuardedError::StaleClient(_))) | None => None,
+                Some(Err(_)) => Some(view! { <p class="todo-error">"Could not count the todos."</p> }.into_any()),
+            }}
         </Suspense>
         <button data-testid="about-more" on:click=move |_| details.update(|d| *d = !*d)>"More"</button>
         <Show when=move || details.get()>

@@ -33,7 +33,14 @@ fn section_blocks() -> Vec<(String, Vec<String>)> {
 
 #[test]
 fn every_rust_line_of_the_section_is_in_the_example() {
-    let example = format!("{}\n{}", read("src/main.rs"), read("src/lib.rs"));
+    let example = [
+        "src/main.rs",
+        "src/lib.rs",
+        // Routes under a prefix, with options in the pages' context.
+        "src/bin/under_prefix.rs",
+    ]
+    .map(read)
+    .join("\n");
     let example_lines: Vec<&str> = example.lines().map(str::trim).collect();
     let mut checked = 0;
     for (lang, lines) in section_blocks() {

@@ -28,11 +28,6 @@ type Listener = Rc<dyn Fn()>;
 
 struct Page {
     state: State,
-    /// The options of the first to join: where the stream is, and whether
-    /// `fetch` is wrapped.
-    options: UseVersionObserverOptions,
-    /// Whether a later joiner asking for other options was told.
-    warned: bool,
     /// Every user's listener (`None` once it left).
     listeners: Vec<Option<Listener>>,
     stream: Option<BrowserStream>,
@@ -50,7 +45,7 @@ pub struct Joined(usize);
 /// opens the stream where its `options` say, and wraps `fetch` if they
 /// say so), and calls `on_change` after every change.
 pub fn join(options: &UseVersionObserverOptions, page: &Version, on_change: Listener) -> Joined {
-    let (at, opened, mismatch) = PAGE.with(|p| {
+    let (at, opened) = PAGE.with(|p| {
         let mut p = p.borrow_mut();
         let opened = p.is_none();
         let p = p.get_or_insert_with(|| Page {
@@ -60,16 +55,10 @@ pub fn join(options: &UseVersionObserverOptions, page: &Version, on_change: List
                 report: None,
                 connected: false,
             },
-            options: options.clone(),
-            warned: false,
             listeners: Vec::new(),
             stream: None,
         });
-        // Told once: the page has one stream, the first one's.
-        let mismatch = (p.options != *options && !p.warned).then(|| {
-            p.warned = true;
-            p.options.clone()
-        });
+
         // A slot a user left, or a new one.
         let at = match p.listeners.iter().position(Option::is_none) {
             Some(at) => at,
@@ -79,13 +68,8 @@ pub fn join(options: &UseVersionObserverOptions, page: &Version, on_change: List
             }
         };
         p.listeners[at] = Some(on_change);
-        (at, opened, mismatch)
+        (at, opened)
     });
-    if let Some(first) = mismatch {
-        leptos::logging::warn!(
-            "version-observer: this page's stream was opened with {first:?}; a later component or hook asks for {options:?} and shares it. Pass the same UseVersionObserverOptions to each (or provide them once as context)"
-        );
-    }
     let url = options.url();
     if opened && options.wraps_fetch() {
         // The request guard: this page's requests name its version, and a

@@ -89,7 +89,7 @@ impl UseVersionObserverOptions {
     /// [`UseVersionObserverReturn::page`]).
     ///
     /// The first of a page's callers to run decides (it opens the page's
-    /// stream); a later one asking otherwise gets a console warning.
+    /// stream): give them all the same options (context does).
     ///
     /// ```
     /// let options = version_observer::UseVersionObserverOptions::default().wrap_fetch(false);

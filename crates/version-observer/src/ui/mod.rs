@@ -95,10 +95,11 @@ pub(crate) fn page(options: Option<UseVersionObserverOptions>) -> Page {
         Some((info, served)) => (Some(info), served),
         None => (None, None),
     };
-    let options = options
-        .or_else(use_context::<UseVersionObserverOptions>)
-        .or(served)
-        .unwrap_or_default();
+    // The context's options are read on the server, which sends them with
+    // the page (`served`): the browser has no context lookup of its own.
+    #[cfg(not(feature = "hydrate"))]
+    let served = served.or_else(use_context::<UseVersionObserverOptions>);
+    let options = options.or(served).unwrap_or_default();
     Page { info, options }
 }
 
@@ -139,11 +140,19 @@ static NO_CONTEXT_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::Ato
 
 /// What a page rendered without [`PageInfo`] says, once: in the browser's
 /// console, and in the server's log.
-pub(crate) const NO_CONTEXT: &str = "version-observer: this page was rendered without the observer's context, so its banner never shows and its requests are not guarded. Add observer.context() to your Leptos routes: .leptos_routes_with_context(&options, routes, observer.context(), app) (README: Add it to your app)";
+pub(crate) const NO_CONTEXT: &str = "version-observer: this page was rendered without observer.context() in leptos_routes_with_context, so its banner never shows (README: Add it to your app)";
+
+/// A warning for the developer: the browser's console, or the server's log.
+pub(crate) fn warn(text: &str) {
+    #[cfg(feature = "hydrate")]
+    web_sys::console::warn_1(&text.into());
+    #[cfg(not(feature = "hydrate"))]
+    tracing::warn!("{text}");
+}
 
 fn warn_once(warned: &std::sync::atomic::AtomicBool) {
     if !warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
-        leptos::logging::warn!("{NO_CONTEXT}");
+        warn(NO_CONTEXT);
     }
 }
 
