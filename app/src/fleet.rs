@@ -233,8 +233,9 @@ struct Drain {
     layers: Vec<Layer>,
     /// The most tabs open at once (the top of the scale).
     peak: u64,
-    /// The window, in minutes.
-    minutes: u64,
+    /// How far back the chart reaches, in milliseconds: the history's
+    /// window, or less while the history is younger (at least a minute).
+    span_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -247,13 +248,17 @@ struct Layer {
     colour: &'static str,
 }
 
-/// The history's stacked areas over `[now_ms - window, now_ms]`: each
-/// point holds from its time to the next point's (the last to now); a
-/// point before the window holds from the window's start.
+/// The history's stacked areas over its window up to `now_ms` (or, while
+/// the history is younger than that, since its first point, at least a
+/// minute): each point holds from its time to the next point's (the last
+/// to now); a point before the window holds from the window's start.
 fn drain_chart(history: &PageHistory, now_ms: u64) -> Drain {
-    let window = history.window_ms();
-    let start = now_ms.saturating_sub(window);
     let points = history.points();
+    let age = points
+        .first()
+        .map_or(0, |first| now_ms.saturating_sub(first.at_ms));
+    let window = history.window_ms().min(age.max(MIN_SPAN_MS));
+    let start = now_ms.saturating_sub(window);
     let peak = history.peak();
     let x = |at: u64| {
         let at = at.clamp(start, now_ms);
@@ -300,7 +305,19 @@ fn drain_chart(history: &PageHistory, now_ms: u64) -> Drain {
     Drain {
         layers,
         peak,
-        minutes: window / 60_000,
+        span_ms: window,
+    }
+}
+
+/// The shortest span the chart shows: a minute.
+const MIN_SPAN_MS: u64 = 60_000;
+
+/// `90 s`, `45 min`: how long ago, on the chart's axis.
+fn ago(ms: u64) -> String {
+    if ms >= 2 * 60_000 {
+        format!("{} min", ms / 60_000)
+    } else {
+        format!("{} s", ms / 1000)
     }
 }
 
@@ -310,10 +327,11 @@ fn DrainChart(chart: Drain) -> impl IntoView {
     let Drain {
         layers,
         peak,
-        minutes,
+        span_ms,
     } = chart;
     let description = format!(
-        "Open pages by version over the last {minutes} minutes: {}",
+        "Open pages by version over the last {}: {}",
+        ago(span_ms),
         if layers.is_empty() {
             "none".to_owned()
         } else {
@@ -330,8 +348,12 @@ fn DrainChart(chart: Drain) -> impl IntoView {
         CHART_HEIGHT + CHART_BOTTOM + 8.0,
     );
     let ticks = [
-        (0.0, format!("−{minutes} min"), "start"),
-        (CHART_WIDTH / 2.0, format!("−{} min", minutes / 2), "middle"),
+        (0.0, format!("−{}", ago(span_ms)), "start"),
+        (
+            CHART_WIDTH / 2.0,
+            format!("−{}", ago(span_ms / 2)),
+            "middle",
+        ),
         (CHART_WIDTH, "now".to_owned(), "end"),
     ];
     let legend = layers
@@ -345,7 +367,7 @@ fn DrainChart(chart: Drain) -> impl IntoView {
         })
         .collect::<Vec<_>>();
     view! {
-        <h2>{format!("Open pages by version, last {minutes} minutes")}</h2>
+        <h2>"Open pages by version, the last hour"</h2>
         <figure class="drain" data-testid="fleet-drain">
             <svg
                 viewBox=format!("0 0 {w} {h}")
@@ -440,7 +462,7 @@ mod tests {
         history.record(NOW - 2 * HOUR, &tabs(&[("1.0.0", 10)]));
         let chart = drain_chart(&history, NOW);
         assert_eq!(chart.peak, 10);
-        assert_eq!(chart.minutes, 60);
+        assert_eq!(chart.span_ms, HOUR);
         assert_eq!(chart.layers.len(), 1);
         assert_eq!(chart.layers[0].path, "M0.0 0.0H600.0V140.0H0.0Z");
         assert_eq!(chart.layers[0].now, 10);
@@ -449,13 +471,14 @@ mod tests {
     #[test]
     fn a_rollout_stacks_the_new_version_on_the_old_one() {
         let mut history = PageHistory::new(Duration::from_millis(HOUR));
-        // Half an hour ago 4 old tabs; a quarter of an hour ago 2 old, 2
-        // new; 6 minutes ago only new ones.
-        history.record(NOW - HOUR / 2, &tabs(&[("1.0.0", 4)]));
+        // An hour and a half ago 4 old tabs; a quarter of an hour ago 2
+        // old, 2 new; 6 minutes ago only new ones.
+        history.record(NOW - 3 * HOUR / 2, &tabs(&[("1.0.0", 4)]));
         history.record(NOW - HOUR / 4, &tabs(&[("1.0.0", 2), ("2.0.0", 2)]));
         history.record(NOW - HOUR / 10, &tabs(&[("2.0.0", 3)]));
         let chart = drain_chart(&history, NOW);
         assert_eq!(chart.peak, 4);
+        assert_eq!(chart.span_ms, HOUR);
         let paths: Vec<(&str, &str, u64)> = chart
             .layers
             .iter()
@@ -464,19 +487,42 @@ mod tests {
         assert_eq!(
             paths,
             [
-                // At the bottom: 4, then 2, then none.
+                // At the bottom: 4 (from the window's start), then 2, then none.
                 (
                     "1.0.0",
-                    "M300.0 0.0H450.0V70.0H540.0V140.0H600.0V140.0H540.0V140.0H450.0V140.0H300.0Z",
+                    "M0.0 0.0H450.0V70.0H540.0V140.0H600.0V140.0H540.0V140.0H450.0V140.0H0.0Z",
                     0
                 ),
                 // Above it: from 2 to 4 (stacked on the old 2), then 0 to 3.
                 (
                     "2.0.0",
-                    "M300.0 0.0H450.0V0.0H540.0V35.0H600.0V140.0H540.0V70.0H450.0V0.0H300.0Z",
+                    "M0.0 0.0H450.0V0.0H540.0V35.0H600.0V140.0H540.0V70.0H450.0V0.0H0.0Z",
                     3
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn a_young_history_spans_its_age_and_at_least_a_minute() {
+        let mut history = PageHistory::new(Duration::from_millis(HOUR));
+        history.record(NOW - 10 * 60_000, &tabs(&[("1.0.0", 2)]));
+        history.record(NOW - 5 * 60_000, &tabs(&[("1.0.0", 1)]));
+        let chart = drain_chart(&history, NOW);
+        assert_eq!(chart.span_ms, 10 * 60_000);
+        assert_eq!(
+            chart.layers[0].path,
+            "M0.0 0.0H300.0V70.0H600.0V140.0H300.0V140.0H0.0Z"
+        );
+        // Ten seconds old: the last minute, the area at its right end.
+        let mut young = PageHistory::new(Duration::from_millis(HOUR));
+        young.record(NOW - 10_000, &tabs(&[("1.0.0", 1)]));
+        let chart = drain_chart(&young, NOW);
+        assert_eq!(chart.span_ms, 60_000);
+        assert_eq!(chart.layers[0].path, "M500.0 0.0H600.0V140.0H500.0Z");
+        assert_eq!(
+            (ago(chart.span_ms), ago(HOUR)),
+            ("60 s".to_owned(), "60 min".to_owned())
         );
     }
 
@@ -502,7 +548,7 @@ mod tests {
             r#"data-node="n1" data-state="retiring""#,
             r#"data-node="n2" data-state="serving""#,
             "n1 (1.0.0): 3 open pages of its build",
-            r##"<path d="M300.0 87.5H600.0V140.0H300.0Z" fill="#a9b2c3" data-version="1.0.0">"##,
+            r##"<path d="M0.0 87.5H600.0V140.0H0.0Z" fill="#a9b2c3" data-version="1.0.0">"##,
             "1.0.0 3 now, 2.0.0 5 now",
         ] {
             assert!(body.contains(wanted), "{wanted} in {body}");
