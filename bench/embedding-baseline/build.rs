@@ -14,25 +14,34 @@ fn main() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/todo/src/lib.rs");
     println!("cargo:rerun-if-changed={}", example.display());
     let source = fs::read_to_string(&example).expect("the example's src/lib.rs");
+    // With feature `banner`: the example less its optional part only
+    // (`<ReloadOnNavigation/>`): what the banner with its default parts adds.
+    let banner = env::var_os("CARGO_FEATURE_BANNER").is_some();
     let mut removed = 0;
     let kept: Vec<String> = source
         .lines()
         .filter(|line| {
-            let drop = line.contains("VersionBanner")
-                || line.contains("ReloadOnNavigation")
-                || line.contains("use version_observer::GuardedError")
-                || line.contains("// The one line for the banner")
+            let optional = line.contains("ReloadOnNavigation")
                 || line.contains("// And, optionally: once stale");
+            let drop = optional
+                || (!banner
+                    && (line.contains("VersionBanner")
+                        || line.contains("use version_observer::GuardedError")
+                        || line.contains("// The one line for the banner")));
             removed += usize::from(drop);
             !drop && !line.trim_start().starts_with("//!")
         })
         .map(|line| {
+            if banner {
+                return line.to_owned();
+            }
             line.replace("GuardedError::StaleClient(_)", "ServerFnError::Request(_)")
                 .replace("GuardedError", "ServerFnError")
         })
         .collect();
     assert_eq!(
-        removed, 7,
+        removed,
+        if banner { 3 } else { 7 },
         "expected the imports, <VersionBanner/>, <ReloadOnNavigation/> and their comments in examples/todo/src/lib.rs; update build.rs"
     );
     let out = Path::new(&env::var("OUT_DIR").unwrap()).join("lib.rs");

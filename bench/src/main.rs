@@ -170,6 +170,10 @@ struct RunArgs {
     #[arg(long, default_value = "target/site-todo/pkg")]
     example_pkg: PathBuf,
 
+    /// The example app with the banner's default parts only (the budget's).
+    #[arg(long, default_value = "target/site-todo-default-parts/pkg")]
+    default_parts_pkg: PathBuf,
+
     /// The example app without version-observer (bench/embedding-baseline).
     #[arg(long, default_value = "target/site-todo-without-banner/pkg")]
     baseline_pkg: PathBuf,
@@ -358,6 +362,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 &bundle::Sites {
                     pkg: &args.pkg,
                     example: &args.example_pkg,
+                    default_parts: &args.default_parts_pkg,
                     baseline: &args.baseline_pkg,
                     require_release: args.release_bundle,
                 }
