@@ -142,6 +142,17 @@ pub fn config(port: u16, site: &Site, workers: usize, prefix: &str) -> String {
             }
             let _ = writeln!(w, "        keepalive 32;");
             let _ = writeln!(w, "    }}");
+            // The same nodes for the streams alone: a stream that retries a
+            // node nginx marked down holds that node's trial for as long as it
+            // lives; page loads must not wait on it (README, Running a cluster).
+            let _ = writeln!(w, "    upstream streams {{");
+            for upstream in upstreams {
+                let _ = writeln!(
+                    w,
+                    "        server 127.0.0.1:{upstream} max_fails=1 fail_timeout=1s;"
+                );
+            }
+            let _ = writeln!(w, "    }}");
             let _ = writeln!(w, "    server {{");
             let _ = writeln!(w, "        listen 127.0.0.1:{port};");
             let _ = writeln!(w, "        proxy_http_version 1.1;");
@@ -157,7 +168,7 @@ pub fn config(port: u16, site: &Site, workers: usize, prefix: &str) -> String {
             let _ = writeln!(w, "        add_header X-Upstream $upstream_addr always;");
             let _ = writeln!(w, "        location / {{ proxy_pass http://nodes; }}");
             let _ = writeln!(w, "        location = /api/version/events {{");
-            let _ = writeln!(w, "            proxy_pass http://nodes;");
+            let _ = writeln!(w, "            proxy_pass http://streams;");
             // Server-Sent Events: pass every byte on at once, and let an idle
             // stream (a keep-alive comment every 30 s by default) live for hours.
             let _ = writeln!(w, "            proxy_buffering off;");
@@ -207,6 +218,13 @@ mod tests {
         let events = &text[text.find("location = /api/version/events").unwrap()..];
         assert!(events.contains("proxy_buffering off;"));
         assert!(events.contains("proxy_read_timeout 1h;"));
+        // Streams on an upstream of their own, every node in both.
+        assert!(events.contains("proxy_pass http://streams;"));
+        let streams = &text[text.find("upstream streams").unwrap()..];
+        let streams = &streams[..streams.find('}').unwrap()];
+        for port in [4001, 4002, 4003] {
+            assert!(streams.contains(&format!("server 127.0.0.1:{port} ")));
+        }
         assert!(text.contains("proxy_next_upstream error timeout"));
         assert!(
             !text.contains("round_robin"),
