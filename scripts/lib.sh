@@ -215,8 +215,27 @@ NATIVE_PACKAGES=(-p version-observer-core -p version-observer -p app -p version-
 # `rust-version`, so that this build is also its check. rustup has that
 # toolchain on the machines this project runs on; a machine without it
 # skips the check with a warning (CI fails instead).
+#
+# `cargo package` of several crates verifies each against the others through a
+# local registry overlay, and cargo takes a registry's crate for immutable: it
+# extracts the overlay's .crate files under $CARGO_HOME/registry/src/-<hash of
+# the checkout's path>/ once, and builds them once per target dir, so a later
+# run from the same folder reuses the copy (and the build) of the first,
+# however old (CI once verified the crate against a core from an earlier
+# commit). The packaging builds in a target dir of its own, and both go first.
+forget_packaged_crates() { # <the packaging's target dir>
+  local src="${CARGO_HOME:-$HOME/.cargo}/registry/src" dir
+  for dir in "$src"/-*/version-observer-core-[0-9]* "$src"/-*/version-observer-[0-9]* \
+    "$1"/debug/.fingerprint/version-observer-*; do
+    [ -d "$dir" ] || continue
+    say "removing $dir (an earlier cargo package's copy)"
+    rm -rf "$dir"
+  done
+}
+
 package_crates() {
-  local wanted toolchain=""
+  local wanted toolchain="" target="$VO_ROOT/target/package-check"
+  forget_packaged_crates "$target"
   wanted="$(awk -F'"' '/^rust-version = / { print $2; exit }' "$VO_ROOT/Cargo.toml")"
   if command -v rustup >/dev/null 2>&1; then
     for candidate in $(rustup toolchain list 2>/dev/null | awk '{print $1}'); do
@@ -232,13 +251,13 @@ package_crates() {
       return 1
     fi
     say "no Rust $wanted toolchain (the declared rust-version): packaging with $(cargo --version) instead"
-    (cd "$VO_ROOT" && cargo package -p version-observer-core -p version-observer \
+    (cd "$VO_ROOT" && CARGO_TARGET_DIR="$target" cargo package -p version-observer-core -p version-observer \
       --features version-observer/ssr --allow-dirty)
     return
   fi
   say "cargo package version-observer-core version-observer (verified with $toolchain, rust-version $wanted, feature ssr)"
-  (cd "$VO_ROOT" && rustup run "$toolchain" cargo package -p version-observer-core -p version-observer \
-    --features version-observer/ssr --allow-dirty)
+  (cd "$VO_ROOT" && CARGO_TARGET_DIR="$target" rustup run "$toolchain" cargo package \
+    -p version-observer-core -p version-observer --features version-observer/ssr --allow-dirty)
 }
 
 # The node binary, vo-lab (nats-server + nodes + nginx on loopback),

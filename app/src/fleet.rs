@@ -19,9 +19,8 @@ pub struct Snapshot {
     pub status: ClusterStatus,
     /// Open pages by version over the last hour
     /// ([`VersionObserver::page_history`](version_observer::VersionObserver::page_history)).
+    /// The chart ends at its latest sample ([`PageHistory::until_ms`]).
     pub history: PageHistory,
-    /// Now, on the history's clock (milliseconds since the Unix epoch).
-    pub now_ms: u64,
 }
 
 /// The fleet view's document (server only), for the node's admin listener:
@@ -63,11 +62,7 @@ fn escape(text: &str) -> String {
 /// One snapshot of the fleet (rendered on the server only).
 #[component]
 pub fn FleetBody(snapshot: Snapshot) -> impl IntoView {
-    let Snapshot {
-        status,
-        history,
-        now_ms,
-    } = snapshot;
+    let Snapshot { status, history } = snapshot;
     // The rollout: serving members by version, then retiring ones.
     let mut rollout: std::collections::BTreeMap<(bool, String), usize> = Default::default();
     let mut tabs: std::collections::BTreeMap<String, u64> = Default::default();
@@ -203,7 +198,7 @@ pub fn FleetBody(snapshot: Snapshot) -> impl IntoView {
                     .into_any()
             }}
         </ul>
-        <DrainChart chart=drain_chart(&history, now_ms)/>
+        <DrainChart chart=drain_chart(&history)/>
         <h2>"Record"</h2>
         <p data-testid="fleet-record">{current}</p>
         <p class="muted">"Records this node has seen, newest first:"</p>
@@ -248,11 +243,13 @@ struct Layer {
     colour: &'static str,
 }
 
-/// The history's stacked areas over its window up to `now_ms` (or, while
-/// the history is younger than that, since its first point, at least a
-/// minute): each point holds from its time to the next point's (the last
-/// to now); a point before the window holds from the window's start.
-fn drain_chart(history: &PageHistory, now_ms: u64) -> Drain {
+/// The history's stacked areas over its window up to its latest sample
+/// (or, while the history is younger than that, since its first point, at
+/// least a minute): each point holds from its time to the next point's (the
+/// last to the latest sample); a point before the window holds from the
+/// window's start.
+fn drain_chart(history: &PageHistory) -> Drain {
+    let now_ms = history.until_ms();
     let points = history.points();
     let age = points
         .first()
@@ -442,13 +439,19 @@ mod tests {
     /// A clock far from zero, as the Unix epoch's is.
     const NOW: u64 = 10 * HOUR;
 
+    /// `history` sampled once more at `NOW`, unchanged.
+    fn until_now(mut history: PageHistory) -> PageHistory {
+        let last = history.points().last().map(|p| p.tabs.clone());
+        history.record(NOW, &last.unwrap_or_default());
+        history
+    }
+
     #[test]
     fn the_page_streams_from_the_events_path_and_escapes_its_stylesheet() {
         assert!(FLEET_SCRIPT.contains(&format!("'{}'", crate::FLEET_EVENTS_PATH)));
         let snapshot = Snapshot {
             status: status(serde_json::json!([])),
             history: PageHistory::default(),
-            now_ms: NOW,
         };
         let page = fleet_page(snapshot, Some("/pkg/a.css?x=\"<"));
         assert!(page.contains(r#"href="/pkg/a.css?x=&quot;&lt;""#), "{page}");
@@ -460,7 +463,7 @@ mod tests {
     fn one_version_all_hour_fills_the_plot() {
         let mut history = PageHistory::new(Duration::from_millis(HOUR));
         history.record(NOW - 2 * HOUR, &tabs(&[("1.0.0", 10)]));
-        let chart = drain_chart(&history, NOW);
+        let chart = drain_chart(&until_now(history));
         assert_eq!(chart.peak, 10);
         assert_eq!(chart.span_ms, HOUR);
         assert_eq!(chart.layers.len(), 1);
@@ -476,7 +479,7 @@ mod tests {
         history.record(NOW - 3 * HOUR / 2, &tabs(&[("1.0.0", 4)]));
         history.record(NOW - HOUR / 4, &tabs(&[("1.0.0", 2), ("2.0.0", 2)]));
         history.record(NOW - HOUR / 10, &tabs(&[("2.0.0", 3)]));
-        let chart = drain_chart(&history, NOW);
+        let chart = drain_chart(&until_now(history));
         assert_eq!(chart.peak, 4);
         assert_eq!(chart.span_ms, HOUR);
         let paths: Vec<(&str, &str, u64)> = chart
@@ -508,7 +511,7 @@ mod tests {
         let mut history = PageHistory::new(Duration::from_millis(HOUR));
         history.record(NOW - 10 * 60_000, &tabs(&[("1.0.0", 2)]));
         history.record(NOW - 5 * 60_000, &tabs(&[("1.0.0", 1)]));
-        let chart = drain_chart(&history, NOW);
+        let chart = drain_chart(&until_now(history));
         assert_eq!(chart.span_ms, 10 * 60_000);
         assert_eq!(
             chart.layers[0].path,
@@ -517,7 +520,7 @@ mod tests {
         // Ten seconds old: the last minute, the area at its right end.
         let mut young = PageHistory::new(Duration::from_millis(HOUR));
         young.record(NOW - 10_000, &tabs(&[("1.0.0", 1)]));
-        let chart = drain_chart(&young, NOW);
+        let chart = drain_chart(&until_now(young));
         assert_eq!(chart.span_ms, 60_000);
         assert_eq!(chart.layers[0].path, "M500.0 0.0H600.0V140.0H500.0Z");
         assert_eq!(
@@ -538,8 +541,7 @@ mod tests {
         history.record(NOW - HOUR / 2, &tabs(&[("1.0.0", 3), ("2.0.0", 5)]));
         let body = fleet_body(Snapshot {
             status,
-            history,
-            now_ms: NOW,
+            history: until_now(history),
         });
         for wanted in [
             "2 members (1 retiring), settled; monitor n2",

@@ -43,6 +43,7 @@ pub struct Point {
 pub struct PageHistory {
     window_ms: u64,
     points: VecDeque<Point>,
+    until_ms: u64,
 }
 
 impl PageHistory {
@@ -51,18 +52,20 @@ impl PageHistory {
         Self {
             window_ms: u64::try_from(window.as_millis()).unwrap_or(u64::MAX),
             points: VecDeque::new(),
+            until_ms: 0,
         }
     }
 
     /// The tabs now are `tabs` (`now_ms` never goes back; an earlier time
-    /// is taken as the last point's).
+    /// is taken as the last record's).
     pub fn record(&mut self, now_ms: u64, tabs: &BTreeMap<String, u64>) {
         let tabs: BTreeMap<String, u64> = tabs
             .iter()
             .filter(|(_, n)| **n > 0)
             .map(|(v, n)| (v.clone(), *n))
             .collect();
-        let now_ms = now_ms.max(self.points.back().map_or(0, |p| p.at_ms));
+        let now_ms = now_ms.max(self.until_ms);
+        self.until_ms = now_ms;
         if self.points.back().is_none_or(|last| last.tabs != tabs) {
             self.points.push_back(Point {
                 at_ms: now_ms,
@@ -111,6 +114,12 @@ impl PageHistory {
             .unwrap_or(0)
     }
 
+    /// When the tabs were last recorded, changed or not (0 before the
+    /// first): the history holds up to here, so a chart of it ends here.
+    pub fn until_ms(&self) -> u64 {
+        self.until_ms
+    }
+
     /// The window's length, in milliseconds.
     pub fn window_ms(&self) -> u64 {
         self.window_ms
@@ -137,6 +146,7 @@ mod tests {
         h.record(0, &tabs(&[("1.0.0", 5)]));
         h.record(1_000, &tabs(&[("1.0.0", 5)]));
         assert_eq!(h.points().len(), 1, "no change, no point");
+        assert_eq!(h.until_ms(), 1_000, "but the history holds up to it");
         h.record(10_000, &tabs(&[("1.0.0", 3), ("2.0.0", 2)]));
         h.record(11_000, &tabs(&[("1.0.0", 2), ("2.0.0", 3)]));
         assert_eq!(h.points().len(), 3);
@@ -154,6 +164,7 @@ mod tests {
         // Time never goes back.
         h.record(50_000, &tabs(&[("2.0.0", 7)]));
         assert!(h.points().windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
+        assert_eq!(h.until_ms(), 100_000);
     }
 
     #[test]

@@ -147,10 +147,6 @@ fn snapshot(observer: &VersionObserver) -> app::fleet::Snapshot {
     app::fleet::Snapshot {
         status: observer.cluster_status(),
         history: observer.page_history(),
-        // The history's clock.
-        now_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
     }
 }
 

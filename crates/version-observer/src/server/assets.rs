@@ -18,7 +18,7 @@ use std::{
     collections::{HashMap, VecDeque},
     path::{Path, PathBuf},
     sync::Mutex,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 use tokio::{
     io::AsyncReadExt,
@@ -427,9 +427,7 @@ impl Store {
         let index = AssetIndex {
             version: own.clone(),
             files: bundle.files().map(str::to_owned).collect(),
-            at_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            at_ms: super::unix_ms(),
         };
         let json = serde_json::to_vec(&index)?;
         store

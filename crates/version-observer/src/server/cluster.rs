@@ -12,6 +12,7 @@
 use super::{
     settings::{NatsSettings, StartError, UrlAuth},
     streams::Streams,
+    unix_ms,
 };
 use async_nats::{
     jetstream::{
@@ -28,7 +29,7 @@ use futures::{FutureExt, StreamExt};
 use std::{
     future::Future,
     sync::Arc,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 use tokio::{
     sync::{mpsc, watch},
@@ -619,13 +620,6 @@ impl Throttle {
         self.last = Some(now);
         Some(std::mem::take(&mut self.repeats))
     }
-}
-
-/// The wall clock, in milliseconds since the Unix epoch (0 before 1970).
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn unavailable(e: impl std::fmt::Display) -> KvError {

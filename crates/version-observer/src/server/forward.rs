@@ -19,7 +19,7 @@
 //!   framed and sent back. A node serves forwarded requests only if it
 //!   serves through `observer.listener(tcp)`.
 
-use super::{listener::Connection, streams::Streams};
+use super::{listener::Connection, streams::Streams, unix_ms};
 use async_nats::{client::RequestErrorKind, Client, HeaderMap};
 use axum::{
     body::Body,
@@ -35,7 +35,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex, OnceLock,
     },
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -626,11 +626,4 @@ impl LocalConnections {
         driver.abort();
         result
     }
-}
-
-/// The wall clock, in milliseconds since the Unix epoch.
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -380,10 +380,7 @@ async fn with_a_cluster_key_a_forged_or_replayed_forward_is_dropped_and_counted(
             Frame::Request(ForwardRequest {
                 from: "intruder".into(),
                 target: Version::new(1, 0, 0),
-                at_ms: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_millis() as u64,
+                at_ms: super::unix_ms(),
                 nonce,
                 method: "POST".into(),
                 uri: "/whoami".into(),

@@ -41,6 +41,14 @@ pub use routes::VersionObserverRoutes;
 pub use settings::{default_node_id, env, redact_urls, NatsSettings, ObserverBuilder, StartError};
 pub use signal::shutdown_signal;
 
+/// The wall clock, in milliseconds since the Unix epoch (0 before 1970): the
+/// clock of the cluster's records, forwarded frames and the page history.
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 #[cfg(test)]
 mod forward_tests;
 #[cfg(test)]

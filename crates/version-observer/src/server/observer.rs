@@ -8,6 +8,7 @@ use super::{
     listener::StreamListener,
     settings::{ObserverBuilder, StartError},
     streams::Streams,
+    unix_ms,
 };
 use crate::ui::PageInfo;
 use std::{
@@ -24,13 +25,6 @@ use version_observer_core::{
     },
     ClusterState, ClusterView, Compat, Mode, NodeInfo, Release, Version,
 };
-
-/// The wall clock, in milliseconds since the Unix epoch.
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// One node's version observer: what it tells its browsers, the streams that
 /// carry it, and, in cluster mode, the NATS node that decides it.
