@@ -35,6 +35,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 pub fn App() -> impl IntoView {
     provide_meta_context();
     view! {
+        // Your styles (the manifest's `style-file`), as /pkg/<output-name>.css.
         <Stylesheet id="leptos" href="/pkg/version-observer.css"/>
         <Title text="Todo"/>
         <Router>

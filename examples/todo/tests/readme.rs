@@ -31,6 +31,19 @@ fn section_blocks() -> Vec<(String, Vec<String>)> {
     blocks
 }
 
+/// The example's cargo-leptos settings (in the workspace's manifest).
+fn todo_site() -> toml::Table {
+    let workspace: toml::Table = read("../../Cargo.toml").parse().unwrap();
+    let sites = workspace["workspace"]["metadata"]["leptos"]
+        .as_array()
+        .unwrap();
+    sites
+        .iter()
+        .find(|site| site["name"].as_str() == Some("todo"))
+        .and_then(|site| site.as_table().cloned())
+        .expect("the todo site")
+}
+
 #[test]
 fn every_rust_line_of_the_section_is_in_the_example() {
     let example = [
@@ -42,6 +55,20 @@ fn every_rust_line_of_the_section_is_in_the_example() {
     .map(read)
     .join("\n");
     let example_lines: Vec<&str> = example.lines().map(str::trim).collect();
+    // The README's manifest names its files /pkg/<its output-name>.*; the
+    // example's site shares the reference node's output name.
+    let (_, manifest) = section_blocks()
+        .into_iter()
+        .find(|(lang, _)| lang == "toml")
+        .expect("a toml block");
+    let manifest: toml::Table = manifest.join("\n").parse().expect("valid TOML");
+    let readme_files = format!(
+        "/pkg/{}.",
+        manifest["package"]["metadata"]["leptos"]["output-name"]
+            .as_str()
+            .unwrap()
+    );
+    let example_files = format!("/pkg/{}.", todo_site()["output-name"].as_str().unwrap());
     let mut checked = 0;
     for (lang, lines) in section_blocks() {
         if lang != "rust" {
@@ -53,8 +80,9 @@ fn every_rust_line_of_the_section_is_in_the_example() {
             continue;
         }
         for line in lines.iter().map(|l| l.trim()).filter(|l| !l.is_empty()) {
+            let line = line.replace(&readme_files, &example_files);
             assert!(
-                example_lines.contains(&line),
+                example_lines.contains(&line.as_str()),
                 "README line not in examples/todo/src: {line:?}"
             );
             checked += 1;
