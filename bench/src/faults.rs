@@ -12,6 +12,10 @@
 //! may be announced. Timings: the lab's fast preset (node timeout 1 s, lease
 //! 2 s), so a run takes seconds.
 //!
+//! The ninth scenario draws its faults: a seeded random schedule through a
+//! whole deploy (`--fault-seed`; each run prints its schedule, so a failure
+//! can be run again).
+//!
 //! Then floods against one node: half-sent request heads, a process at its
 //! open-files limit, and clients that never read; with the node's CPU and
 //! `/healthz` latency under each.
@@ -50,10 +54,12 @@ pub struct Args {
     pub only: Vec<usize>,
     /// Connections per flood.
     pub flood: usize,
+    /// The random schedules' seed: run `r` draws from `seed + r`.
+    pub seed: u64,
 }
 
 /// The scenarios, by name.
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 9] = [
     "leader SIGSTOP past its lease, then SIGCONT",
     "kill -9 of the leader mid-deploy",
     "NATS restart mid-deploy",
@@ -62,6 +68,7 @@ const SCENARIOS: [&str; 8] = [
     "a node partitioned (silent: packets dropped)",
     "forged messages of each kind mid-deploy",
     "kill -9 of a retiring node an old tab's calls reach",
+    "a random schedule of faults through the whole deploy",
 ];
 
 /// One run's result.
@@ -94,7 +101,12 @@ pub async fn run(report: &mut Report, binary: &Path, args: &Args) -> anyhow::Res
         let mut outcomes = Vec::new();
         for run in 0..args.runs {
             let cluster = format!("fault{index}r{run}");
-            match scenario(index, binary, &cluster).await {
+            let result = if index == RANDOM {
+                random_schedule(binary, &cluster, args.seed.wrapping_add(run as u64)).await
+            } else {
+                scenario(index, binary, &cluster).await
+            };
+            match result {
                 Ok(outcome) => outcomes.push(outcome),
                 Err(e) => {
                     println!("   {name}, run {run}: FAILED: {e:#}");
@@ -102,21 +114,29 @@ pub async fn run(report: &mut Report, binary: &Path, args: &Args) -> anyhow::Res
                 }
             }
         }
-        summarize(report, name, args.runs, &outcomes);
+        let wrong = summarize(report, name, args.runs, &outcomes);
+        if wrong > 0 {
+            // Correctness, not speed: the run fails.
+            failures.push(format!(
+                "{name}: {wrong} false, missed or duplicated announcements"
+            ));
+        }
     }
     if args.only.is_empty() {
         floods(report, binary, args.flood).await?;
     }
     if !failures.is_empty() {
         bail!(
-            "fault runs that could not complete: {}",
+            "fault runs that failed or could not complete: {}",
             failures.join("; ")
         );
     }
     Ok(())
 }
 
-fn summarize(report: &mut Report, name: &str, runs: usize, outcomes: &[Outcome]) {
+/// Reports a scenario's runs; returns how many announcements were false,
+/// missed or duplicated.
+fn summarize(report: &mut Report, name: &str, runs: usize, outcomes: &[Outcome]) -> usize {
     let seen: usize = outcomes.iter().map(|o| o.announced.len()).sum();
     let false_ones: usize = outcomes
         .iter()
@@ -188,6 +208,7 @@ fn summarize(report: &mut Report, name: &str, runs: usize, outcomes: &[Outcome])
             .collect();
         report.distribution(&format!("{name}: {extra}"), &values, "ms", None);
     }
+    false_ones + missed + duplicates
 }
 
 /// Where the nodes' NATS is, and the handles that keep it running.
@@ -442,6 +463,208 @@ async fn scenario(index: usize, binary: &Path, cluster: &str) -> anyhow::Result<
     outcome.announced = watch.versions_from(&["n1", "n2", "n3"]);
     drop((n1, n2, n3));
     Ok(outcome)
+}
+
+/// The random schedule's index in [`SCENARIOS`].
+const RANDOM: usize = 8;
+
+/// A fault the random schedule injects, with how long it lasts.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// SIGSTOP, then SIGCONT (past the lease, sometimes).
+    Freeze { node: usize, for_ms: u64 },
+    /// The node's NATS connection cut, closed or silent.
+    Partition {
+        node: usize,
+        silent: bool,
+        for_ms: u64,
+    },
+    /// nats-server killed, then started again on its port and store.
+    NatsDown { for_ms: u64 },
+    /// Nothing for a while.
+    Pause { for_ms: u64 },
+}
+
+/// Between two deploy steps: up to two faults on live nodes.
+fn draw_faults(rng: &mut fastrand::Rng, live: &[usize]) -> Vec<Fault> {
+    let lease = TIMINGS.lease.as_millis() as u64;
+    (0..rng.usize(0..=2))
+        .map(|_| match rng.u8(0..10) {
+            0..=2 => Fault::Freeze {
+                node: live[rng.usize(..live.len())],
+                for_ms: rng.u64(100..=2 * lease),
+            },
+            3..=5 => Fault::Partition {
+                node: live[rng.usize(..live.len())],
+                silent: rng.bool(),
+                for_ms: rng.u64(200..=2 * lease),
+            },
+            6..=7 => Fault::NatsDown {
+                for_ms: rng.u64(0..=lease),
+            },
+            _ => Fault::Pause {
+                for_ms: rng.u64(0..=lease),
+            },
+        })
+        .collect()
+}
+
+/// A rolling deploy 0.1.0 -> 1.0.0 through faults drawn from `seed`: two or
+/// three old nodes, each replaced in turn by a new one (started, then the
+/// old one stopped or killed -9), with up to two faults (a node frozen or
+/// cut off from NATS, nats-server down, a pause) before and after each
+/// step, on whichever nodes are alive. Every node reaches NATS through a
+/// fault proxy of its own. Once the last old node is gone and every fault
+/// healed, 1.0.0 must be announced, once, and every node must tell its
+/// browsers; nothing else may ever be announced.
+async fn random_schedule(binary: &Path, cluster: &str, seed: u64) -> anyhow::Result<Outcome> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut nats = NatsServer::start().await?;
+    let client = async_nats::connect(nats.url()).await?;
+    let watch = AnnounceWatch::start(&client, cluster).await?;
+    let olds = rng.usize(2..=3);
+    let mut nodes: Vec<Behind> = Vec::new();
+    let mut schedule: Vec<String> = vec![format!("seed {seed}: {olds} old nodes")];
+    for _ in 0..olds {
+        nodes.push(Behind::start(binary, &nats, cluster, nodes.len() + 1, OLD).await?);
+    }
+    cluster::until_view(&nodes[0].node, "the baseline", |v| {
+        cluster::recorded(v) == Some((OLD, "baseline"))
+    })
+    .await?;
+    for old in 0..olds {
+        inject(&mut rng, &mut nodes, &mut nats, &mut schedule).await?;
+        nodes.push(Behind::start(binary, &nats, cluster, nodes.len() + 1, NEW).await?);
+        schedule.push(format!("n{} on {NEW}", nodes.len()));
+        inject(&mut rng, &mut nodes, &mut nats, &mut schedule).await?;
+        let leaving = &mut nodes[old];
+        if rng.bool() {
+            schedule.push(format!("n{} killed", old + 1));
+            leaving.node.kill().await;
+        } else {
+            schedule.push(format!("n{} stopped", old + 1));
+            leaving.node.stop().await?;
+        }
+        leaving.gone = true;
+    }
+    let departed = sys::mono_ns();
+    inject(&mut rng, &mut nodes, &mut nats, &mut schedule).await?;
+    let schedule = schedule.join(", ");
+    // Every fault has healed, and the last old node is gone.
+    let healed = sys::mono_ns();
+    let at = watch
+        .first(NEW, cluster::SETTLE)
+        .await
+        .with_context(|| schedule.clone())?;
+    let after_departure = sys::ms_between(departed, at);
+    println!("   {schedule}; announced {after_departure:.0} ms after the last old node left");
+    let mut outcome = Outcome::default();
+    if after_departure >= 0.0 {
+        outcome.recover_ms = Some(after_departure);
+    } else {
+        // The last old node was frozen or cut off past the node timeout
+        // before it left: to the cluster it had gone then.
+        outcome.extra.push((
+            "announced while the last old node was cut off, by",
+            -after_departure,
+        ));
+    }
+    for behind in nodes.iter().filter(|b| !b.gone) {
+        let node = &behind.node;
+        vo_lab::wait::eventually(
+            &format!("{} to tell its browsers", node.id),
+            cluster::SETTLE,
+            async || {
+                let report = node.version_report().await?;
+                (report["cluster"]["announced_version"] == NEW).then_some(())
+            },
+        )
+        .await
+        .with_context(|| schedule.clone())?;
+    }
+    outcome.extra.push((
+        "healed to every node telling its browsers",
+        sys::ms_between(healed, sys::mono_ns()),
+    ));
+    quiet().await;
+    let ids: Vec<&str> = nodes.iter().map(|b| b.node.id.as_str()).collect();
+    outcome.announced = watch.versions_from(&ids);
+    if outcome.announced != [NEW] {
+        println!("   announced {:?} ({schedule})", outcome.announced);
+    }
+    Ok(outcome)
+}
+
+/// A node that reaches NATS through a fault proxy of its own.
+struct Behind {
+    node: NodeProcess,
+    proxy: FaultProxy,
+    /// Stopped or killed by the deploy.
+    gone: bool,
+}
+
+impl Behind {
+    async fn start(
+        binary: &Path,
+        nats: &NatsServer,
+        cluster: &str,
+        number: usize,
+        version: &str,
+    ) -> anyhow::Result<Self> {
+        let proxy = FaultProxy::start(nats.port()).await?;
+        let id = format!("n{number}");
+        let node =
+            cluster::start_node(binary, &proxy.url(), cluster, &id, version, TIMINGS).await?;
+        Ok(Self {
+            node,
+            proxy,
+            gone: false,
+        })
+    }
+}
+
+/// Up to two faults, drawn and injected one after the other, each healed
+/// before the next; on nodes the deploy has not taken.
+async fn inject(
+    rng: &mut fastrand::Rng,
+    nodes: &mut [Behind],
+    nats: &mut NatsServer,
+    schedule: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let live: Vec<usize> = (0..nodes.len()).filter(|i| !nodes[*i].gone).collect();
+    for fault in draw_faults(rng, &live) {
+        schedule.push(format!("{fault:?}"));
+        // Each sleep is the fault's length, not a wait for a condition.
+        match fault {
+            Fault::Freeze { node, for_ms } => {
+                nodes[node].node.pause();
+                tokio::time::sleep(Duration::from_millis(for_ms)).await;
+                nodes[node].node.resume();
+            }
+            Fault::Partition {
+                node,
+                silent,
+                for_ms,
+            } => {
+                nodes[node].proxy.set_mode(if silent {
+                    ProxyMode::Silent
+                } else {
+                    ProxyMode::Closed
+                });
+                tokio::time::sleep(Duration::from_millis(for_ms)).await;
+                nodes[node].proxy.set_mode(ProxyMode::Pass);
+            }
+            Fault::NatsDown { for_ms } => {
+                nats.stop().await;
+                tokio::time::sleep(Duration::from_millis(for_ms)).await;
+                nats.start_again().await?;
+            }
+            Fault::Pause { for_ms } => {
+                tokio::time::sleep(Duration::from_millis(for_ms)).await;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Polls the nodes' reports for two node timeouts; whether any ever said

@@ -140,10 +140,14 @@ struct RunArgs {
     /// Faults: runs per scenario [smoke: 1; full: 20].
     #[arg(long)]
     fault_runs: Option<usize>,
-    /// Faults: only these scenarios, by number (1 to 8, comma-separated;
+    /// Faults: only these scenarios, by number (1 to 9, comma-separated;
     /// the floods run only without it).
     #[arg(long, value_delimiter = ',')]
     fault_scenarios: Vec<usize>,
+    /// Faults: the random schedule's seed (run r uses seed + r) [default:
+    /// from the clock, printed with each run].
+    #[arg(long)]
+    fault_seed: Option<u64>,
     /// Faults: connections per flood [smoke: 200; full: 2000].
     #[arg(long)]
     flood: Option<usize>,
@@ -421,6 +425,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             runs: pick(args.fault_runs, size, 1, 20),
             only: args.fault_scenarios.clone(),
             flood: pick(args.flood, size, 200, 2_000),
+            seed: args.fault_seed.unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+            }),
         };
         bench!("faults", faults::run(&mut report, &binary, &faults).await);
     }

@@ -111,6 +111,18 @@ impl Timings {
         self.node_timeout / Self::HEARTBEATS_PER_TIMEOUT
     }
 
+    /// How many node timeouts a rollback is held for ([`rollback_hold`](Self::rollback_hold)).
+    pub const ROLLBACK_HOLD_TIMEOUTS: u32 = 10;
+
+    /// How long a rollback (a settled version older than the announced one)
+    /// waits before it is announced, while a member of the announced version
+    /// may only be cut off rather than gone: it expired (silent past the
+    /// node timeout, no nodedown) this recently, or the monitor has been
+    /// observing for less than this. Ten node timeouts: 30 s by default.
+    pub fn rollback_hold(&self) -> Duration {
+        self.node_timeout * Self::ROLLBACK_HOLD_TIMEOUTS
+    }
+
     /// The longest a single KV call may take before it counts as failed: a
     /// stalled JetStream must not keep a lease call pending past the lease.
     pub fn kv_timeout(&self) -> Duration {

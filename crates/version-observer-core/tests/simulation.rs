@@ -1573,3 +1573,67 @@ fn old_nodes_that_retire_together_leave_one_keeper_for_the_old_pages() {
         .iter()
         .all(|n| sim.view(*n).state == ClusterState::Settled));
 }
+
+#[test]
+fn partitions_mid_deploy_never_announce_a_rollback_nobody_made() {
+    // What vo-bench's random fault schedule found (seed 1010): the old node
+    // cut off, so the new version is announced; then the new node cut off
+    // and the old one back, alone: without the rollback hold it announced
+    // 0.1.0, then 1.0.0 again once the new node returned.
+    let mut sim = settled_cluster(2, "0.1.0");
+    let new = sim.start("n3", "1.0.0");
+    sim.run_for(ms(5_000));
+    sim.stop(0);
+    let old = 1;
+    sim.partition(old);
+    sim.run_until("the new version, the old node cut off", ms(20_000), |s| {
+        !s.announcements().is_empty()
+    });
+    sim.heal(old);
+    sim.partition(new);
+    // The old node alone settles on 0.1.0 for longer than the node timeout
+    // and the safety interval: still, no rollback within the hold.
+    sim.run_for(sim.timings.rollback_hold() - ms(1_000));
+    sim.heal(new);
+    sim.run_for(ms(10_000));
+    sim.stop(old);
+    sim.run_for(sim.timings.rollback_hold() * 2);
+    let announced: Vec<Version> = sim.announcements().into_iter().map(|r| r.version).collect();
+    assert_eq!(announced, vec![v("1.0.0")]);
+    assert_eq!(sim.view(new).announced_version, Some(v("1.0.0")));
+}
+
+#[test]
+fn a_rollback_is_announced_at_once_when_the_new_nodes_leave_and_later_when_they_vanish() {
+    // Deployed and announced: 1.0.0. Rolled back: the old version's nodes
+    // start and the new ones stop (nodedown): announced within rounds.
+    let mut sim = settled_cluster(1, "0.1.0");
+    let new = sim.start("n2", "1.0.0");
+    sim.run_for(ms(5_000));
+    sim.stop(0);
+    sim.run_until("the deploy", ms(10_000), |s| s.announcements().len() == 1);
+    let old = sim.start("n3", "0.1.0");
+    sim.run_for(sim.timings.rollback_hold());
+    sim.stop(new);
+    let took = sim.run_until("the rollback", ms(5_000), |s| s.announcements().len() == 2);
+    assert!(took < ms(2_000), "{took:?}");
+    assert_eq!(sim.record().unwrap().version, v("0.1.0"));
+    // Again, but the new node crashes (no nodedown): the rollback waits
+    // out the hold from its expiry, then is announced.
+    let new = sim.start("n4", "2.0.0");
+    sim.run_for(ms(5_000));
+    sim.stop(old);
+    sim.run_until("2.0.0", ms(10_000), |s| s.announcements().len() == 3);
+    sim.start("n5", "0.1.0");
+    sim.run_for(sim.timings.rollback_hold());
+    sim.kill(new);
+    let took = sim.run_until(
+        "the rollback after the crash",
+        sim.timings.rollback_hold() * 2,
+        |s| s.announcements().len() == 4,
+    );
+    let hold = sim.timings.rollback_hold() + sim.timings.node_timeout;
+    assert!(took >= sim.timings.rollback_hold(), "{took:?}");
+    assert!(took <= hold + sim.timings.safety_interval, "{took:?}");
+    assert_eq!(sim.record().unwrap().version, v("0.1.0"));
+}

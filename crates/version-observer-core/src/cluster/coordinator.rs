@@ -1159,7 +1159,26 @@ impl Coordinator {
         let (kind, previous) = match monitor::decide(&version, last, self.compat) {
             Decision::NoNews => return,
             Decision::Baseline(_) => (RecordKind::Baseline, None),
-            Decision::Announce { previous, .. } => (RecordKind::Announcement, Some(previous)),
+            Decision::Announce { previous, .. } => {
+                let held = monitor::rollback_held(
+                    &version,
+                    &previous,
+                    self.compat,
+                    self.view.expiries(),
+                    self.view.observing_since(),
+                    self.timings.rollback_hold(),
+                    now,
+                );
+                if let Some(until) = held {
+                    tracing::info!(
+                        %version, %previous,
+                        "a rollback, held: a member of the announced version may be cut off, not gone"
+                    );
+                    self.scheduler.collect_at(until);
+                    return;
+                }
+                (RecordKind::Announcement, Some(previous))
+            }
         };
         let record = SettledRecord {
             version,

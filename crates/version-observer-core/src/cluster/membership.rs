@@ -37,6 +37,9 @@ use std::{
 /// The most departures remembered at once (they also expire).
 pub const MAX_DEPARTED: usize = 4_096;
 
+/// The most versions whose last expiry is remembered (the latest kept).
+pub const MAX_EXPIRED_VERSIONS: usize = 64;
+
 /// One node process: its id, and the incarnation it drew at start.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Process {
@@ -172,6 +175,10 @@ pub struct MembershipView {
     departed: BTreeMap<Process, Instant>,
     /// The same departures by when they are forgotten.
     departed_by_until: BTreeSet<(Instant, Process)>,
+    /// When a member of each version last expired (went silent, with no
+    /// nodedown): it may be cut off rather than gone. At most
+    /// [`MAX_EXPIRED_VERSIONS`] versions, the latest kept.
+    expired: BTreeMap<Version, Instant>,
     observing_since: Option<Instant>,
 }
 
@@ -188,6 +195,7 @@ impl MembershipView {
             retiring: BTreeSet::new(),
             departed: BTreeMap::new(),
             departed_by_until: BTreeSet::new(),
+            expired: BTreeMap::new(),
             observing_since: None,
         }
     }
@@ -362,7 +370,15 @@ impl MembershipView {
                 break;
             }
             let process = process.clone();
-            self.remove(&process);
+            if let Some(member) = self.remove(&process) {
+                self.expired.insert(member.version, now);
+                if self.expired.len() > MAX_EXPIRED_VERSIONS {
+                    let oldest = self.expired.iter().min_by_key(|(_, at)| **at);
+                    if let Some(oldest) = oldest.map(|(v, _)| v.clone()) {
+                        self.expired.remove(&oldest);
+                    }
+                }
+            }
             expired.push(process);
         }
         expired.sort();
@@ -379,6 +395,17 @@ impl MembershipView {
             self.departed.remove(process);
             self.departed_by_until.pop_first();
         }
+    }
+
+    /// When a member of each version last expired (silent past the node
+    /// timeout, with no nodedown): such a member may be cut off, not gone.
+    pub fn expiries(&self) -> &BTreeMap<Version, Instant> {
+        &self.expired
+    }
+
+    /// Since when the view has been observing (since the last connect).
+    pub fn observing_since(&self) -> Option<Instant> {
+        self.observing_since
     }
 
     /// How many nodedowns are remembered now.
@@ -645,6 +672,30 @@ mod tests {
         assert!(view.departures() <= MAX_DEPARTED);
         view.expire(t0 + view.departure_memory());
         assert_eq!(view.departures(), 0);
+    }
+
+    #[test]
+    fn expiries_are_remembered_by_version_and_nodedowns_are_not() {
+        let t0 = Instant::now();
+        let mut view = warm_view(t0);
+        assert_eq!(view.observing_since(), Some(t0));
+        view.heard("cut", &v("2.0.0"), 1, false, t0);
+        view.heard("stopped", &v("3.0.0"), 1, false, t0);
+        assert!(view.left("stopped", 1, t0 + ms(10)));
+        assert_eq!(view.expire(t0 + TIMEOUT), vec![Process::new("cut", 1)]);
+        assert_eq!(
+            view.expiries(),
+            &BTreeMap::from([(v("2.0.0"), t0 + TIMEOUT)]),
+            "the silent one may be cut off; the one that said nodedown is gone"
+        );
+        // Bounded: the latest expiries are kept.
+        for i in 0..(MAX_EXPIRED_VERSIONS as u64 + 5) {
+            let at = t0 + TIMEOUT + ms(i + 1);
+            view.heard("churn", &Version::new(10, i, 0), i, false, at);
+            view.expire(at + TIMEOUT);
+        }
+        assert_eq!(view.expiries().len(), MAX_EXPIRED_VERSIONS);
+        assert!(!view.expiries().contains_key(&v("2.0.0")));
     }
 
     #[test]

@@ -11,7 +11,9 @@
 //!    - all equal: `Settled`.
 //! 2. A settled version is **news** only if it is incompatible with the last
 //!    announced one: [`decide`]. The first settled version of a new cluster is
-//!    its baseline, recorded but not announced. Rollbacks are news too.
+//!    its baseline, recorded but not announced. Rollbacks are news too, but
+//!    only once no member of the announced version can merely be cut off:
+//!    [`rollback_held`].
 //! 3. Rounds run when the membership changes, when this node becomes the monitor,
 //!    and every `safety_interval` as a safety net: [`Scheduler`].
 //!
@@ -230,6 +232,60 @@ pub fn decide(settled: &Version, last: Option<&Version>, compat: Compat) -> Deci
     }
 }
 
+/// Until when an announcement of `settled` is held, if it is a rollback
+/// (older than the `announced` version) that members of the announced
+/// version might still undo: one of them expired (went silent past the node
+/// timeout, with no nodedown: cut off, frozen or crashed, nobody can tell)
+/// less than `hold` ago (`expiries`: when a member of each version last
+/// expired), or this node has been observing for less than `hold`
+/// (`observing_since`: it cannot know who left how before). Members of the
+/// announced version that left with nodedown hold nothing, so a rollback
+/// deploy that stops the new nodes is announced at once.
+///
+/// Without it, a partition during a deploy could announce the new version
+/// (the old nodes cut off), then the old one (the new nodes cut off, the old
+/// back), then the new one again: each tab told to reload twice.
+///
+/// ```
+/// use std::{collections::BTreeMap, time::{Duration, Instant}};
+/// use version_observer_core::{cluster::monitor::rollback_held, Compat, Version};
+/// let (t0, hold) = (Instant::now(), Duration::from_secs(30));
+/// let (old, new) = (Version::new(1, 0, 0), Version::new(2, 0, 0));
+/// let now = t0 + Duration::from_secs(60);
+/// // A 2.0.0 node went silent 5 s ago: the rollback to 1.0.0 waits.
+/// let expiries = BTreeMap::from([(new.clone(), now - Duration::from_secs(5))]);
+/// let held = rollback_held(&old, &new, Compat::Major, &expiries, Some(t0), hold, now);
+/// assert_eq!(held, Some(now + Duration::from_secs(25)));
+/// // An upgrade is never held.
+/// assert_eq!(rollback_held(&new, &old, Compat::Major, &expiries, Some(t0), hold, now), None);
+/// ```
+pub fn rollback_held(
+    settled: &Version,
+    announced: &Version,
+    compat: Compat,
+    expiries: &BTreeMap<Version, Instant>,
+    observing_since: Option<Instant>,
+    hold: Duration,
+    now: Instant,
+) -> Option<Instant> {
+    if settled.cmp_precedence(announced).is_ge() {
+        return None;
+    }
+    let expired = expiries
+        .iter()
+        .filter(|(version, _)| compat.compatible(version, announced))
+        .map(|(_, at)| *at)
+        .max();
+    let until = [expired, observing_since]
+        .into_iter()
+        .flatten()
+        .max()
+        .map(|since| since + hold)
+        // Not observing at all: nothing is known; the next connect starts over.
+        .unwrap_or(now + hold);
+    (now < until).then_some(until)
+}
+
 /// Retry policy for incomplete rounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
@@ -270,6 +326,11 @@ impl Scheduler {
             next_round: now,
             failed_rounds: 0,
         }
+    }
+
+    /// Collect at `at`, unless a round is due earlier.
+    pub fn collect_at(&mut self, at: Instant) {
+        self.next_round = self.next_round.min(at);
     }
 
     /// The membership changed, or this node just became the monitor: collect now.
@@ -652,5 +713,78 @@ mod tests {
         // a answers again without one: none.
         r.reply(p("a"), &v("2.0.0"));
         assert_eq!(r.release(), None);
+    }
+
+    #[test]
+    fn a_rollback_waits_while_a_member_of_the_announced_version_may_be_cut_off() {
+        let t0 = Instant::now();
+        let hold = ms(30_000);
+        let (old, new, newer_patch) = (v("1.0.0"), v("2.0.0"), v("2.0.1"));
+        let now = t0 + ms(100_000);
+        let held =
+            |settled: &Version, expiries: &[(&Version, u64)], observing: u64, now: Instant| {
+                let expiries: BTreeMap<Version, Instant> = expiries
+                    .iter()
+                    .map(|(v, at)| ((*v).clone(), t0 + ms(*at)))
+                    .collect();
+                rollback_held(
+                    settled,
+                    &new,
+                    Compat::Major,
+                    &expiries,
+                    Some(t0 + ms(observing)),
+                    hold,
+                    now,
+                )
+            };
+        // An upgrade, or a version as new: never held.
+        assert_eq!(held(&v("3.0.0"), &[(&new, 99_000)], 99_000, now), None);
+        // A pre-release of the announced version is older: a rollback.
+        assert_eq!(
+            held(&v("2.0.0-rc.1"), &[(&new, 95_000)], 0, now),
+            Some(t0 + ms(125_000))
+        );
+        // Observing long enough, nobody of 2.x silent: announced at once
+        // (the new nodes said nodedown).
+        assert_eq!(held(&old, &[], 0, now), None);
+        // A 2.x member (any compatible build) went silent 5 s ago: held
+        // until 30 s after it, then no longer.
+        assert_eq!(
+            held(&old, &[(&newer_patch, 95_000)], 0, now),
+            Some(t0 + ms(125_000))
+        );
+        assert_eq!(
+            held(&old, &[(&newer_patch, 95_000)], 0, t0 + ms(125_000)),
+            None
+        );
+        // An expiry of another version holds nothing.
+        assert_eq!(
+            held(&old, &[(&v("0.9.0"), 99_000), (&old, 99_000)], 0, now),
+            None
+        );
+        // This node observes since 10 s ago: it cannot know who left how.
+        assert_eq!(held(&old, &[], 90_000, now), Some(t0 + ms(120_000)));
+        // The later of the two counts.
+        assert_eq!(
+            held(&old, &[(&new, 95_000)], 90_000, now),
+            Some(t0 + ms(125_000))
+        );
+        // Not observing at all: held a full hold from now.
+        assert_eq!(
+            rollback_held(&old, &new, Compat::Major, &BTreeMap::new(), None, hold, now),
+            Some(now + hold)
+        );
+    }
+
+    #[test]
+    fn a_round_can_be_asked_for_later_but_never_postponed() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(SAFETY, BACKOFF, t0);
+        s.finished(&RoundOutcome::Settled(v("1.0.0")), t0);
+        assert_eq!(s.next_round(), t0 + SAFETY);
+        s.collect_at(t0 + ms(1));
+        assert_eq!(s.next_round(), t0 + ms(1));
+        s.collect_at(t0 + SAFETY);
+        assert_eq!(s.next_round(), t0 + ms(1), "an earlier round stays");
     }
 }
