@@ -99,14 +99,60 @@ impl LabError {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (bound, read, released), for the processes
-/// that cannot pick their own and report it (nodes, nginx). Racy: another
-/// process may take it before ours binds it; nats-server picks its own.
+/// A free TCP port on 127.0.0.1, for the processes that cannot pick their
+/// own and report it (the example app, nginx, the lab's node slots). It is
+/// drawn from below the kernel's ephemeral range (`ip_local_port_range`,
+/// where outgoing connections and port-0 listeners get theirs), then bound
+/// once to check: a port from that range could be taken by any connection
+/// meanwhile (a node started later on a slot's port once failed with
+/// "Address already in use"); below it, only another explicit pick can.
 pub fn free_port() -> Result<u16, LabError> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| LabError::io("cannot find a free port", e))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| LabError::io("cannot find a free port", e))
+    let ephemeral = ephemeral_range_start().unwrap_or(32_768);
+    let low = ephemeral.saturating_sub(20_000).max(1_024);
+    if low >= ephemeral {
+        // No room below the range: any port, as the kernel picks one.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| LabError::io("cannot find a free port", e))?;
+        return listener
+            .local_addr()
+            .map(|a| a.port())
+            .map_err(|e| LabError::io("cannot find a free port", e));
+    }
+    for _ in 0..1_000 {
+        let port = fastrand::u16(low..ephemeral);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(LabError::io(
+        "cannot find a free port",
+        std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            format!("no free port in {low}..{ephemeral}"),
+        ),
+    ))
+}
+
+/// The first port of the kernel's ephemeral range, if it says.
+fn ephemeral_range_start() -> Option<u16> {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    range.split_whitespace().next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod free_port_tests {
+    use super::*;
+
+    #[test]
+    fn a_free_port_is_below_the_ephemeral_range_and_binds() {
+        let ephemeral = ephemeral_range_start().unwrap_or(32_768);
+        for _ in 0..50 {
+            let port = free_port().unwrap();
+            assert!(
+                port < ephemeral,
+                "{port} in the ephemeral range from {ephemeral}"
+            );
+            std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        }
+    }
 }

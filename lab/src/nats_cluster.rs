@@ -308,18 +308,16 @@ fn lost_a_port(error: &LabError) -> bool {
     matches!(error, LabError::Exited { logs, .. } if logs.contains("address already in use"))
 }
 
-/// `count` distinct free TCP ports on 127.0.0.1 (all bound at once, then
-/// released). Racy like [`crate::free_port`].
+/// `count` distinct free TCP ports on 127.0.0.1 ([`crate::free_port`]).
 fn free_ports(count: usize) -> Result<Vec<u16>, LabError> {
-    let listeners = (0..count)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| LabError::io("cannot find free ports", e))?;
-    listeners
-        .iter()
-        .map(|listener| listener.local_addr().map(|a| a.port()))
-        .collect::<Result<_, _>>()
-        .map_err(|e| LabError::io("cannot find free ports", e))
+    let mut ports = Vec::with_capacity(count);
+    while ports.len() < count {
+        let port = crate::free_port()?;
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    Ok(ports)
 }
 
 /// What a clustered nats-server writes with `--ports_file_dir`.
